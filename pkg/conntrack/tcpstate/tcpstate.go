@@ -1,0 +1,123 @@
+// Package tcpstate is the kernel's TCP connection-tracking state machine
+// (net/netfilter/nf_conntrack_proto_tcp.c) as pure functions: state, packet
+// and direction in; new state, verdict and reason out. No locks, no clock, no
+// table: the caller (package conntrack) owns the entry, holds its lock and
+// passes the time. That keeps every transition testable on its own.
+package tcpstate
+
+import "time"
+
+// State is a TCP conntrack state, in the kernel's order
+// (enum tcp_conntrack).
+type State uint8
+
+const (
+	None State = iota
+	SynSent
+	SynRecv
+	Established
+	FinWait
+	CloseWait
+	LastAck
+	TimeWait
+	Close
+	SynSent2 // simultaneous open: both sides sent a SYN
+	NumStates
+)
+
+var stateNames = [...]string{"NONE", "SYN_SENT", "SYN_RECV", "ESTABLISHED", "FIN_WAIT", "CLOSE_WAIT", "LAST_ACK", "TIME_WAIT", "CLOSE", "SYN_SENT2"}
+
+// String returns the name conntrack -L prints.
+func (s State) String() string {
+	if int(s) < len(stateNames) {
+		return stateNames[s]
+	}
+	return "STATE?"
+}
+
+// Dir is the direction of a packet relative to the connection's first
+// packet.
+type Dir uint8
+
+const (
+	Original Dir = 0
+	Reply    Dir = 1
+)
+
+// Verdict is what the state machine makes of one packet.
+type Verdict uint8
+
+const (
+	// Accept: the packet fits the connection; the state was updated.
+	Accept Verdict = iota
+	// Ignore: the packet is accepted but changes nothing (the kernel's
+	// TCP_CONNTRACK_IGNORE and "too old" segments). Its label is still the
+	// connection's (established or new).
+	Ignore
+	// Invalid: the packet does not fit; the state is unchanged and the
+	// packet's label is invalid.
+	Invalid
+	// Reopen: a SYN on a closed connection (TIME_WAIT, CLOSE, or after an
+	// RST). The caller deletes the entry and tracks the packet again as the
+	// first packet of a new connection.
+	Reopen
+)
+
+// Timeouts are the TCP timeouts, named after the kernel's
+// nf_conntrack_tcp_timeout_* sysctls. The zero value of a field means the
+// kernel default (see DefaultTimeouts).
+type Timeouts struct {
+	SynSent, SynRecv, Established, FinWait, CloseWait, LastAck, TimeWait, Close time.Duration
+	MaxRetrans, Unacknowledged                                                  time.Duration
+}
+
+// DefaultTimeouts are the kernel's defaults.
+var DefaultTimeouts = Timeouts{
+	SynSent:        120 * time.Second,
+	SynRecv:        60 * time.Second,
+	Established:    5 * 24 * time.Hour,
+	FinWait:        120 * time.Second,
+	CloseWait:      60 * time.Second,
+	LastAck:        30 * time.Second,
+	TimeWait:       120 * time.Second,
+	Close:          10 * time.Second,
+	MaxRetrans:     300 * time.Second,
+	Unacknowledged: 300 * time.Second,
+}
+
+// Peer is the window-tracking state of one direction (the kernel's
+// struct ip_ct_tcp_state).
+type Peer struct {
+	End    uint32 // td_end: highest sequence number sent + length
+	MaxEnd uint32 // td_maxend: highest ack + window seen from the other side
+	MaxWin uint32 // td_maxwin: largest window seen (scaled)
+	MaxAck uint32 // td_maxack: highest ack sent
+	Scale  uint8  // td_scale: window scale shift
+	Flags  uint8  // PeerWScaleOK, PeerSACKPerm, PeerCloseInit, PeerBeLiberal, PeerDataUnacked, PeerMaxAckSet
+}
+
+// Peer flag bits (the kernel's IP_CT_TCP_FLAG_*).
+const (
+	PeerWScaleOK    uint8 = 0x01
+	PeerSACKPerm    uint8 = 0x02
+	PeerCloseInit   uint8 = 0x04
+	PeerBeLiberal   uint8 = 0x08
+	PeerDataUnacked uint8 = 0x10
+	PeerMaxAckSet   uint8 = 0x20
+)
+
+// Conn is the TCP part of a conntrack entry (the kernel's struct ip_ct_tcp).
+// The zero value is a connection in state None, ready for Start.
+type Conn struct {
+	State      State
+	Peer       [2]Peer // indexed by Dir
+	LastDir    Dir
+	LastIndex  uint8 // flag index of the last packet (see the kernel's get_conntrack_index)
+	Retrans    uint8
+	LastWScale uint8
+	LastFlags  uint8
+	LastWin    uint16
+	LastSeq    uint32
+	LastAck    uint32
+	LastEnd    uint32
+}
