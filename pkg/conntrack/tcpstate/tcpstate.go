@@ -63,12 +63,27 @@ const (
 	Reopen
 )
 
+var verdictNames = [...]string{"accept", "ignore", "invalid", "reopen"}
+
+// String returns the verdict in lower case, for logs and test failures.
+func (v Verdict) String() string {
+	if int(v) < len(verdictNames) {
+		return verdictNames[v]
+	}
+	return "verdict?"
+}
+
 // Timeouts are the TCP timeouts, named after the kernel's
 // nf_conntrack_tcp_timeout_* sysctls. The zero value of a field means the
-// kernel default (see DefaultTimeouts).
+// kernel default (see DefaultTimeouts); Step applies that rule per field, so
+// a partly filled value is fine.
 type Timeouts struct {
 	SynSent, SynRecv, Established, FinWait, CloseWait, LastAck, TimeWait, Close time.Duration
 	MaxRetrans, Unacknowledged                                                  time.Duration
+	// SynSent2 is the timeout of the simultaneous-open state. The kernel has
+	// no sysctl for it (only nfnetlink_cttimeout policies set it), so it is
+	// usually left zero and means 120 s.
+	SynSent2 time.Duration
 }
 
 // DefaultTimeouts are the kernel's defaults.
@@ -83,6 +98,7 @@ var DefaultTimeouts = Timeouts{
 	Close:          10 * time.Second,
 	MaxRetrans:     300 * time.Second,
 	Unacknowledged: 300 * time.Second,
+	SynSent2:       120 * time.Second,
 }
 
 // Peer is the window-tracking state of one direction (the kernel's
@@ -106,17 +122,33 @@ const (
 	PeerMaxAckSet   uint8 = 0x20
 )
 
+// Bits of Conn.LastFlags that are not Peer flags (the kernel keeps them in
+// the same byte, ip_ct_tcp.last_flags). LastFlags otherwise holds the
+// PeerWScaleOK and PeerSACKPerm options of a SYN that was let through while
+// the entry was out of sync, so that a SYN/ACK answering it can resync.
+const (
+	// LastChallengeAck: a SYN was ignored in LAST_ACK, so the next ACK from
+	// the other side may be an RFC 5961 challenge ACK rather than the ACK of
+	// the last FIN (IP_CT_EXP_CHALLENGE_ACK).
+	LastChallengeAck uint8 = 0x40
+	// LastSimultaneousOpen: the entry went through SYN_SENT2
+	// (IP_CT_TCP_SIMULTANEOUS_OPEN).
+	LastSimultaneousOpen uint8 = 0x80
+)
+
 // Conn is the TCP part of a conntrack entry (the kernel's struct ip_ct_tcp).
-// The zero value is a connection in state None, ready for Start.
+// The zero value is a connection in state None; call Start before the first
+// Step. A Conn is not safe for concurrent use: the caller holds the entry's
+// lock around Start and Step.
 type Conn struct {
 	State      State
 	Peer       [2]Peer // indexed by Dir
 	LastDir    Dir
-	LastIndex  uint8 // flag index of the last packet (see the kernel's get_conntrack_index)
-	Retrans    uint8
+	LastIndex  Index // flag index of the last in-window or ignored packet (get_conntrack_index)
+	Retrans    uint8 // identical ACK-index segments seen in a row
 	LastWScale uint8
 	LastFlags  uint8
-	LastWin    uint16
+	LastWin    uint16 // raw (unscaled) window of the last annotated segment
 	LastSeq    uint32
 	LastAck    uint32
 	LastEnd    uint32

@@ -1,0 +1,287 @@
+package tcpstate
+
+import "github.com/statewall/statewall/pkg/packet"
+
+// Window tracking, after Guido van Rooij's "Real Stateful TCP Packet
+// Filtering in IP Filter" as the kernel implements it in tcp_in_window. Per
+// direction (Peer):
+//
+//	End    = max(seq + len)                 seen in sent packets
+//	MaxEnd = max(sack + max(win, 1))        seen in the other side's packets
+//	MaxWin = max(max(win, 1) + (sack - ack)) seen in sent packets
+//
+// and a segment must satisfy
+//
+//	I.   seq <= sender.MaxEnd                        (upper bound for data)
+//	II.  seq + len >= sender.End - receiver.MaxWin   (lower bound for data)
+//	III. sack <= receiver.End                        (upper bound for (s)ack)
+//	IV.  sack >= receiver.End - MAXACKWINDOW         (lower bound for (s)ack)
+//
+// where sack is the highest SACK right edge, or the ack without SACK.
+// Sequence numbers wrap, so every comparison goes through before/after.
+
+// maxAckWinConst is the kernel's MAXACKWINCONST: the lowest bound IV uses.
+const maxAckWinConst = 66000
+
+// Kernel settings this package hard-codes to their defaults. They are
+// constants rather than options because statewall's labels are checked
+// against a kernel running with the defaults.
+const (
+	beLiberal        = false // nf_conntrack_tcp_be_liberal
+	ignoreInvalidRst = false // nf_conntrack_tcp_ignore_invalid_rst
+	maxRetrans       = 3     // nf_conntrack_tcp_max_retrans
+	// nf_conntrack_tcp_loose=1 is built into Start.
+)
+
+// before is the kernel's before(): a comes before b in sequence space.
+func before(a, b uint32) bool { return int32(a-b) < 0 }
+
+// after is the kernel's after().
+func after(a, b uint32) bool { return before(b, a) }
+
+// segmentEnd is segment_seq_plus_len: the sequence number after the
+// segment, counting SYN and FIN as one each. The kernel takes the length from
+// the IP header (skb->len), which is what PayloadLen holds.
+func segmentEnd(p *packet.Packet) uint32 {
+	end := p.Seq + uint32(p.PayloadLen)
+	if p.TCPFlags&packet.TCPSyn != 0 {
+		end++
+	}
+	if p.TCPFlags&packet.TCPFin != 0 {
+		end++
+	}
+	return end
+}
+
+// maxAckWindow is MAXACKWINDOW(sender).
+func maxAckWindow(sender *Peer) uint32 {
+	if sender.MaxWin > maxAckWinConst {
+		return sender.MaxWin
+	}
+	return maxAckWinConst
+}
+
+// tcpOptions is the kernel's tcp_options: it records the window scale and
+// SACK-permitted options of a SYN or SYN/ACK in s. Like the kernel it leaves
+// s untouched when the header carries no options at all, and otherwise
+// clears every flag but PeerBeLiberal first (so data-unacked, close-init and
+// max-ack-set go too). A scale above 14 is capped at 14 (RFC 7323).
+func tcpOptions(p *packet.Packet, s *Peer) {
+	if p.TCPHdrLen <= 20 {
+		return
+	}
+	s.Scale = 0
+	s.Flags &= PeerBeLiberal
+	if p.TCPOpts.SACKPerm {
+		s.Flags |= PeerSACKPerm
+	}
+	if p.TCPOpts.HasWScale {
+		s.Scale = min(p.TCPOpts.WScale, 14)
+		s.Flags |= PeerWScaleOK
+	}
+}
+
+// highestSack is the kernel's tcp_sack: the highest right edge among the
+// SACK blocks, if it is after ack; ack otherwise. Blocks with no right edge
+// after ack (including an empty SACK option) change nothing.
+func highestSack(p *packet.Packet, sack uint32) uint32 {
+	if p.TCPHdrLen <= 20 {
+		return sack
+	}
+	n := min(int(p.TCPOpts.NSACK), len(p.TCPOpts.SACK))
+	for i := 0; i < n; i++ {
+		if r := p.TCPOpts.SACK[i].Right; after(r, sack) {
+			sack = r
+		}
+	}
+	return sack
+}
+
+// initSender is tcp_init_sender: set up the sender's window from a SYN/ACK
+// in reply to a SYN, or a SYN from the reply direction (simultaneous open),
+// or a SYN that reinitialises a connection in SYN_SENT/SYN_RECV.
+func initSender(sender, receiver *Peer, p *packet.Packet, end, win uint32, dir Dir) {
+	sender.End = end
+	sender.MaxEnd = end
+	sender.MaxWin = max(win, 1)
+	tcpOptions(p, sender)
+	// RFC 7323: window scaling is on in either direction only if both
+	// SYNs carried the option. The kernel decides this when the reply
+	// direction's SYN (or SYN/ACK) arrives.
+	if dir == Reply && !(sender.Flags&PeerWScaleOK != 0 && receiver.Flags&PeerWScaleOK != 0) {
+		sender.Scale = 0
+		receiver.Scale = 0
+	}
+}
+
+// logInvalid is nf_tcp_log_invalid: with liberal window tracking (the
+// sender's PeerBeLiberal, set by loose pickup, or the global sysctl) a
+// window violation is accepted. The kernel then returns from tcp_in_window
+// at once, so such a packet updates no window data.
+func logInvalid(sender *Peer, v Verdict, r Reason) (Verdict, Reason) {
+	if beLiberal || sender.Flags&PeerBeLiberal != 0 {
+		return Accept, ReasonNone
+	}
+	return v, r
+}
+
+// inWindow is the kernel's tcp_in_window. It returns Accept, Ignore (the
+// kernel's NFCT_TCP_IGNORE: accept the packet, change no state, keep the
+// timer) or Invalid. c.State is still the state before this packet, as in
+// the kernel, where the new state is stored only after this check.
+func (c *Conn) inWindow(p *packet.Packet, dir Dir, idx Index) (Verdict, Reason) {
+	sender := &c.Peer[dir]
+	receiver := &c.Peer[dir^1]
+	flags := p.TCPFlags
+	syn := flags&packet.TCPSyn != 0
+	hasAck := flags&packet.TCPAck != 0
+	rst := flags&packet.TCPRst != 0
+
+	seq := p.Seq
+	ack, sack := p.Ack, p.Ack
+	winRaw := p.Window
+	win := uint32(winRaw)
+	end := segmentEnd(p)
+
+	if receiver.Flags&PeerSACKPerm != 0 {
+		sack = highestSack(p, sack)
+	}
+	// The kernel subtracts a NAT sequence offset (nf_ct_seq_offset) here;
+	// statewall does no NAT, so it is always 0.
+
+	if sender.MaxWin == 0 {
+		// First packet seen from this direction.
+		if syn {
+			initSender(sender, receiver, p, end, win, dir)
+			if !hasAck {
+				// Simultaneous open: a SYN from the reply direction.
+				return Accept, ReasonNone
+			}
+		} else {
+			// "We are in the middle of a connection, its history is lost
+			// for us. Let's try to use the data from the packet."
+			sender.End = end
+			swin := win << sender.Scale
+			sender.MaxWin = max(swin, 1)
+			sender.MaxEnd = end + sender.MaxWin
+			if receiver.MaxWin == 0 {
+				// Nothing seen the other way yet: let III and IV pass
+				// until something is.
+				receiver.End = sack
+				receiver.MaxEnd = sack
+			} else if sack == receiver.End+1 {
+				// Likely a reply to a keepalive; needed for III.
+				receiver.End++
+			}
+		}
+	} else if syn && after(end, sender.End) && (c.State == SynSent || c.State == SynRecv) {
+		// RFC 793: a reinitialised TCP "must only be sure to use sequence
+		// numbers larger than those recently used". Re-init this
+		// direction as for the first SYN(/ACK): seq, ack or options may
+		// differ.
+		initSender(sender, receiver, p, end, win, dir)
+		if dir == Reply && !hasAck {
+			return Accept, ReasonNone
+		}
+	}
+
+	if !hasAck {
+		// No ACK: pretend it was set and fine.
+		ack = receiver.End
+		sack = receiver.End
+	} else if rst && ack == 0 {
+		// Broken stacks set ACK on RST with a zero ack value.
+		ack = receiver.End
+		sack = receiver.End
+	}
+
+	if rst && seq == 0 && c.State == SynSent {
+		// RST answering a SYN.
+		seq = sender.End
+		end = sender.End
+	}
+
+	// I. Upper bound for data.
+	if !before(seq, sender.MaxEnd+1) {
+		overshot := end - sender.MaxEnd + 1
+		ackOK := after(sack, receiver.End-maxAckWindow(sender)-1)
+		inRecvWin := receiver.MaxWin != 0 && after(end, sender.End-receiver.MaxWin-1)
+		if inRecvWin && ackOK && overshot <= receiver.MaxWin && before(sack, receiver.End+1) {
+			// Some stacks send more than the receive window allows. If
+			// only the sequence check fails, record the data anyway so
+			// that the peer's ACK for it is not "over upper bound" later.
+			sender.End = end
+			sender.Flags |= PeerDataUnacked
+			return logInvalid(sender, Ignore, ReasonOvershoot)
+		}
+		return logInvalid(sender, Invalid, ReasonSeqBeyondWindow)
+	}
+
+	// III. Upper bound for (s)ack: no ACK for data the receiver never sent.
+	if !before(sack, receiver.End+1) {
+		return logInvalid(sender, Invalid, ReasonAckUnsent)
+	}
+
+	// II. Lower bound for data: older than one window is a retransmission
+	// of data already acknowledged; pass it, learn nothing.
+	if receiver.MaxWin != 0 && !after(end, sender.End-receiver.MaxWin-1) {
+		return logInvalid(sender, Ignore, ReasonSeqTooOld)
+	}
+	// IV. Lower bound for (s)ack: a very late ACK, likewise.
+	if !after(sack, receiver.End-maxAckWindow(sender)-1) {
+		return logInvalid(sender, Ignore, ReasonAckTooOld)
+	}
+
+	// Window scaling (RFC 7323) never applies to SYN segments.
+	if !syn {
+		win <<= sender.Scale
+	}
+
+	// Update the sender.
+	if swin := win + (sack - ack); sender.MaxWin < swin {
+		sender.MaxWin = swin
+	}
+	if after(end, sender.End) {
+		sender.End = end
+		sender.Flags |= PeerDataUnacked
+	}
+	if hasAck {
+		if sender.Flags&PeerMaxAckSet == 0 {
+			sender.MaxAck = ack
+			sender.Flags |= PeerMaxAckSet
+		} else if after(ack, sender.MaxAck) {
+			sender.MaxAck = ack
+		}
+	}
+
+	// Update the receiver.
+	if receiver.MaxWin != 0 && after(end, sender.MaxEnd) {
+		receiver.MaxWin += end - sender.MaxEnd
+	}
+	if after(sack+win, receiver.MaxEnd-1) {
+		receiver.MaxEnd = sack + win
+		if win == 0 {
+			receiver.MaxEnd++
+		}
+	}
+	if ack == receiver.End {
+		receiver.Flags &^= PeerDataUnacked
+	}
+
+	// Count retransmissions: the same ACK-index segment again and again
+	// (same direction, seq, ack, end and raw window).
+	if idx == IndexAck {
+		if c.LastDir == dir && c.LastSeq == seq && c.LastAck == ack &&
+			c.LastEnd == end && c.LastWin == winRaw {
+			c.Retrans++
+		} else {
+			c.LastDir = dir
+			c.LastSeq = seq
+			c.LastAck = ack
+			c.LastEnd = end
+			c.LastWin = winRaw
+			c.Retrans = 0
+		}
+	}
+	return Accept, ReasonNone
+}
