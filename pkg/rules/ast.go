@@ -1,0 +1,215 @@
+package rules
+
+import (
+	"net/netip"
+	"time"
+
+	"github.com/statewall/statewall/pkg/conntrack"
+)
+
+// Action is what a rule (or a default) does with a packet. The zero value
+// is Block, so a zero Ruleset fails closed.
+type Action uint8
+
+const (
+	Block Action = iota
+	Pass
+)
+
+func (a Action) String() string {
+	switch a {
+	case Block:
+		return "block"
+	case Pass:
+		return "pass"
+	}
+	return "action?"
+}
+
+// Dir is the direction of a packet relative to this host, supplied by the
+// caller (the netfilter hook in the daemon, `set local` in pcap replay).
+// A rule written with `in` or `out` matches only packets of that direction;
+// DirUnknown packets match only rules that say neither.
+type Dir uint8
+
+const (
+	DirUnknown Dir = iota
+	DirIn
+	DirOut
+)
+
+func (d Dir) String() string {
+	switch d {
+	case DirUnknown:
+		return "unknown"
+	case DirIn:
+		return "in"
+	case DirOut:
+		return "out"
+	}
+	return "dir?"
+}
+
+// DefaultLimitStates is the number of tracked connections when the file has
+// no `set limit states`.
+const DefaultLimitStates = 262144
+
+// Ruleset is a parsed and compiled rules file. It is immutable after Parse
+// and safe for concurrent use by any number of goroutines; to change the
+// rules, parse a new Ruleset and swap the pointer.
+type Ruleset struct {
+	File        string
+	Default     Action         // `set default`; Block when absent
+	Invalid     Action         // `set invalid`; Block when absent
+	Local       []netip.Prefix // `set local`; single addresses become /32 or /128
+	LimitStates int            // `set limit states`; DefaultLimitStates when absent
+	// Timeouts holds the `set timeout` values; only the fields the file sets
+	// are non-zero (conntrack.Timeouts.WithDefaults fills in the rest).
+	Timeouts conntrack.Timeouts
+	Rules    []Rule // in file order; Rules[i].Index == i+1
+
+	// Which settings the file wrote, so String prints exactly those.
+	has      settingBits
+	timeouts []namedTimeout // in file order
+
+	m matcher
+}
+
+type settingBits uint8
+
+const (
+	hasDefault settingBits = 1 << iota
+	hasInvalid
+	hasLocal
+	hasLimitStates
+)
+
+type namedTimeout struct {
+	name string
+	d    time.Duration
+}
+
+// Rule is one `pass` or `block` line. Conditions that are absent match
+// everything: a zero AddrSpec or PortSpec is `any`, Proto 0 is any protocol.
+type Rule struct {
+	Index  int // 1-based position among the rules ("rule 3")
+	Line   int // line of the action word in the file
+	Action Action
+	Dir    Dir   // DirUnknown: the rule said neither `in` nor `out`
+	Family uint8 // 0 (both), 4 or 6: from `inet`/`inet6`, or implied by the addresses or by proto icmp/icmp6
+	Proto  uint8 // 0: any
+
+	From, To           AddrSpec
+	FromPorts, ToPorts PortSpec
+
+	// Flags/FlagsMask: of the TCP flags in FlagsMask, exactly those in Flags
+	// are set: (p.TCPFlags & FlagsMask) == Flags.
+	Flags, FlagsMask uint8
+	HasFlags         bool
+
+	ICMPType, ICMPCode       uint8
+	HasICMPType, HasICMPCode bool
+
+	NoState bool // `no state`: a pass creates no conntrack entry
+	Log     bool
+	Label   string
+}
+
+// needsL4 reports whether the rule looks into the transport header (ports,
+// TCP flags, ICMP type). Such a rule never matches a packet without one: a
+// non-first fragment or a packet whose transport header did not decode.
+func (r *Rule) needsL4() bool {
+	return len(r.FromPorts.Items) > 0 || len(r.ToPorts.Items) > 0 || r.HasFlags || r.HasICMPType
+}
+
+// AddrSpec is a set of addresses. An address matches when some positive
+// item contains it (or there is no positive item) and no negated item
+// contains it. The zero value (no items) is `any`.
+//
+// This is deliberately not pf's reading of lists, where `{ !a, !b }` is
+// "not a OR not b" and so matches everything; here it is "neither a nor b".
+type AddrSpec struct {
+	Items []AddrItem
+}
+
+// AddrItem is one prefix (a single address is a /32 or /128), possibly
+// negated. Prefixes are masked: 198.18.0.5/24 is stored as 198.18.0.0/24.
+type AddrItem struct {
+	Prefix netip.Prefix
+	Neg    bool
+}
+
+// Any reports whether the spec matches every address.
+func (s AddrSpec) Any() bool { return len(s.Items) == 0 }
+
+// Contains reports whether a is in the set. It is the reference semantics;
+// the compiled matcher computes the same without scanning items.
+func (s AddrSpec) Contains(a netip.Addr) bool {
+	pos, inPos := false, false
+	for _, it := range s.Items {
+		if it.Neg {
+			if it.Prefix.Contains(a) {
+				return false
+			}
+			continue
+		}
+		pos = true
+		if it.Prefix.Contains(a) {
+			inPos = true
+		}
+	}
+	return !pos || inPos
+}
+
+// family returns 4 or 6 when every item is of that family, 0 when the
+// spec is any or mixes families.
+func (s AddrSpec) family() uint8 {
+	var f uint8
+	for _, it := range s.Items {
+		g := uint8(6)
+		if it.Prefix.Addr().Is4() {
+			g = 4
+		}
+		if f != 0 && f != g {
+			return 0
+		}
+		f = g
+	}
+	return f
+}
+
+// PortSpec is a set of ports, with the same positive/negated reading as
+// AddrSpec. The zero value is any port (and puts no condition on the
+// packet at all).
+type PortSpec struct {
+	Items []PortItem
+}
+
+// PortItem is an inclusive range Lo-Hi (Lo == Hi for a single port),
+// possibly negated.
+type PortItem struct {
+	Lo, Hi uint16
+	Neg    bool
+}
+
+// Any reports whether the spec puts no condition on the port.
+func (s PortSpec) Any() bool { return len(s.Items) == 0 }
+
+// Contains reports whether port is in the set (reference semantics).
+func (s PortSpec) Contains(port uint16) bool {
+	pos, inPos := false, false
+	for _, it := range s.Items {
+		in := it.Lo <= port && port <= it.Hi
+		if it.Neg {
+			if in {
+				return false
+			}
+			continue
+		}
+		pos = true
+		if in {
+			inPos = true
+		}
+	}
+	return !pos || inPos
+}

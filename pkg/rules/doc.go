@@ -1,0 +1,139 @@
+// Package rules reads statewall rules files and matches packets against
+// them: rule text -> tokens -> Ruleset (settings and []Rule, the AST) ->
+// compiled matcher. Parse does all of it once; Match then finds the first
+// matching rule for a decoded packet without allocating. A Ruleset is
+// immutable and safe for concurrent use: to reload, parse a new one and
+// swap the pointer.
+//
+// # Grammar as implemented
+//
+// A file is UTF-8 text, one statement a line. `#` starts a comment that
+// runs to the end of the line. A `\` as the last character of a line joins
+// the next line to it; error positions still name the physical line.
+// Words are separated by blanks; `{ } , ! = "` and `$name` need none.
+//
+//	file      = { statement NEWLINE } .
+//	statement = setting | define | rule .
+//
+//	setting   = "set" "default" ( "pass" | "block" )   verdict when no rule matches (block)
+//	          | "set" "invalid" ( "pass" | "block" )   stateful: verdict for conntrack-invalid packets (block)
+//	          | "set" "local" addrs                    this host's addresses (no negation, no `any`)
+//	          | "set" "limit" "states" NUMBER          1..2147483647 (262144)
+//	          | "set" "timeout" NAME DURATION .        NAME as in conntrack.TimeoutNames
+//
+//	define    = "define" NAME "=" term .               NAME: letters, digits, '_', not starting with a digit
+//
+//	rule      = ( "pass" | "block" ) [ "in" | "out" ] [ "inet" | "inet6" ]
+//	            [ "proto" PROTO ]
+//	            [ "all" | [ "from" endpoint ] [ "to" endpoint ] ]
+//	            [ "flags" FLAGS ] [ "icmp-type" TYPE [ "code" NUMBER ] ]
+//	            [ "no" "state" | "keep" "state" ] [ "log" ] [ "label" STRING ] .
+//	endpoint  = "any" [ "port" ports ] | addrs [ "port" ports ] | "port" ports .
+//	addrs     = term .                                 of addresses and prefixes
+//	ports     = term .                                 of ports and ranges
+//	term      = ITEM | "$" NAME | "!" term | "{" term { [ "," ] term } "}" .
+//
+// The parts of a rule must come in the order shown; each at most once.
+// Settings and defines may appear anywhere, but a $name must be defined
+// before it is used, and each setting (each timeout name) may be set once.
+//
+// Tokens:
+//   - PROTO: tcp, udp, icmp, icmp6 (also ipv6-icmp, icmpv6), sctp, udplite,
+//     gre, esp, ah, igmp, ospf, pim, vrrp, or a number 1-255.
+//   - Address items: 198.18.0.1, fd00:198:18::1, 198.18.0.0/24. Host bits
+//     of a prefix are cleared (198.18.0.5/24 is 198.18.0.0/24); zones are
+//     not allowed.
+//   - Port items: a number 0-65535, a range LO-HI of numbers, or one of the
+//     service names ssh, http, https, domain, smtp, ntp, ... (names.go).
+//   - FLAGS: SET/MASK of the letters F S R P A U E W (FIN SYN RST PSH ACK
+//     URG ECE CWR), e.g. S/SA; /SA (SET empty); SET alone, which means
+//     SET/FSRPAUEW, i.e. exactly those flags and no other (pf requires the
+//     mask; we read its absence as "all"); or "any" (no condition).
+//   - TYPE: an ICMP type name for the rule's protocol or a number 0-255.
+//     Names for icmp: echo-reply 0, dest-unreach 3, source-quench 4,
+//     redirect 5, echo-request 8, router-advert 9, router-solicit 10,
+//     time-exceeded 11, param-problem 12, timestamp 13, timestamp-reply 14,
+//     info-request 15, info-reply 16, mask-request 17, mask-reply 18. For
+//     icmp6: dest-unreach 1, packet-too-big 2, time-exceeded 3,
+//     param-problem 4, echo-request 128, echo-reply 129, mld-query 130,
+//     mld-report 131, mld-done 132, router-solicit 133, router-advert 134,
+//     neighbor-solicit 135, neighbor-advert 136, redirect 137,
+//     mld2-report 143. pf's and nft's spellings are accepted as aliases.
+//   - DURATION: NUMBER UNIT pairs, units d h m s ms, e.g. 30s, 2m, 1h30m,
+//     5d; at most 3650d.
+//   - STRING: "..." with \" and \\ as the only escapes; no control
+//     characters.
+//
+// A define holds addresses or ports, never both; which is decided by its
+// items, and using it in the other place is an error.
+//
+// # Meaning
+//
+// First match wins: Match returns the first rule, in file order, whose
+// every condition holds, or nil (then `set default` applies). `quick` is
+// not needed and not accepted.
+//
+//   - in/out: the rule matches only packets the caller says travel in that
+//     direction (Dir). Rules without in/out match every direction,
+//     including DirUnknown; DirUnknown packets match only those.
+//   - inet/inet6: the rule matches only IPv4 or only IPv6 packets. The
+//     family is also implied by proto icmp (IPv4) and proto icmp6 (IPv6),
+//     and by addresses when all of an endpoint's items are of one family.
+//     A written address of the other family is an error. Items of the
+//     other family that come from a $name are dropped, as pf does (so a
+//     define can hold a host's IPv4 and IPv6 addresses); if that leaves no
+//     positive item, it is an error.
+//   - Sets of addresses or ports: a value is in the set when some positive
+//     item holds it (or there are no positive items) and no negated item
+//     holds it. So { 198.18.0.0/24, !198.18.0.3 } is the /24 but .3, and
+//     { !a, !b } is "neither a nor b" (pf reads the latter as "not a or not
+//     b", which matches everything). Lists nest and may contain $names;
+//     !{ ... } negates every item and is an error if one is already negated.
+//     `any` stands alone: it cannot be negated or listed.
+//   - port needs a proto with ports (tcp, udp, sctp, udplite) earlier in the
+//     rule, as in pf; flags needs proto tcp; icmp-type needs proto icmp or
+//     icmp6.
+//   - flags SET/MASK: (TCP flags & MASK) == SET. flags any: every TCP
+//     packet.
+//   - Stateful mode (MatchNew): a pass rule that keeps state and names no
+//     flags opens a TCP connection only with a SYN, as pf's default
+//     `flags S/SA` does. An ACK with no connection (a mid-stream pickup, an
+//     ACK scan) is then not matched by it; write `flags any` (or A/A) to
+//     let a rule pick connections up mid-stream. Stateless matching (Match)
+//     has no such default: the rule matches every TCP packet.
+//   - A rule with a port, flags or icmp-type condition (even a negated one)
+//     matches only packets that carry a transport header: not a fragment
+//     other than the first (its ports and flags are not in it), nor a
+//     packet whose transport header did not decode (Packet.L4Off == 0).
+//     Rules without such conditions match fragments by address and proto.
+//   - no state: stateful mode creates no conntrack entry when this rule
+//     passes a packet. keep state is the default and is not printed.
+//   - log and label are carried to the verdict; they do not change matching.
+//
+// # Errors
+//
+// Parse stops at the first error and returns it as *Error, printed as
+// file:line:col: message, where col counts bytes from 1. Messages say what
+// was expected and what was found, e.g.
+//
+//	host.rules:12:18: expected port or '{' after 'port', got "ssh2"
+//
+// # Canonical form
+//
+// Ruleset.String prints the settings the file wrote (timeouts sorted by
+// name), then each rule on one line with defines expanded, names for
+// protocols and ICMP types, numbers for ports, flags as SET/MASK,
+// durations in their largest exact unit, and inet/inet6 only where nothing
+// else implies the family. Parsing that text gives an equal Ruleset.
+//
+// # Matching
+//
+// Parse compiles every rule into flat integers and sorted range lists
+// (crule), then builds an index: a table by direction, family and protocol,
+// and under it a decision tree that splits on addresses, ports and ICMP
+// type (index.go). Match walks the tree to a short, ordered list of
+// candidate rules and tests them in order, so first-match stays exact. On
+// generated rulesets, 10,000 rules match in about 2.3 times the time of
+// 10 (BenchmarkMatchScale); matchLinear, the plain scan, is kept as the
+// reference the index is tested against.
+package rules

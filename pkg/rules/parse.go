@@ -1,0 +1,832 @@
+package rules
+
+import (
+	"fmt"
+	"net/netip"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/statewall/statewall/pkg/conntrack"
+)
+
+// ParseFile reads and parses the rules file at path. Errors in the text are
+// *Error values naming path; a file that cannot be read gives the os error.
+func ParseFile(path string) (*Ruleset, error) {
+	src, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	return Parse(path, src)
+}
+
+// Parse parses and compiles a rules file. file is used only in error
+// messages and as Ruleset.File. The error, if any, is an *Error.
+func Parse(file string, src []byte) (*Ruleset, error) {
+	toks, err := lex(file, src)
+	if err != nil {
+		return nil, err
+	}
+	p := &parser{
+		file:     file,
+		toks:     toks,
+		rs:       &Ruleset{File: file, LimitStates: DefaultLimitStates},
+		defines:  map[string]*define{},
+		settings: map[string]int{},
+	}
+	if err := p.parse(); err != nil {
+		return nil, err
+	}
+	p.rs.m = compile(p.rs.Rules)
+	return p.rs, nil
+}
+
+type parser struct {
+	file     string
+	toks     []token
+	pos      int
+	rs       *Ruleset
+	defines  map[string]*define
+	settings map[string]int // setting name -> line it was set on
+}
+
+type defKind uint8
+
+const (
+	defAddrs defKind = iota + 1
+	defPorts
+)
+
+func (k defKind) String() string {
+	if k == defAddrs {
+		return "addresses"
+	}
+	return "ports"
+}
+
+type define struct {
+	kind    defKind
+	entries []entry
+	line    int
+}
+
+// entry is one item of an address or port set as written, with the token
+// it came from for error positions.
+type entry struct {
+	kind    defKind
+	addr    AddrItem
+	port    PortItem
+	tok     token
+	fromVar bool // came from a $name; wrong-family items are dropped, not errors
+}
+
+func (p *parser) peek() token { return p.toks[p.pos] }
+
+func (p *parser) next() token {
+	t := p.toks[p.pos]
+	if t.kind != tEOF {
+		p.pos++
+	}
+	return t
+}
+
+func (p *parser) errAt(t token, format string, args ...any) *Error {
+	return &Error{File: p.file, Line: t.line, Col: t.col, Msg: fmt.Sprintf(format, args...)}
+}
+
+func (p *parser) expectEOL(after string) error {
+	t := p.next()
+	if t.kind != tEOL {
+		return p.errAt(t, "expected end of line after %s, got %s", after, t.describe())
+	}
+	return nil
+}
+
+func (p *parser) parse() error {
+	for {
+		t := p.next()
+		var err error
+		switch {
+		case t.kind == tEOF:
+			return nil
+		case t.kind == tEOL:
+			continue
+		case t.kind == tWord && t.text == "set":
+			err = p.parseSet(t)
+		case t.kind == tWord && t.text == "define":
+			err = p.parseDefine()
+		case t.kind == tWord && (t.text == "pass" || t.text == "block"):
+			err = p.parseRule(t)
+		default:
+			err = p.errAt(t, "expected 'pass', 'block', 'set' or 'define', got %s", t.describe())
+		}
+		if err != nil {
+			return err
+		}
+	}
+}
+
+// --- settings ---
+
+func (p *parser) once(name string, t token) error {
+	if l, ok := p.settings[name]; ok {
+		return p.errAt(t, "duplicate 'set %s' (first set on line %d)", name, l)
+	}
+	p.settings[name] = t.line
+	return nil
+}
+
+func (p *parser) parseSet(setTok token) error {
+	t := p.next()
+	if t.kind != tWord {
+		return p.errAt(t, "expected setting name after 'set', got %s", t.describe())
+	}
+	switch t.text {
+	case "default", "invalid":
+		if err := p.once(t.text, t); err != nil {
+			return err
+		}
+		v := p.next()
+		var a Action
+		switch {
+		case v.kind == tWord && v.text == "pass":
+			a = Pass
+		case v.kind == tWord && v.text == "block":
+			a = Block
+		default:
+			return p.errAt(v, "expected 'pass' or 'block' after 'set %s', got %s", t.text, v.describe())
+		}
+		if t.text == "default" {
+			p.rs.Default = a
+			p.rs.has |= hasDefault
+		} else {
+			p.rs.Invalid = a
+			p.rs.has |= hasInvalid
+		}
+		return p.expectEOL("'set " + t.text + " " + v.text + "'")
+	case "local":
+		if err := p.once("local", t); err != nil {
+			return err
+		}
+		first := p.peek()
+		if first.kind == tWord && first.text == "any" {
+			return p.errAt(first, "'set local' needs this host's addresses, not 'any'")
+		}
+		es, err := p.parseTerm(defAddrs, "'set local'", false)
+		if err != nil {
+			return err
+		}
+		for _, e := range es {
+			if e.addr.Neg {
+				return p.errAt(e.tok, "'set local' cannot hold negated addresses")
+			}
+			p.rs.Local = append(p.rs.Local, e.addr.Prefix)
+		}
+		p.rs.has |= hasLocal
+		return p.expectEOL("'set local' addresses")
+	case "limit":
+		w := p.next()
+		if w.kind != tWord || w.text != "states" {
+			return p.errAt(w, "expected 'states' after 'set limit', got %s", w.describe())
+		}
+		if err := p.once("limit states", t); err != nil {
+			return err
+		}
+		n := p.next()
+		v, err := strconv.ParseUint(n.text, 10, 31)
+		if n.kind != tWord || err != nil || v == 0 {
+			return p.errAt(n, "expected a number of states from 1 to 2147483647 after 'set limit states', got %s", n.describe())
+		}
+		p.rs.LimitStates = int(v)
+		p.rs.has |= hasLimitStates
+		return p.expectEOL("'set limit states " + n.text + "'")
+	case "timeout":
+		n := p.next()
+		if _, known := timeoutIndex(n.text); n.kind != tWord || !known {
+			return p.errAt(n, "expected timeout name after 'set timeout' (%s), got %s", strings.Join(conntrack.TimeoutNames(), ", "), n.describe())
+		}
+		if err := p.once("timeout "+n.text, n); err != nil {
+			return err
+		}
+		d := p.next()
+		dur, ok := parseDuration(d.text)
+		if d.kind != tWord || !ok {
+			return p.errAt(d, "expected a duration such as 30s, 2m, 1h30m or 5d (at most 3650d) after 'set timeout %s', got %s", n.text, d.describe())
+		}
+		if err := p.rs.Timeouts.Set(n.text, dur); err != nil {
+			return p.errAt(d, "%v", err)
+		}
+		p.rs.timeouts = append(p.rs.timeouts, namedTimeout{n.text, dur})
+		return p.expectEOL("'set timeout " + n.text + " " + d.text + "'")
+	}
+	return p.errAt(t, "unknown setting %q; expected default, invalid, local, limit or timeout", t.text)
+}
+
+func timeoutIndex(name string) (int, bool) {
+	for i, n := range conntrack.TimeoutNames() {
+		if n == name {
+			return i, true
+		}
+	}
+	return 0, false
+}
+
+// maxDuration bounds `set timeout` values (about 292 years would overflow
+// time.Duration; nobody needs more than ten).
+const maxDuration = 10 * 365 * 24 * time.Hour
+
+var durationUnits = []struct {
+	name string
+	d    time.Duration
+}{{"d", 24 * time.Hour}, {"h", time.Hour}, {"ms", time.Millisecond}, {"m", time.Minute}, {"s", time.Second}}
+
+// parseDuration reads one or more NUMBER UNIT pairs, units d h m s ms, as in
+// 30s, 2m, 5d or 1h30m. Go's time.ParseDuration has no days, which
+// conntrack timeouts need (tcp.established is 5d).
+func parseDuration(s string) (time.Duration, bool) {
+	if s == "" {
+		return 0, false
+	}
+	var total time.Duration
+	for s != "" {
+		i := 0
+		for i < len(s) && '0' <= s[i] && s[i] <= '9' {
+			i++
+		}
+		if i == 0 || i > 12 {
+			return 0, false
+		}
+		n, _ := strconv.ParseInt(s[:i], 10, 64)
+		s = s[i:]
+		var unit time.Duration
+		for _, u := range durationUnits {
+			if strings.HasPrefix(s, u.name) {
+				unit = u.d
+				s = s[len(u.name):]
+				break
+			}
+		}
+		if unit == 0 || n > int64(maxDuration/unit) {
+			return 0, false
+		}
+		total += time.Duration(n) * unit
+		if total > maxDuration {
+			return 0, false
+		}
+	}
+	return total, true
+}
+
+// formatDuration prints d in the largest unit that divides it exactly.
+func formatDuration(d time.Duration) string {
+	for _, u := range []struct {
+		name string
+		d    time.Duration
+	}{{"d", 24 * time.Hour}, {"h", time.Hour}, {"m", time.Minute}, {"s", time.Second}, {"ms", time.Millisecond}} {
+		if d%u.d == 0 {
+			return strconv.FormatInt(int64(d/u.d), 10) + u.name
+		}
+	}
+	return strconv.FormatInt(int64(d/time.Millisecond), 10) + "ms"
+}
+
+// --- define ---
+
+func isName(s string) bool {
+	if s == "" || '0' <= s[0] && s[0] <= '9' {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if !isNameByte(s[i]) {
+			return false
+		}
+	}
+	return true
+}
+
+func (p *parser) parseDefine() error {
+	n := p.next()
+	if n.kind != tWord || !isName(n.text) {
+		return p.errAt(n, "expected a name (letters, digits, '_') after 'define', got %s", n.describe())
+	}
+	if d, ok := p.defines[n.text]; ok {
+		return p.errAt(n, "duplicate define %q (first defined on line %d)", n.text, d.line)
+	}
+	if eq := p.next(); eq.kind != tEq {
+		return p.errAt(eq, "expected '=' after 'define %s', got %s", n.text, eq.describe())
+	}
+	es, err := p.parseTerm(0, "'define "+n.text+" ='", false)
+	if err != nil {
+		return err
+	}
+	p.defines[n.text] = &define{kind: es[0].kind, entries: es, line: n.line}
+	return p.expectEOL("the value of 'define " + n.text + "'")
+}
+
+// --- sets of addresses and ports ---
+
+// parseTerm parses ADDR or PORTS (want says which; 0 in a define, where the
+// items decide). after names the keyword before it, for messages. inList is
+// true inside braces. The result is never empty.
+func (p *parser) parseTerm(want defKind, after string, inList bool) ([]entry, error) {
+	t := p.next()
+	switch t.kind {
+	case tBang:
+		es, err := p.parseTerm(want, after, inList)
+		if err != nil {
+			return nil, err
+		}
+		out := make([]entry, len(es))
+		for i, e := range es {
+			if e.addr.Neg || e.port.Neg {
+				return nil, p.errAt(t, "cannot negate a list that holds negated items")
+			}
+			e.addr.Neg, e.port.Neg = e.kind == defAddrs, e.kind == defPorts
+			out[i] = e
+		}
+		return out, nil
+	case tLBrace:
+		var out []entry
+		for {
+			if q := p.peek(); q.kind == tRBrace {
+				if len(out) == 0 {
+					return nil, p.errAt(q, "empty list")
+				}
+				p.next()
+				return out, nil
+			}
+			es, err := p.parseTerm(want, after, true)
+			if err != nil {
+				return nil, err
+			}
+			for _, e := range es {
+				if want == 0 {
+					want = e.kind
+				} else if e.kind != want {
+					return nil, p.errAt(e.tok, "list mixes addresses and ports: %s is not %s", e.tok.describe(), want)
+				}
+			}
+			out = append(out, es...)
+			if q := p.peek(); q.kind == tComma {
+				p.next()
+				if r := p.peek(); r.kind == tRBrace {
+					return nil, p.errAt(r, "expected list item after ',', got '}'")
+				}
+			}
+		}
+	case tVar:
+		d, ok := p.defines[t.text]
+		if !ok {
+			return nil, p.errAt(t, "undefined $%s", t.text)
+		}
+		if want != 0 && d.kind != want {
+			return nil, p.errAt(t, "$%s holds %s, not %s", t.text, d.kind, want)
+		}
+		out := make([]entry, len(d.entries))
+		for i, e := range d.entries {
+			e.fromVar = true
+			out[i] = e
+		}
+		return out, nil
+	case tWord:
+		if t.text == "any" && want != defPorts {
+			if inList {
+				return nil, p.errAt(t, "'any' cannot be a list item")
+			}
+			return nil, p.errAt(t, "'any' is allowed only on its own after 'from' or 'to'")
+		}
+		if want != defPorts {
+			if a, ok, err := p.parseAddrWord(t); err != nil {
+				return nil, err
+			} else if ok {
+				return []entry{{kind: defAddrs, addr: a, tok: t}}, nil
+			}
+		}
+		if want != defAddrs {
+			if pi, ok, err := p.parsePortWord(t); err != nil {
+				return nil, err
+			} else if ok {
+				return []entry{{kind: defPorts, port: pi, tok: t}}, nil
+			}
+		}
+	}
+	return nil, p.errAt(t, "%s", expectedMsg(want, after, inList, t))
+}
+
+func expectedMsg(want defKind, after string, inList bool, t token) string {
+	what := map[defKind]string{
+		defAddrs: "address",
+		defPorts: "port",
+		0:        "address or port",
+	}[want]
+	if inList {
+		return fmt.Sprintf("expected %s, '!', '$name' or '}' in list, got %s", what, t.describe())
+	}
+	return fmt.Sprintf("expected %s or '{' after %s, got %s", what, after, t.describe())
+}
+
+// parseAddrWord reads an address or prefix. ok is false when the word is
+// not address-like at all; err is set when it is, but wrong.
+func (p *parser) parseAddrWord(t token) (AddrItem, bool, error) {
+	s := t.text
+	if !strings.ContainsAny(s, ".:") {
+		return AddrItem{}, false, nil
+	}
+	addrPart, bitsPart, hasBits := strings.Cut(s, "/")
+	if strings.Contains(addrPart, "%") {
+		return AddrItem{}, false, p.errAt(t, "address %q has a zone; zones are not allowed", s)
+	}
+	a, err := netip.ParseAddr(addrPart)
+	if err != nil {
+		return AddrItem{}, false, nil
+	}
+	max := a.BitLen()
+	bits := max
+	if hasBits {
+		n, err := strconv.ParseUint(bitsPart, 10, 8)
+		if err != nil || int(n) > max || bitsPart == "" || len(bitsPart) > 3 {
+			fam := "IPv4"
+			if a.Is6() {
+				fam = "IPv6"
+			}
+			return AddrItem{}, false, p.errAt(t, "bad prefix length %q in %q: %s allows 0-%d", bitsPart, s, fam, max)
+		}
+		bits = int(n)
+	}
+	pfx, _ := a.Prefix(bits) // masks host bits: 198.18.0.5/24 is 198.18.0.0/24
+	return AddrItem{Prefix: pfx}, true, nil
+}
+
+// parsePortWord reads a port number, a service name or a range LO-HI of
+// numbers.
+func (p *parser) parsePortWord(t token) (PortItem, bool, error) {
+	s := t.text
+	if n, ok := serviceNames[s]; ok {
+		return PortItem{Lo: n, Hi: n}, true, nil
+	}
+	num := func(s string) (uint16, bool, error) {
+		if s == "" || len(s) > 10 {
+			return 0, false, nil
+		}
+		for i := 0; i < len(s); i++ {
+			if s[i] < '0' || s[i] > '9' {
+				return 0, false, nil
+			}
+		}
+		n, _ := strconv.ParseUint(s, 10, 64)
+		if n > 65535 {
+			return 0, false, p.errAt(t, "port %s out of range 0-65535", s)
+		}
+		return uint16(n), true, nil
+	}
+	lo, hi, isRange := strings.Cut(s, "-")
+	a, ok, err := num(lo)
+	if err != nil || !ok {
+		return PortItem{}, false, err
+	}
+	if !isRange {
+		return PortItem{Lo: a, Hi: a}, true, nil
+	}
+	b, ok, err := num(hi)
+	if err != nil || !ok {
+		return PortItem{}, false, err
+	}
+	if a > b {
+		return PortItem{}, false, p.errAt(t, "port range %s is backwards (write %d-%d)", s, b, a)
+	}
+	return PortItem{Lo: a, Hi: b}, true, nil
+}
+
+// --- rules ---
+
+// The parts of a rule, in the order they must be written.
+const (
+	stAction = iota
+	stDir
+	stFamily
+	stProto
+	stFrom
+	stTo
+	stFlags
+	stICMP
+	stState
+	stLog
+	stLabel
+)
+
+var stageNames = [...]string{"action", "'in'/'out'", "'inet'/'inet6'", "'proto'", "'from'", "'to'", "'flags'", "'icmp-type'", "'no state'", "'log'", "'label'"}
+
+var ruleKeywords = map[string]int{
+	"in": stDir, "out": stDir,
+	"inet": stFamily, "inet6": stFamily,
+	"proto": stProto,
+	"from":  stFrom,
+	"all":   stTo, "to": stTo,
+	"flags":     stFlags,
+	"icmp-type": stICMP, "icmp6-type": stICMP,
+	"no": stState, "keep": stState,
+	"log":   stLog,
+	"label": stLabel,
+}
+
+// famState tracks the rule's address family while parsing: explicit from
+// inet/inet6, or implied by the first part that pins it.
+type famState struct {
+	fam uint8
+	why string
+}
+
+func famName(f uint8) string {
+	if f == 4 {
+		return "IPv4"
+	}
+	return "IPv6"
+}
+
+func (p *parser) parseRule(act token) error {
+	r := Rule{Index: len(p.rs.Rules) + 1, Line: act.line, Action: Block}
+	if act.text == "pass" {
+		r.Action = Pass
+	}
+	var fam famState
+	stage := stAction
+	var seen [stLabel + 1]bool
+	for {
+		t := p.next()
+		if t.kind == tEOL {
+			break
+		}
+		k, ok := -1, false
+		if t.kind == tWord {
+			k, ok = ruleKeywords[t.text]
+		}
+		if !ok {
+			if t.kind == tWord && t.text == "quick" {
+				return p.errAt(t, "unknown word \"quick\": the first matching rule always wins, so 'quick' is not needed")
+			}
+			var want []string
+			for s := stage + 1; s <= stLabel; s++ {
+				want = append(want, stageNames[s])
+			}
+			return p.errAt(t, "expected %s or end of line, got %s", strings.Join(want, ", "), t.describe())
+		}
+		if t.text == "all" && (seen[stFrom] || seen[stTo]) {
+			return p.errAt(t, "'all' means 'from any to any' and cannot follow 'from', 'to' or 'all'")
+		}
+		if seen[k] {
+			return p.errAt(t, "duplicate %s in rule", stageNames[k])
+		}
+		if k < stage {
+			return p.errAt(t, "'%s' must come before %s: the order is %s", t.text, stageNames[stage], strings.Join(stageNames[1:], ", "))
+		}
+		seen[k], stage = true, k
+		var err error
+		switch k {
+		case stDir:
+			r.Dir = DirIn
+			if t.text == "out" {
+				r.Dir = DirOut
+			}
+		case stFamily:
+			fam = famState{4, "'inet'"}
+			if t.text == "inet6" {
+				fam = famState{6, "'inet6'"}
+			}
+		case stProto:
+			err = p.parseProto(&r, &fam)
+		case stFrom:
+			r.From, r.FromPorts, err = p.parseEndpoint(&r, &fam, t)
+		case stTo:
+			if t.text == "all" {
+				seen[stFrom] = true
+				continue
+			}
+			r.To, r.ToPorts, err = p.parseEndpoint(&r, &fam, t)
+		case stFlags:
+			err = p.parseFlags(&r, t)
+		case stICMP:
+			err = p.parseICMP(&r, t)
+		case stState:
+			w := p.next()
+			if w.kind != tWord || w.text != "state" {
+				return p.errAt(w, "expected 'state' after '%s', got %s", t.text, w.describe())
+			}
+			r.NoState = t.text == "no"
+		case stLog:
+			r.Log = true
+		case stLabel:
+			s := p.next()
+			if s.kind != tString {
+				return p.errAt(s, "expected a quoted string after 'label', got %s", s.describe())
+			}
+			r.Label = s.text
+		}
+		if err != nil {
+			return err
+		}
+	}
+	r.Family = fam.fam
+	p.rs.Rules = append(p.rs.Rules, r)
+	return nil
+}
+
+func (p *parser) parseProto(r *Rule, fam *famState) error {
+	t := p.next()
+	if t.kind != tWord {
+		return p.errAt(t, "expected protocol name or number after 'proto', got %s", t.describe())
+	}
+	n, ok := lookupName(protoNames, t.text)
+	if !ok {
+		v, err := strconv.ParseUint(t.text, 10, 8)
+		if err != nil || v == 0 {
+			return p.errAt(t, "expected protocol (tcp, udp, icmp, icmp6, sctp, ... or a number 1-255) after 'proto', got %s", t.describe())
+		}
+		n = uint8(v)
+	}
+	r.Proto = n
+	var need uint8
+	switch n {
+	case 1:
+		need = 4
+	case 58:
+		need = 6
+	}
+	if need != 0 {
+		if fam.fam != 0 && fam.fam != need {
+			other := map[uint8]string{4: "icmp", 6: "icmp6"}[fam.fam]
+			return p.errAt(t, "proto %s is %s only, but the rule is %s (from %s): use proto %s", t.text, famName(need), famName(fam.fam), fam.why, other)
+		}
+		*fam = famState{need, "proto " + t.text}
+	}
+	return nil
+}
+
+// parseEndpoint parses what follows 'from' or 'to': [ADDR] [port PORTS].
+func (p *parser) parseEndpoint(r *Rule, fam *famState, kw token) (AddrSpec, PortSpec, error) {
+	var as AddrSpec
+	var ps PortSpec
+	t := p.peek()
+	hasAddr := false
+	switch {
+	case t.kind == tWord && t.text == "any":
+		p.next()
+		hasAddr = true
+	case t.kind == tWord && t.text == "port":
+	default:
+		es, err := p.parseTerm(defAddrs, "'"+kw.text+"'", false)
+		if err != nil {
+			return as, ps, err
+		}
+		hasAddr = true
+		var hadPos, keptPos bool
+		for _, e := range es {
+			f := uint8(6)
+			if e.addr.Prefix.Addr().Is4() {
+				f = 4
+			}
+			if !e.addr.Neg {
+				hadPos = true
+			}
+			if fam.fam != 0 && f != fam.fam {
+				if e.fromVar {
+					continue // pf-style: a define's other-family items do not apply
+				}
+				return as, ps, p.errAt(e.tok, "%s address %s in a rule that is %s (from %s)", famName(f), e.tok.text, famName(fam.fam), fam.why)
+			}
+			if !e.addr.Neg {
+				keptPos = true
+			}
+			as.Items = append(as.Items, e.addr)
+		}
+		if hadPos && !keptPos {
+			return as, ps, p.errAt(t, "%s holds no %s address, and the rule is %s (from %s)", t.describe(), famName(fam.fam), famName(fam.fam), fam.why)
+		}
+		if f := as.family(); f != 0 && fam.fam == 0 {
+			*fam = famState{f, "the '" + kw.text + "' address"}
+		}
+	}
+	if t := p.peek(); t.kind == tWord && t.text == "port" {
+		p.next()
+		if r.Proto == 0 {
+			return as, ps, p.errAt(t, "'port' needs 'proto tcp', 'proto udp' or 'proto sctp' before it (as in pf, ports are only matched for a named protocol)")
+		}
+		if !hasPorts(r.Proto) {
+			return as, ps, p.errAt(t, "proto %s has no ports", protoString(r.Proto))
+		}
+		es, err := p.parseTerm(defPorts, "'port'", false)
+		if err != nil {
+			return as, ps, err
+		}
+		for _, e := range es {
+			ps.Items = append(ps.Items, e.port)
+		}
+	} else if !hasAddr {
+		return as, ps, p.errAt(t, "expected address or 'port' after '%s', got %s", kw.text, t.describe())
+	}
+	return as, ps, nil
+}
+
+func protoString(n uint8) string {
+	if s := canonicalName(protoNames, n); s != "" {
+		return s
+	}
+	return strconv.Itoa(int(n))
+}
+
+const flagLetters = "FSRPAUEW" // bit i is TCPFin << i
+
+func parseFlagLetters(s string) (uint8, int) {
+	var f uint8
+	for i := 0; i < len(s); i++ {
+		j := strings.IndexByte(flagLetters, s[i])
+		if j < 0 {
+			return 0, i
+		}
+		f |= 1 << j
+	}
+	return f, -1
+}
+
+func formatFlags(f uint8) string {
+	var b []byte
+	for i := 0; i < 8; i++ {
+		if f&(1<<i) != 0 {
+			b = append(b, flagLetters[i])
+		}
+	}
+	return string(b)
+}
+
+func (p *parser) parseFlags(r *Rule, kw token) error {
+	if r.Proto != 6 {
+		return p.errAt(kw, "'flags' needs 'proto tcp' before it")
+	}
+	t := p.next()
+	if t.kind != tWord {
+		return p.errAt(t, "expected flags such as S/SA after 'flags', got %s", t.describe())
+	}
+	if t.text == "any" {
+		// Any flags: matches every TCP packet, and in stateful mode lets a
+		// pass rule pick connections up mid-stream (see MatchNew).
+		r.Flags, r.FlagsMask, r.HasFlags = 0, 0, true
+		return nil
+	}
+	setS, maskS, hasMask := strings.Cut(t.text, "/")
+	set, bad := parseFlagLetters(setS)
+	if bad < 0 && hasMask {
+		var b int
+		r.FlagsMask, b = parseFlagLetters(maskS)
+		if b >= 0 {
+			bad = len(setS) + 1 + b
+		}
+	} else if bad < 0 {
+		r.FlagsMask = 0xff // `flags S` means exactly S: the mask is every flag
+	}
+	if bad >= 0 {
+		return p.errAt(t, "unknown TCP flag %q in %q: flags are F S R P A U E W", t.text[bad], t.text)
+	}
+	if r.FlagsMask == 0 {
+		return p.errAt(t, "empty mask in flags %q", t.text)
+	}
+	if set&^r.FlagsMask != 0 {
+		return p.errAt(t, "flags %s can never match: %s is not in the mask %s", t.text, formatFlags(set&^r.FlagsMask), maskS)
+	}
+	r.Flags, r.HasFlags = set, true
+	return nil
+}
+
+func (p *parser) parseICMP(r *Rule, kw token) error {
+	var tab []named
+	switch r.Proto {
+	case 1:
+		tab = icmp4Names
+	case 58:
+		tab = icmp6Names
+	default:
+		return p.errAt(kw, "'%s' needs 'proto icmp' or 'proto icmp6' before it", kw.text)
+	}
+	t := p.next()
+	if t.kind != tWord {
+		return p.errAt(t, "expected ICMP type name or number after '%s', got %s", kw.text, t.describe())
+	}
+	n, ok := lookupName(tab, t.text)
+	if !ok {
+		v, err := strconv.ParseUint(t.text, 10, 8)
+		if err != nil {
+			return p.errAt(t, "expected %s type name (echo-request, echo-reply, dest-unreach, ...) or number 0-255 after '%s', got %s", protoString(r.Proto), kw.text, t.describe())
+		}
+		n = uint8(v)
+	}
+	r.ICMPType, r.HasICMPType = n, true
+	if c := p.peek(); c.kind == tWord && c.text == "code" {
+		p.next()
+		v := p.next()
+		n, err := strconv.ParseUint(v.text, 10, 8)
+		if v.kind != tWord || err != nil {
+			return p.errAt(v, "expected ICMP code 0-255 after 'code', got %s", v.describe())
+		}
+		r.ICMPCode, r.HasICMPCode = uint8(n), true
+	}
+	return nil
+}
