@@ -121,6 +121,11 @@ type Fragment struct {
 	Offset     uint16 // in bytes (already multiplied by 8)
 	ID         uint32 // IPv4 id (16 bits) or IPv6 fragment header id
 	DontFrag   bool   // IPv4 DF flag
+	// IPv6 only, when a fragment header was seen: where it starts, and
+	// where the next-header byte that announces it sits, both counted from
+	// L3Off. Reassembly (pkg/defrag) removes the header and moves its next
+	// header into that byte.
+	HdrOff, NHOff uint16
 }
 
 // First reports whether this is the first fragment (the one that carries the
@@ -146,16 +151,25 @@ type SACKBlock struct{ Left, Right uint32 }
 // Inner is the packet quoted inside an ICMP or ICMPv6 error message: enough
 // of it to find the connection the error is about.
 type Inner struct {
-	Valid     bool // the quote held at least an IP header and 8 bytes of L4
-	IPVersion uint8
-	Proto     uint8
-	Src, Dst  netip.Addr
-	SrcPort   uint16 // TCP/UDP/SCTP ports; for ICMP echo quotes: 0
-	DstPort   uint16
-	ICMPType  uint8 // when Proto is ICMP/ICMPv6
-	ICMPCode  uint8
-	ICMPID    uint16
-	TCPSeq    uint32 // when Proto is TCP
+	// Valid: the quote held an IP header of the error's own IP version and
+	// at least 8 bytes of its transport header (RFC 792's promise; the
+	// kernel reads only the 4 bytes of ports for TCP and UDP), or the IP
+	// header of a non-first fragment. When Valid is false Inner is zero.
+	Valid bool
+	// NonFirstFragment: the quoted packet is a non-first fragment, so the
+	// quote has addresses and Proto but no ports (Valid is still set). The
+	// kernel's conntrack finds no tuple in such a quote (get_l4proto in
+	// nf_conntrack_core.c) and labels the error invalid.
+	NonFirstFragment bool
+	IPVersion        uint8
+	Proto            uint8
+	Src, Dst         netip.Addr
+	SrcPort          uint16 // TCP/UDP/UDP-Lite/SCTP ports; for ICMP quotes: 0
+	DstPort          uint16
+	ICMPType         uint8 // when Proto is ICMP/ICMPv6
+	ICMPCode         uint8
+	ICMPID           uint16
+	TCPSeq           uint32 // when Proto is TCP
 }
 
 // Packet is one decoded packet. The zero value is an empty packet; Decode
@@ -165,11 +179,17 @@ type Inner struct {
 type Packet struct {
 	Kind Kind
 
-	// Data is the whole captured frame; L3Off and L4Off index into it (L4Off
-	// is 0 when there is no transport header, e.g. a non-first fragment).
+	// Data is the whole captured frame; L3Off and L4Off index into it. L4Off
+	// is 0 when the packet carries no transport header: a non-first
+	// fragment, or a first fragment whose transport header continues in the
+	// next one. For protocols Decode does not parse (GRE, ESP, ...) L4Off
+	// still says where their header starts.
 	Data         []byte
 	L3Off, L4Off int
-	PayloadOff   int // start of the transport payload (TCP/UDP data)
+	// PayloadOff is the start of the transport payload (TCP/UDP/SCTP data,
+	// the ICMP body after its 8-byte header); 0 when no transport header
+	// was decoded.
+	PayloadOff int
 
 	// Link layer.
 	VLANs     uint8  // number of 802.1Q/802.1ad tags seen
@@ -190,8 +210,8 @@ type Packet struct {
 
 	// Transport layer. Ports are 0 for protocols without them.
 	SrcPort, DstPort uint16
-	L4Len            int // transport header + payload bytes as the IP header announces them
-	PayloadLen       int // transport payload bytes (TCP data, UDP data)
+	L4Len            int // transport header + payload bytes as the IP header announces them (a fragment: its own share)
+	PayloadLen       int // transport payload bytes as the headers announce them (UDP: from the UDP length)
 
 	// TCP.
 	TCPFlags  uint8
@@ -201,13 +221,13 @@ type Packet struct {
 	TCPOpts   TCPOptions
 
 	// UDP.
-	UDPLen uint16 // the UDP length field
+	UDPLen uint16 // the UDP length field (UDP-Lite: the checksum coverage, 0 meaning all)
 
 	// ICMP and ICMPv6.
 	ICMPType uint8
 	ICMPCode uint8
-	ICMPID   uint16 // echo identifier
-	ICMPSeq  uint16 // echo sequence
+	ICMPID   uint16 // identifier of echo, timestamp, information, address mask (ICMPv6: echo, node information)
+	ICMPSeq  uint16 // their sequence number
 	Inner    Inner  // for error messages
 
 	// Checksums are not verified by Decode (it costs as much as the rest of

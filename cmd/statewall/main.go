@@ -1,0 +1,152 @@
+// Command statewall is a stateful packet filter that runs in userspace. One
+// ruleset is evaluated two ways, stateless and stateful, on the same
+// packets; see `statewall help`.
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"runtime/debug"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+type command struct {
+	name, args, short string
+	run               func(args []string, stdout, stderr io.Writer) error
+}
+
+var commands []command
+
+func init() {
+	commands = []command{
+		{"replay", "[flags] FILE...", "judge every packet of pcap/pcapng files, stateless and stateful, and compare", runReplay},
+		{"check", "FILE", "validate a ruleset and print it back normalised", runCheck},
+		{"version", "", "print the version", runVersion},
+		{"help", "[COMMAND]", "show help", runHelp},
+	}
+}
+
+// errUsage marks an error caused by how statewall was called; main prints
+// it with a hint and exits 2.
+var errUsage = errors.New("usage")
+
+type usageError struct{ msg string }
+
+func (e usageError) Error() string   { return e.msg }
+func (e usageError) Is(t error) bool { return t == errUsage }
+
+func usagef(format string, a ...any) error { return usageError{fmt.Sprintf(format, a...)} }
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+func run(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		usage(stderr)
+		return 2
+	}
+	name := args[0]
+	if name == "-h" || name == "--help" || name == "-help" {
+		usage(stdout)
+		return 0
+	}
+	for _, c := range commands {
+		if c.name == name {
+			err := c.run(args[1:], stdout, stderr)
+			switch {
+			case err == nil:
+				return 0
+			case errors.Is(err, flag.ErrHelp):
+				return 0
+			case errors.Is(err, errUsage):
+				fmt.Fprintf(stderr, "statewall %s: %v\nRun 'statewall help %s' for usage.\n", name, err, name)
+				return 2
+			case errors.Is(err, errReported):
+				return 1
+			}
+			fmt.Fprintf(stderr, "statewall %s: %v\n", name, err)
+			return 1
+		}
+	}
+	fmt.Fprintf(stderr, "statewall: unknown command %q\n", name)
+	usage(stderr)
+	return 2
+}
+
+// errReported means the command already printed its error.
+var errReported = errors.New("reported")
+
+func usage(w io.Writer) {
+	fmt.Fprintf(w, `statewall: a stateful packet filter in userspace.
+
+One ruleset, evaluated two ways on the same packets: stateless (every packet
+judged alone by the rules) and stateful (connection tracking in front of the
+same rules, like the kernel's ct state).
+
+Usage:
+  statewall COMMAND [ARGS]
+
+Commands:
+`)
+	for _, c := range commands {
+		fmt.Fprintf(w, "  %-8s %s\n", c.name, c.short)
+	}
+	fmt.Fprintf(w, "\nRun 'statewall help COMMAND' for a command's flags.\n")
+}
+
+func runHelp(args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		usage(stdout)
+		return nil
+	}
+	for _, c := range commands {
+		if c.name == args[0] && c.name != "help" {
+			return c.run([]string{"-h"}, stdout, stderr)
+		}
+	}
+	if args[0] == "help" {
+		usage(stdout)
+		return nil
+	}
+	return usagef("unknown command %q", args[0])
+}
+
+func runVersion(args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("version", "", "Print the version of statewall and of the Go toolchain that built it.", stdout)
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	v := version
+	if bi, ok := debug.ReadBuildInfo(); ok && v == "dev" && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
+		v = bi.Main.Version
+	}
+	goVersion := "unknown"
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		goVersion = bi.GoVersion
+	}
+	fmt.Fprintf(stdout, "statewall %s (%s)\n", v, goVersion)
+	return nil
+}
+
+// newFlagSet returns a flag set whose -h prints the command's usage to out
+// and whose errors come back to the caller instead of exiting.
+func newFlagSet(name, args, doc string, out io.Writer) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(out)
+	fs.Usage = func() {
+		fmt.Fprintf(out, "Usage: statewall %s %s\n\n%s\n", name, args, doc)
+		var hasFlags bool
+		fs.VisitAll(func(*flag.Flag) { hasFlags = true })
+		if hasFlags {
+			fmt.Fprintf(out, "\nFlags:\n")
+			fs.PrintDefaults()
+		}
+	}
+	return fs
+}

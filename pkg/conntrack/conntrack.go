@@ -1,0 +1,489 @@
+// Package conntrack is a connection-tracking table that labels packets the
+// way the Linux kernel's conntrack does (nftables `ct state`): new,
+// established, related, invalid or untracked. See
+// docs/conntrack-reference.md for the behaviour it reproduces; the kernel's
+// net/netfilter/nf_conntrack_*.c are the reference.
+//
+// One packet takes one shard lock: the table is split in shards, each with
+// its own mutex, index and slab, and a connection's two tuples hash to the
+// same shard. Time is passed in (nanoseconds of the caller's clock:
+// capture timestamps in replay), so tests advance a clock instead of
+// sleeping, and replays are deterministic. The TCP state machine is the
+// pure package tcpstate.
+//
+// Like the kernel, a connection's entry is created only when its first
+// packet is accepted: Track labels the packet, the rules decide, and Commit
+// stores the entry.
+package conntrack
+
+import (
+	"math/rand/v2"
+	"sync/atomic"
+	"time"
+
+	"github.com/statewall/statewall/pkg/conntrack/tcpstate"
+	"github.com/statewall/statewall/pkg/packet"
+)
+
+// Label is the conntrack state of one packet (nftables `ct state`). The
+// zero value is LabelNew.
+type Label uint8
+
+const (
+	// LabelNew: the first packet of a connection, or an original-direction
+	// packet of one that has not seen a reply yet.
+	LabelNew Label = iota
+	// LabelEstablished: a reply-direction packet, or an original-direction
+	// packet once a reply was seen.
+	LabelEstablished
+	// LabelRelated: an ICMP or ICMPv6 error about a tracked connection.
+	LabelRelated
+	// LabelInvalid: no entry could be attached (see Result.Reason).
+	LabelInvalid
+	// LabelUntracked: not tracked at all (ICMPv6 neighbour discovery and
+	// MLD, as in the kernel).
+	LabelUntracked
+)
+
+var labelNames = [...]string{"new", "established", "related", "invalid", "untracked"}
+
+// String returns the name nftables uses.
+func (l Label) String() string {
+	if int(l) < len(labelNames) {
+		return labelNames[l]
+	}
+	return "label?"
+}
+
+// Reason says why a packet got its label. The zero value is ReasonNone.
+type Reason uint8
+
+const (
+	ReasonNone Reason = iota
+	// New.
+	ReasonNewConn   // no entry: the packet can start a connection
+	ReasonUnreplied // an entry, no reply seen yet
+	ReasonReopen    // a SYN reopened a closed TCP connection
+	ReasonTableFull // new, but the table is full and nothing could be evicted: Commit will refuse it
+	// Established.
+	ReasonReply     // reply direction
+	ReasonSeenReply // original direction after a reply
+	// Related.
+	ReasonICMPError // an ICMP error about a tracked connection
+	// Untracked.
+	ReasonNDMLD // ICMPv6 neighbour discovery, MLD or multicast router discovery
+	// Invalid.
+	ReasonNotDecoded       // not a whole decoded IP packet (precondition of Track)
+	ReasonShortHeader      // transport header cut short
+	ReasonBadLength        // UDP length field beyond the packet or below 8; UDP-Lite coverage
+	ReasonBadChecksum      // transport checksum wrong
+	ReasonTCP              // the TCP state machine said no (see Result.ReasonString)
+	ReasonICMPType         // ICMPv4 type above 18
+	ReasonICMPFamily       // ICMP in IPv6 or ICMPv6 in IPv4
+	ReasonReplyNoRequest   // an ICMP reply that matches no request
+	ReasonICMPUnsolicited  // an informational ICMP type that cannot start a connection
+	ReasonErrorNoQuote     // an ICMP error without a usable quoted packet
+	ReasonErrorUnknownConn // an ICMP error for unknown connection
+	ReasonErrorOuterDst    // an ICMP error whose outer destination is not the connection's endpoint
+	ReasonSCTPChunks       // SCTP chunks that break the basic rules (bad length, INIT not alone)
+	ReasonSCTPNoInit       // SCTP packet that cannot start an association (DATA, SACK, ...)
+	numReasons
+)
+
+var reasonNames = [numReasons]string{
+	ReasonNone:             "",
+	ReasonNewConn:          "new connection",
+	ReasonUnreplied:        "no reply yet",
+	ReasonReopen:           "reopened",
+	ReasonTableFull:        "table full",
+	ReasonReply:            "reply",
+	ReasonSeenReply:        "seen reply",
+	ReasonICMPError:        "ICMP error for tracked connection",
+	ReasonNDMLD:            "neighbour discovery/MLD",
+	ReasonNotDecoded:       "not decoded",
+	ReasonShortHeader:      "short header",
+	ReasonBadLength:        "bad length",
+	ReasonBadChecksum:      "bad checksum",
+	ReasonTCP:              "tcp",
+	ReasonICMPType:         "invalid ICMP type",
+	ReasonICMPFamily:       "ICMP of the other IP version",
+	ReasonReplyNoRequest:   "ICMP reply without request",
+	ReasonICMPUnsolicited:  "unsolicited ICMP message",
+	ReasonErrorNoQuote:     "ICMP error without quoted packet",
+	ReasonErrorUnknownConn: "ICMP error for unknown connection",
+	ReasonErrorOuterDst:    "ICMP error not sent to the connection's endpoint",
+	ReasonSCTPChunks:       "malformed SCTP chunks",
+	ReasonSCTPNoInit:       "SCTP chunk cannot start an association",
+}
+
+// String returns a short text ("bad checksum").
+func (r Reason) String() string {
+	if r < numReasons {
+		return reasonNames[r]
+	}
+	return "reason?"
+}
+
+// Result is what Track makes of one packet. It is a value, copied freely
+// (128 bytes, most of it the new connection's initial TCP state, so that
+// Commit does not compute it again); it holds no pointers. The zero value
+// is a LabelNew result that Commit ignores.
+type Result struct {
+	Label Label
+	// Reply: the packet is in the reply direction of its entry (for
+	// related packets: the quoted packet's connection, seen from the
+	// error's direction, as the kernel's IP_CT_RELATED_REPLY).
+	Reply  bool
+	Reason Reason
+
+	// What Commit needs, computed once by Track.
+	tcpReason tcpstate.Reason
+	insert    bool  // Track missed and the packet may create the entry
+	full      bool  // Track found the table full (and counted the refusal)
+	flags     uint8 // initial entry flags (assured)
+	hash      uint64
+	timeout   time.Duration
+	key       Key
+	tcp       tcpstate.Conn
+}
+
+// ReasonString is the reason as text; when the TCP state machine decided,
+// its own reason ("SYN+FIN").
+func (r Result) ReasonString() string {
+	if r.Reason == ReasonTCP && r.tcpReason != 0 {
+		return r.tcpReason.String()
+	}
+	return r.Reason.String()
+}
+
+// Config configures a Table. The zero value means the kernel's defaults.
+type Config struct {
+	// Timeouts; zero fields mean the kernel's defaults.
+	Timeouts Timeouts
+	// Limit is the maximum number of entries (nf_conntrack_max); 0 means
+	// 262144.
+	Limit int
+	// Shards is the number of independently locked parts, rounded up to a
+	// power of two. 0 means 64, fewer for a Limit under 4096 (so that a
+	// full shard holds at least 64 entries for early drop to choose from),
+	// more for a Limit over 2^28. More shards mean less lock contention.
+	Shards int
+	// Seed seeds the hash; 0 picks a random seed. Fix it only for
+	// reproducible tests: a known seed lets an attacker aim connections at
+	// one slot.
+	Seed uint64
+	// NoChecksum skips the transport checksum checks (the kernel's
+	// nf_conntrack_checksum=0). By default, as in the kernel, a bad TCP,
+	// UDP or ICMP checksum makes a packet invalid. Captures made on the
+	// sending host carry unfinished checksums (offload), which the kernel
+	// never checks on its output path; replay them with NoChecksum.
+	NoChecksum bool
+}
+
+// DefaultLimit is the entry limit when Config.Limit is 0.
+const DefaultLimit = 262144
+
+// Table is the connection-tracking table. It is safe for concurrent use:
+// a packet locks the one shard its connection lives in (see shard for the
+// lock order: one lock at a time), everything else is immutable after New
+// or atomic. Its zero value is not usable: call New.
+type Table struct {
+	hash     hasher
+	shards   []shard
+	mask     uint64
+	limit    int64
+	checksum bool
+	to       Timeouts
+
+	// count is written by every insertion and deletion, from every core;
+	// the padding keeps it off the cache lines the packet path reads.
+	_     [64]byte
+	count atomic.Int64 // entries, expired ones included until reaped
+	_     [56]byte
+}
+
+// New returns an empty table.
+func New(cfg Config) *Table {
+	limit := cfg.Limit
+	if limit <= 0 {
+		limit = DefaultLimit
+	}
+	n := cfg.Shards
+	if n <= 0 {
+		// Early drop only looks inside the new connection's shard: give
+		// each at least 64 entries of a full table to choose from, so a
+		// small limit does not refuse connections while another shard
+		// holds unassured ones.
+		n = 64
+		for n > 1 && n*64 > limit {
+			n /= 2
+		}
+	}
+	// Keep every shard far from the 2^24 entries a slot can address, even
+	// with a skewed spread: at most 2^22 entries per shard on average.
+	for n < limit>>22 {
+		n *= 2
+	}
+	shards := 1
+	for shards < n {
+		shards *= 2
+	}
+	seed := cfg.Seed
+	if seed == 0 {
+		seed = rand.Uint64()
+	}
+	t := &Table{
+		hash:     newHasher(seed),
+		shards:   make([]shard, shards),
+		mask:     uint64(shards - 1),
+		limit:    int64(limit),
+		checksum: !cfg.NoChecksum,
+		to:       cfg.Timeouts.WithDefaults(),
+	}
+	for i := range t.shards {
+		t.shards[i].hash = &t.hash
+		t.shards[i].count = &t.count
+	}
+	return t
+}
+
+// Len returns the number of entries, counting expired entries not yet
+// reaped.
+func (t *Table) Len() int { return int(t.count.Load()) }
+
+// Stats are the table's counters since New.
+type Stats struct {
+	Entries  uint64 // entries now (Len)
+	Inserted uint64 // entries created by Commit
+	Evicted  uint64 // unassured entries dropped to make room (the kernel's early_drop)
+	Refused  uint64 // new connections dropped because the table was full
+	Expired  uint64 // entries reaped after their timeout
+	Deleted  uint64 // entries ended by the protocol (TCP RST, reopen)
+	Invalid  uint64 // packets labelled invalid
+	Clash    uint64 // Commits that found their entry already made by a concurrent packet
+}
+
+// Stats returns the counters. It takes no lock; each counter is exact, the
+// set is not a single snapshot.
+func (t *Table) Stats() Stats {
+	st := Stats{Entries: uint64(max(t.count.Load(), 0))}
+	for i := range t.shards {
+		c := &t.shards[i].st
+		st.Inserted += c.inserted.Load()
+		st.Evicted += c.evicted.Load()
+		st.Refused += c.refused.Load()
+		st.Expired += c.expired.Load()
+		st.Deleted += c.deleted.Load()
+		st.Invalid += c.invalid.Load()
+		st.Clash += c.clash.Load()
+	}
+	return st
+}
+
+// Sweep reaps every expired entry now, one shard at a time, and returns how
+// many. Track already reaps as it goes; Sweep is for a periodic timer in a
+// daemon whose traffic may stop, and for tests.
+func (t *Table) Sweep(now int64) int {
+	n := 0
+	for i := range t.shards {
+		s := &t.shards[i]
+		s.mu.Lock()
+		n += s.sweepAll(now)
+		s.compact()
+		s.mu.Unlock()
+	}
+	return n
+}
+
+func (t *Table) shard(h uint64) *shard { return &t.shards[h&t.mask] }
+
+// invalid labels a packet invalid before any lookup. The counter goes to a
+// shard picked from the ports, to spread an invalid flood over cache lines
+// without hashing.
+func (t *Table) invalid(p *packet.Packet, why Reason) Result {
+	t.shards[uint64(p.SrcPort^p.DstPort)&t.mask].st.invalid.Add(1)
+	return Result{Label: LabelInvalid, Reason: why}
+}
+
+// Track classifies p (decoded, Kind OK, not a fragment: the caller
+// reassembles) at time now and updates the connection it belongs to. For a
+// packet that could start a connection, Label is LabelNew and nothing is
+// stored yet: Commit stores it once the rules accept the packet, as the
+// kernel confirms an entry only when its first packet leaves the hooks.
+//
+// Track does not allocate.
+func (t *Table) Track(p *packet.Packet, now int64) Result {
+	if p.Kind != packet.KindOK || p.Frag.IsFragment || (p.IPVersion != 4 && p.IPVersion != 6) {
+		return t.invalid(p, ReasonNotDecoded)
+	}
+	switch p.Proto {
+	case packet.ProtoTCP:
+		return t.trackTCP(p, now)
+	case packet.ProtoUDP:
+		return t.trackUDP(p, now)
+	case packet.ProtoUDPLite:
+		return t.trackUDPLite(p, now)
+	case packet.ProtoICMP:
+		if p.IPVersion != 4 {
+			return t.invalid(p, ReasonICMPFamily)
+		}
+		return t.trackICMP(p, now)
+	case packet.ProtoICMPv6:
+		if p.IPVersion != 6 {
+			return t.invalid(p, ReasonICMPFamily)
+		}
+		return t.trackICMPv6(p, now)
+	case packet.ProtoSCTP:
+		return t.trackSCTP(p, now)
+	}
+	return t.trackGeneric(p, now)
+}
+
+// checksumOK applies the kernel's nf_conntrack_checksum.
+func (t *Table) checksumOK(p *packet.Packet) bool {
+	return !t.checksum || p.L4ChecksumOK()
+}
+
+// hit is a found, live entry, with its shard locked.
+type hit struct {
+	s   *shard
+	e   *entry
+	pos uint32
+	dir uint8
+}
+
+// lookup locks k's shard, runs the incremental sweep and finds k. An
+// expired entry is reaped and reported as a miss. The shard stays locked
+// in both cases; the caller unlocks s.mu.
+func (t *Table) lookup(k *Key, h uint64, now int64) (hit, bool) {
+	s := t.shard(h)
+	s.mu.Lock()
+	s.tick(now)
+	pos, idx, dir, ok := s.find(k, h)
+	if !ok {
+		return hit{s: s}, false
+	}
+	e := s.at(idx)
+	if e.expired(now) {
+		s.remove(pos)
+		s.st.expired.Add(1)
+		return hit{s: s}, false
+	}
+	return hit{s: s, e: e, pos: pos, dir: dir}, true
+}
+
+// label is the label of a packet of h's connection in h's direction,
+// decided before the packet updates the entry (the kernel's
+// resolve_normal_ct, before the protocol's packet function runs).
+func (h *hit) label() Result {
+	switch {
+	case h.dir == 1:
+		return Result{Label: LabelEstablished, Reply: true, Reason: ReasonReply}
+	case h.e.seenReply():
+		return Result{Label: LabelEstablished, Reason: ReasonSeenReply}
+	}
+	return Result{Label: LabelNew, Reason: ReasonUnreplied}
+}
+
+// accept refreshes the timer (when d > 0), counts the packet and, for a
+// reply, marks the entry as having seen one: the kernel's
+// nf_ct_refresh_acct followed by the IPS_SEEN_REPLY update in
+// nf_conntrack_in.
+func (h *hit) accept(p *packet.Packet, now int64, d time.Duration) {
+	if d > 0 {
+		h.e.expires = now + int64(d)
+	}
+	h.e.packets[h.dir]++
+	h.e.bytes[h.dir] += uint64(p.IPLen)
+	h.seen()
+}
+
+// seen sets seen-reply for a reply-direction packet the protocol let
+// through (also when it changed nothing, like TCP's IGNORE).
+func (h *hit) seen() {
+	if h.dir == 1 {
+		h.e.flags |= flagSeenReply
+	}
+}
+
+// miss prepares the Result of a packet that may start a connection with
+// key k, in shard s (locked). At the limit it makes room now, as the
+// kernel's allocation of the new entry does (early_drop runs for every
+// such packet, whatever the rules then decide); when nothing can go, the
+// packet is still new but marked table full, and Commit will refuse it.
+func (t *Table) miss(s *shard, k *Key, h uint64, now int64, timeout time.Duration) Result {
+	r := Result{Label: LabelNew, Reason: ReasonNewConn, insert: true, key: *k, hash: h, timeout: timeout}
+	if t.count.Load() >= t.limit && !s.evictNear(h, now) {
+		r.Reason, r.full = ReasonTableFull, true
+		s.st.refused.Add(1)
+	}
+	return r
+}
+
+// Commit stores the entry of a new connection whose first packet the rules
+// accepted; r is Track's result for that same packet. It reports false when
+// the table is full and no entry could be evicted, when Track found it so
+// (r.Reason is ReasonTableFull) or now: the packet must then be dropped,
+// as the kernel drops it.
+//
+// Commit does nothing and reports true when r did not come from a packet
+// that can create an entry (a retransmitted first packet of a connection
+// already stored, established packets), or when a concurrent packet of the
+// same connection stored it first.
+func (t *Table) Commit(p *packet.Packet, r *Result, now int64) bool {
+	if !r.insert {
+		return true
+	}
+	if r.full {
+		// The kernel drops such a packet when it allocates the entry,
+		// before any rule sees it; the refusal was counted then.
+		return false
+	}
+	s := t.shard(r.hash)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if pos, idx, _, ok := s.find(&r.key, r.hash); ok {
+		if !s.at(idx).expired(now) {
+			s.st.clash.Add(1)
+			return true
+		}
+		s.remove(pos)
+		s.st.expired.Add(1)
+	}
+	if t.count.Add(1) > t.limit {
+		if !s.evictNear(r.hash, now) {
+			t.count.Add(-1)
+			t.refuse(s, r)
+			return false
+		}
+	}
+	s.reserveSlot(now)
+	idx, ok := s.alloc()
+	if !ok {
+		t.count.Add(-1)
+		t.refuse(s, r)
+		return false
+	}
+	e := s.at(idx)
+	*e = entry{
+		key:     r.key,
+		flags:   r.flags,
+		tcp:     r.tcp,
+		expires: now + int64(r.timeout),
+		aux:     now + int64(udpStreamAfter),
+	}
+	e.packets[0] = 1
+	e.bytes[0] = uint64(p.IPLen)
+	s.insertSlot(r.hash, idx)
+	s.n++
+	s.st.inserted.Add(1)
+	r.insert = false
+	return true
+}
+
+func (t *Table) refuse(s *shard, r *Result) {
+	if !r.full {
+		s.st.refused.Add(1)
+	}
+	r.Reason, r.full = ReasonTableFull, true
+}

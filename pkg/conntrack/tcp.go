@@ -1,0 +1,97 @@
+package conntrack
+
+import (
+	"time"
+
+	"github.com/statewall/statewall/pkg/conntrack/tcpstate"
+	"github.com/statewall/statewall/pkg/packet"
+)
+
+// trackTCP is the kernel's nf_conntrack_tcp_packet around the state machine
+// in package tcpstate: tcp_error (header, checksum, flags), then tcp_new for
+// a packet without an entry, then tcp_packet.
+func (t *Table) trackTCP(p *packet.Packet, now int64) Result {
+	// tcp_error's order is header length, checksum, flags; Check does the
+	// first and the last, so the checksum is checked first when the header
+	// is whole and a truncated header stays "short".
+	if p.TCPHdrLen >= 20 && p.L4Len >= p.TCPHdrLen && !t.checksumOK(p) {
+		return t.invalid(p, ReasonBadChecksum)
+	}
+	if why, ok := tcpstate.Check(p); !ok {
+		r := t.invalid(p, ReasonTCP)
+		r.tcpReason = why
+		return r
+	}
+	k := packetKey(p)
+	h := t.hash.sum(&k)
+	c, ok := t.lookup(&k, h, now)
+	defer c.s.mu.Unlock()
+	reopen := false
+	if ok {
+		st := tcpstate.Status{SeenReply: c.e.seenReply(), Assured: c.e.assured()}
+		res := tcpstate.Step(&c.e.tcp, p, tcpstate.Dir(c.dir), st, &t.to.TCP)
+		switch res.Verdict {
+		case tcpstate.Invalid:
+			// An out-of-window FIN or RST right after one from the
+			// other side shortens an assured entry's timer, so that a
+			// connection conntrack lost track of does not stay for
+			// days (nf_tcp_handle_invalid).
+			if d, ok := res.Shrink(time.Duration(c.e.expires - now)); ok {
+				c.e.expires = now + int64(d)
+			}
+			c.s.st.invalid.Add(1)
+			return Result{Label: LabelInvalid, Reason: ReasonTCP, tcpReason: res.Reason}
+		case tcpstate.Reopen:
+			// A SYN on a closed connection: the old entry goes and the
+			// packet is tracked as the first of a new one (the kernel
+			// kills the entry and repeats the lookup, NF_REPEAT).
+			c.s.remove(c.pos)
+			c.s.st.deleted.Add(1)
+			reopen = true
+		default: // Accept or Ignore
+			r := c.label()
+			r.tcpReason = res.Reason
+			if res.SetAssured {
+				c.e.flags |= flagAssured
+			}
+			if res.Verdict == tcpstate.Accept {
+				c.accept(p, now, res.Timeout)
+			} else {
+				// IGNORE: accepted, nothing refreshed or counted, but
+				// a reply still counts as seen (nf_conntrack_in sets
+				// it once the handler accepts).
+				c.seen()
+			}
+			if res.Kill {
+				// E.g. an RST answering the first SYN: the packet
+				// passes with its label and the entry goes at once.
+				c.s.remove(c.pos)
+				c.s.st.deleted.Add(1)
+			}
+			return r
+		}
+	}
+	var conn tcpstate.Conn
+	if why, ok := tcpstate.Start(&conn, p); !ok {
+		c.s.st.invalid.Add(1)
+		return Result{Label: LabelInvalid, Reason: ReasonTCP, tcpReason: why}
+	}
+	res := tcpstate.Step(&conn, p, tcpstate.Original, tcpstate.Status{}, &t.to.TCP)
+	if res.Verdict != tcpstate.Accept && res.Verdict != tcpstate.Ignore {
+		c.s.st.invalid.Add(1)
+		return Result{Label: LabelInvalid, Reason: ReasonTCP, tcpReason: res.Reason}
+	}
+	timeout := res.Timeout
+	if timeout <= 0 {
+		timeout = t.to.TCP.SynSent
+	}
+	r := t.miss(c.s, &k, h, now, timeout)
+	r.tcp, r.tcpReason = conn, res.Reason
+	if res.SetAssured {
+		r.flags |= flagAssured
+	}
+	if reopen && r.Reason == ReasonNewConn {
+		r.Reason = ReasonReopen
+	}
+	return r
+}

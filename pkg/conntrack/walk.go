@@ -1,0 +1,128 @@
+package conntrack
+
+import (
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/statewall/statewall/pkg/conntrack/tcpstate"
+	"github.com/statewall/statewall/pkg/packet"
+)
+
+// EntryInfo is a copy of one entry, for listings (`statewall conntrack`,
+// like conntrack -L) and tests.
+type EntryInfo struct {
+	Original, Reply Key
+	// TCPState is the TCP state (TCP entries only).
+	TCPState  tcpstate.State
+	SeenReply bool
+	Assured   bool
+	// Timeout is the time left before the entry expires.
+	Timeout time.Duration
+	// Packets and Bytes by direction: [0] original, [1] reply. Bytes count
+	// whole IP datagrams. Packet counts wrap at 2^32.
+	Packets [2]uint64
+	Bytes   [2]uint64
+}
+
+func (e *entry) info(now int64) EntryInfo {
+	return EntryInfo{
+		Original:  e.key,
+		Reply:     e.key.Reply(),
+		TCPState:  e.tcp.State,
+		SeenReply: e.seenReply(),
+		Assured:   e.assured(),
+		Timeout:   time.Duration(e.expires - now),
+		Packets:   [2]uint64{uint64(e.packets[0]), uint64(e.packets[1])},
+		Bytes:     e.bytes,
+	}
+}
+
+// Proto is the IP protocol number.
+func (e EntryInfo) Proto() uint8 { return e.Original.proto }
+
+// State is the state name conntrack -L shows: the TCP state, "" for other
+// protocols.
+func (e EntryInfo) State() string {
+	if e.Original.proto == packet.ProtoTCP {
+		return e.TCPState.String()
+	}
+	return ""
+}
+
+var protoNames = map[uint8]string{
+	packet.ProtoTCP:     "tcp",
+	packet.ProtoUDP:     "udp",
+	packet.ProtoUDPLite: "udplite",
+	packet.ProtoICMP:    "icmp",
+	packet.ProtoICMPv6:  "icmpv6",
+}
+
+// String renders the entry as conntrack -L does (with accounting on):
+//
+//	udp      17 29 src=198.18.0.1 dst=198.18.0.2 sport=5353 dport=53 packets=1 bytes=60 [UNREPLIED] src=198.18.0.2 dst=198.18.0.1 sport=53 dport=5353 packets=0 bytes=0
+//
+// Protocols the generic tracker handles are called "unknown", as there.
+func (e EntryInfo) String() string {
+	var b strings.Builder
+	name, ok := protoNames[e.Original.proto]
+	if !ok {
+		name = "unknown"
+	}
+	fmt.Fprintf(&b, "%-8s %d %d ", name, e.Original.proto, int64(e.Timeout/time.Second))
+	if s := e.State(); s != "" {
+		b.WriteString(s)
+		b.WriteByte(' ')
+	}
+	fmt.Fprintf(&b, "%v packets=%d bytes=%d ", e.Original, e.Packets[0], e.Bytes[0])
+	if !e.SeenReply {
+		b.WriteString("[UNREPLIED] ")
+	}
+	fmt.Fprintf(&b, "%v packets=%d bytes=%d", e.Reply, e.Packets[1], e.Bytes[1])
+	if e.Assured {
+		b.WriteString(" [ASSURED]")
+	}
+	return b.String()
+}
+
+// Walk calls fn with a copy of every live entry until fn returns false.
+// It copies one shard at a time under that shard's lock and calls fn with
+// no lock held, so fn may use the table; entries that change meanwhile
+// appear as they were when their shard was copied. Entries are in no
+// particular order. Walk allocates; it is not for the packet path.
+func (t *Table) Walk(now int64, fn func(e EntryInfo) bool) {
+	var buf []EntryInfo
+	for i := range t.shards {
+		s := &t.shards[i]
+		buf = buf[:0]
+		s.mu.Lock()
+		for _, sl := range s.slots {
+			if sl == 0 {
+				continue
+			}
+			if e := s.at(sl&refMask - 1); !e.expired(now) {
+				buf = append(buf, e.info(now))
+			}
+		}
+		s.mu.Unlock()
+		for _, e := range buf {
+			if !fn(e) {
+				return
+			}
+		}
+	}
+}
+
+// Get returns the entry that tuple k (in either direction) belongs to, as
+// conntrack -G does.
+func (t *Table) Get(k Key, now int64) (EntryInfo, bool) {
+	h := t.hash.sum(&k)
+	s := t.shard(h)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	_, idx, _, ok := s.find(&k, h)
+	if !ok || s.at(idx).expired(now) {
+		return EntryInfo{}, false
+	}
+	return s.at(idx).info(now), true
+}

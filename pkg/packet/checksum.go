@@ -1,0 +1,116 @@
+package packet
+
+import (
+	"encoding/binary"
+	"math/bits"
+)
+
+// L4ChecksumOK verifies the TCP, UDP, UDP-Lite, ICMP or ICMPv6 checksum over
+// the transport bytes the IP header announces, with the pseudo-header where
+// the protocol has one. It reports false only when it could compute the
+// checksum and found it wrong: fragments (the checksum covers the whole
+// datagram), captures cut before the end of the datagram, packets that did
+// not decode and other protocols are reported true.
+//
+// Two choices follow RFCs rather than one kernel path:
+//   - UDP over IPv6 with checksum 0 is bad (RFC 8200 8.1; the IPv6 UDP
+//     stack drops it). The kernel's conntrack alone would let it pass as
+//     "no checksum", as it does for IPv4.
+//   - With a routing header the pseudo-header still uses the IPv6
+//     destination field, as the kernel's nf_ip6_checksum does, not the
+//     final destination RFC 8200 asks for.
+func (p *Packet) L4ChecksumOK() bool {
+	if p.Kind != KindOK || p.L4Off == 0 || p.Frag.IsFragment {
+		return true
+	}
+	end := p.L4Off + p.L4Len
+	if end > len(p.Data) {
+		return true
+	}
+	b := p.Data[p.L4Off:end]
+	switch p.Proto {
+	case ProtoTCP:
+		return fold(sum(b, p.pseudoSum(len(b)))) == 0xffff
+	case ProtoUDP:
+		if be16(b[6:]) == 0 {
+			return p.IPVersion == 4
+		}
+		// Decode checked 8 <= UDPLen <= L4Len; the bytes after UDPLen are
+		// not part of the datagram.
+		b = b[:p.UDPLen]
+		return fold(sum(b, p.pseudoSum(len(b)))) == 0xffff
+	case ProtoUDPLite:
+		if be16(b[6:]) == 0 {
+			return false // RFC 3828: UDP-Lite has no "no checksum"
+		}
+		cov := int(p.UDPLen)
+		if cov == 0 {
+			cov = len(b)
+		}
+		// The pseudo-header carries the IP payload length, the sum covers
+		// only cov bytes.
+		return fold(sum(b[:cov], p.pseudoSum(len(b)))) == 0xffff
+	case ProtoICMP:
+		return fold(sum(b, 0)) == 0xffff
+	case ProtoICMPv6:
+		return fold(sum(b, p.pseudoSum(len(b)))) == 0xffff
+	}
+	return true
+}
+
+// pseudoSum is the unfolded sum of the TCP/UDP pseudo-header for an upper
+// layer of length n. The addresses are read from Data, where they sit next
+// to each other (8 bytes from 12 in IPv4, 32 bytes from 8 in IPv6). Adding
+// the protocol and the length as plain integers is the same as adding their
+// 16-bit words, since 2^16 = 1 in ones' complement arithmetic.
+func (p *Packet) pseudoSum(n int) uint64 {
+	if p.IPVersion == 4 {
+		return sum(p.Data[p.L3Off+12:p.L3Off+20], uint64(p.Proto)+uint64(n))
+	}
+	return sum(p.Data[p.L3Off+8:p.L3Off+40], uint64(p.Proto)+uint64(n))
+}
+
+// sum adds b to acc as big-endian 16-bit words in ones' complement, and
+// returns an unfolded 64-bit sum. It reads 64-bit words: a big-endian 64-bit
+// word is congruent to the sum of its four 16-bit words modulo 0xffff, and
+// the end-around carry keeps the 64-bit sum congruent too. On 1480 bytes
+// this took 84 ns against 397 ns for a plain 16-bit loop (Xeon, Go 1.26).
+func sum(b []byte, acc uint64) uint64 {
+	var c uint64
+	for len(b) >= 32 {
+		acc, c = bits.Add64(acc, binary.BigEndian.Uint64(b[0:]), c)
+		acc, c = bits.Add64(acc, binary.BigEndian.Uint64(b[8:]), c)
+		acc, c = bits.Add64(acc, binary.BigEndian.Uint64(b[16:]), c)
+		acc, c = bits.Add64(acc, binary.BigEndian.Uint64(b[24:]), c)
+		b = b[32:]
+	}
+	for len(b) >= 8 {
+		acc, c = bits.Add64(acc, binary.BigEndian.Uint64(b), c)
+		b = b[8:]
+	}
+	if len(b) >= 4 {
+		acc, c = bits.Add64(acc, uint64(binary.BigEndian.Uint32(b)), c)
+		b = b[4:]
+	}
+	if len(b) >= 2 {
+		acc, c = bits.Add64(acc, uint64(binary.BigEndian.Uint16(b)), c)
+		b = b[2:]
+	}
+	if len(b) == 1 {
+		acc, c = bits.Add64(acc, uint64(b[0])<<8, c)
+	}
+	// Fold the last carry back in. After adding it to acc once, a second
+	// carry leaves acc at 0, so the final addition cannot overflow.
+	acc, c = bits.Add64(acc, 0, c)
+	return acc + c
+}
+
+// fold reduces a 64-bit ones' complement sum to 16 bits. A correct
+// checksum makes the sum over the data, checksum field included, 0xffff.
+func fold(s uint64) uint16 {
+	s = s>>32 + s&0xffffffff
+	s = s>>32 + s&0xffffffff
+	s = s>>16 + s&0xffff
+	s = s>>16 + s&0xffff
+	return uint16(s)
+}

@@ -1,0 +1,603 @@
+package packet
+
+import (
+	"encoding/binary"
+	"net/netip"
+)
+
+// EtherType values the decoder looks at.
+const (
+	EtherTypeIPv4    uint16 = 0x0800
+	EtherTypeIPv6    uint16 = 0x86dd
+	etherTypeVLAN           = 0x8100 // 802.1Q C-tag
+	etherTypeQinQ           = 0x88a8 // 802.1ad S-tag
+	etherTypeQinQOld        = 0x9100 // pre-standard Q-in-Q tag, still seen on old switches
+)
+
+// IPv6 extension headers the decoder walks.
+const (
+	ip6HopByHop = 0
+	ip6Routing  = 43
+	ip6Fragment = 44
+	ip6AH       = 51
+	ip6DestOpts = 60
+)
+
+// BSD loopback address families (the Null and Loop link types). IPv6 has a
+// different value on every BSD: 24 NetBSD/OpenBSD, 28 FreeBSD, 30 Darwin.
+const (
+	afINET         = 2
+	afINET6NetBSD  = 24
+	afINET6FreeBSD = 28
+	afINET6Darwin  = 30
+)
+
+func be16(b []byte) uint16 { return binary.BigEndian.Uint16(b) }
+func be32(b []byte) uint32 { return binary.BigEndian.Uint32(b) }
+
+// Decode decodes one packet that starts with the link-layer header link.
+// It overwrites every field of p, never allocates and never panics; a packet
+// it cannot decode gets a Kind other than KindOK and the fields that were
+// decoded before the problem was found.
+//
+// What counts as a problem: the bytes ending inside a header the firewall
+// needs (link, IP with its extension headers, the fixed transport header and
+// TCP options) is KindTruncated; bytes ending inside the transport payload
+// are not (captures are routinely cut by a snap length), so such a packet is
+// KindOK with L4Len and PayloadLen still taken from the IP header. Bytes
+// after the IP total length (Ethernet padding) are ignored.
+//
+// Fragments: a non-first fragment has no transport header (L4Off 0, ports
+// 0). A first fragment whose transport header continues in the next
+// fragment is KindOK with L4Off 0 too; reassemble (pkg/defrag) and decode
+// the whole datagram to see it.
+func (p *Packet) Decode(data []byte, link LinkType) {
+	*p = Packet{Data: data}
+	var et uint16
+	off := 0
+	switch link {
+	case LinkEthernet:
+		if len(data) < 14 {
+			p.Kind = KindTruncated
+			return
+		}
+		et, off = be16(data[12:]), 14
+	case LinkRaw, LinkIP:
+		if len(data) < 1 {
+			p.Kind = KindTruncated
+			return
+		}
+		switch data[0] >> 4 {
+		case 4:
+			et = EtherTypeIPv4
+		case 6:
+			et = EtherTypeIPv6
+		default:
+			p.Kind = KindMalformed
+			return
+		}
+	case LinkIPv4:
+		et = EtherTypeIPv4
+	case LinkIPv6:
+		et = EtherTypeIPv6
+	case LinkLinuxSLL:
+		if len(data) < 16 {
+			p.Kind = KindTruncated
+			return
+		}
+		et, off = be16(data[14:]), 16
+	case LinkLinuxSLL2:
+		if len(data) < 20 {
+			p.Kind = KindTruncated
+			return
+		}
+		et, off = be16(data[0:]), 20
+	case LinkNull, LinkLoop:
+		// Null is host order and Loop network order, but captures get
+		// moved between machines and the families are small numbers, so
+		// the two byte orders can never be confused: accept both.
+		if len(data) < 4 {
+			p.Kind = KindTruncated
+			return
+		}
+		fam := binary.LittleEndian.Uint32(data)
+		if fam > 0xffff {
+			fam = binary.BigEndian.Uint32(data)
+		}
+		switch fam {
+		case afINET:
+			et = EtherTypeIPv4
+		case afINET6NetBSD, afINET6FreeBSD, afINET6Darwin:
+			et = EtherTypeIPv6
+		}
+		off = 4
+	default:
+		p.Kind = KindUnsupportedLink
+		return
+	}
+	// VLAN tags. libpcap also re-inserts the tag the kernel stripped into
+	// SLL captures, so this runs for every link type with an EtherType.
+	for et == etherTypeVLAN || et == etherTypeQinQ || et == etherTypeQinQOld {
+		if len(data)-off < 4 {
+			p.Kind = KindTruncated
+			return
+		}
+		if p.VLANs == 0 {
+			p.VLANID = be16(data[off:]) & 0x0fff
+		}
+		if p.VLANs < 255 {
+			p.VLANs++
+		}
+		et = be16(data[off+2:])
+		off += 4
+	}
+	p.EtherType = et
+	p.L3Off = off
+	switch et {
+	case EtherTypeIPv4:
+		p.decodeIPv4(off)
+	case EtherTypeIPv6:
+		p.decodeIPv6(off)
+	default:
+		p.Kind = KindNotIP
+	}
+}
+
+// decodeIPv4 decodes the IPv4 header at off and what follows.
+func (p *Packet) decodeIPv4(off int) {
+	h := p.Data[off:]
+	if len(h) > 0 && h[0]>>4 != 4 {
+		p.Kind = KindMalformed
+		return
+	}
+	if len(h) < 20 {
+		p.Kind = KindTruncated
+		return
+	}
+	ihl := int(h[0]&0x0f) * 4
+	tot := int(be16(h[2:]))
+	if ihl < 20 || tot < ihl {
+		p.Kind = KindMalformed
+		return
+	}
+	if len(h) < ihl {
+		p.Kind = KindTruncated
+		return
+	}
+	p.IPVersion = 4
+	p.IPHdrLen = ihl
+	p.IPLen = tot
+	p.IPOptions = ihl > 20
+	p.TTL = h[8]
+	p.Proto = h[9]
+	p.Src = netip.AddrFrom4([4]byte(h[12:16]))
+	p.Dst = netip.AddrFrom4([4]byte(h[16:20]))
+	fo := be16(h[6:])
+	p.Frag.ID = uint32(be16(h[4:]))
+	p.Frag.DontFrag = fo&0x4000 != 0
+	p.Frag.More = fo&0x2000 != 0
+	p.Frag.Offset = (fo & 0x1fff) << 3
+	p.Frag.IsFragment = p.Frag.More || p.Frag.Offset != 0
+	if p.Frag.Offset != 0 {
+		return // KindOK: a non-first fragment carries no transport header
+	}
+	end := off + tot
+	p.decodeL4(off+ihl, end, min(end, len(p.Data)))
+}
+
+// decodeIPv6 decodes the IPv6 header at off, walks the extension headers
+// and decodes what follows.
+func (p *Packet) decodeIPv6(off int) {
+	data := p.Data
+	h := data[off:]
+	if len(h) > 0 && h[0]>>4 != 6 {
+		p.Kind = KindMalformed
+		return
+	}
+	if len(h) < 40 {
+		p.Kind = KindTruncated
+		return
+	}
+	// Jumbograms (payload length 0 with a hop-by-hop jumbo option) are not
+	// supported: with length 0 any following header is Malformed.
+	pl := int(be16(h[4:]))
+	p.IPVersion = 6
+	p.IPLen = 40 + pl
+	p.TTL = h[7]
+	p.Src = netip.AddrFrom16([16]byte(h[8:24]))
+	p.Dst = netip.AddrFrom16([16]byte(h[24:40]))
+	end := off + 40 + pl
+	capEnd := min(end, len(data))
+	nh := h[6]
+	pos := off + 40
+	nhPos := off + 6 // the byte that announced the header at pos
+	seenFrag := false
+walk:
+	for {
+		var n int
+		switch nh {
+		case ip6HopByHop, ip6Routing, ip6DestOpts, ip6AH, ip6Fragment:
+			// All of them start with next header and a length byte, and
+			// are at least 8 bytes long.
+			if end-pos < 8 {
+				p.Kind = KindMalformed
+				return
+			}
+			if capEnd-pos < 8 {
+				p.Kind = KindTruncated
+				return
+			}
+			switch nh {
+			case ip6AH:
+				n = (int(data[pos+1]) + 2) * 4
+			case ip6Fragment:
+				n = 8
+			default:
+				n = (int(data[pos+1]) + 1) * 8
+			}
+			if end-pos < n {
+				p.Kind = KindMalformed
+				return
+			}
+			if capEnd-pos < n {
+				p.Kind = KindTruncated
+				return
+			}
+		default:
+			break walk // the upper-layer header (or ESP, or No Next Header)
+		}
+		switch nh {
+		case ip6HopByHop:
+			p.HasHopByHop = true
+		case ip6Routing:
+			p.HasRouting = true
+		case ip6DestOpts:
+			p.HasDestOpts = true
+		case ip6Fragment:
+			// RFC 8200 allows one fragment header; a second one would
+			// need nested reassembly that no sender produces.
+			if seenFrag {
+				p.Kind = KindMalformed
+				return
+			}
+			seenFrag = true
+			fo := be16(data[pos+2:])
+			p.Frag.ID = be32(data[pos+4:])
+			p.Frag.HdrOff = uint16(pos - off)
+			p.Frag.NHOff = uint16(nhPos - off)
+			p.Frag.Offset = fo &^ 7
+			p.Frag.More = fo&1 != 0
+			// An atomic fragment (offset 0, M clear) is a whole datagram
+			// (RFC 6946); the kernel processes it without reassembly.
+			p.Frag.IsFragment = p.Frag.More || p.Frag.Offset != 0
+			if p.Frag.Offset != 0 {
+				// The rest of the header chain is in the first fragment.
+				p.Proto = data[pos]
+				p.IPHdrLen = pos + 8 - off
+				return
+			}
+		}
+		nh = data[pos]
+		nhPos = pos
+		pos += n
+	}
+	p.Proto = nh
+	p.IPHdrLen = pos - off
+	p.decodeL4(pos, end, capEnd)
+}
+
+// decodeL4 decodes the transport header at start. end is where the IP
+// header says the datagram (or fragment) ends, capEnd where the captured
+// bytes of it end (capEnd <= end, start <= capEnd).
+func (p *Packet) decodeL4(start, end, capEnd int) {
+	l4len := end - start
+	avail := capEnd - start
+	b := p.Data[start:capEnd]
+	p.L4Len = l4len
+	hdr := 0 // fixed header length of the protocol, 0 if not decoded
+	switch p.Proto {
+	case ProtoTCP:
+		hdr = 20
+	case ProtoUDP, ProtoUDPLite, ProtoICMP, ProtoICMPv6:
+		hdr = 8
+	case ProtoSCTP:
+		hdr = 12
+	}
+	if (p.Proto == ProtoICMP && p.IPVersion != 4) || (p.Proto == ProtoICMPv6 && p.IPVersion != 6) {
+		hdr = 0 // the kernel treats them as an unknown protocol too
+	}
+	if hdr == 0 {
+		// Not decoded, but L4Off still says where it starts: the generic
+		// tracker and GRE users can read it from there.
+		p.L4Off = start
+		return
+	}
+	if l4len < hdr {
+		if p.Frag.IsFragment {
+			return // the header continues in the next fragment
+		}
+		p.Kind = KindMalformed
+		return
+	}
+	if avail < hdr {
+		p.Kind = KindTruncated
+		return
+	}
+	switch p.Proto {
+	case ProtoTCP:
+		doff := int(b[12]>>4) * 4
+		if doff < 20 {
+			p.Kind = KindMalformed
+			return
+		}
+		if doff > l4len {
+			if p.Frag.IsFragment {
+				return
+			}
+			p.Kind = KindMalformed
+			return
+		}
+		if doff > avail {
+			p.Kind = KindTruncated
+			return
+		}
+		p.SrcPort = be16(b[0:])
+		p.DstPort = be16(b[2:])
+		p.Seq = be32(b[4:])
+		p.Ack = be32(b[8:])
+		p.TCPFlags = b[13]
+		p.Window = be16(b[14:])
+		p.TCPHdrLen = doff
+		if doff > 20 {
+			p.TCPOpts.parse(b[20:doff])
+		}
+		hdr = doff
+		p.PayloadLen = l4len - doff
+	case ProtoUDP, ProtoUDPLite:
+		p.SrcPort = be16(b[0:])
+		p.DstPort = be16(b[2:])
+		ulen := be16(b[4:])
+		p.UDPLen = ulen
+		p.PayloadLen = l4len - 8
+		// The first fragment's length field describes the whole datagram,
+		// which this fragment cannot check.
+		if !p.Frag.IsFragment {
+			if p.Proto == ProtoUDP {
+				// Conntrack's udp_error: invalid when the length is below
+				// the header or beyond the IP payload. Shorter than the
+				// IP payload is allowed; the bytes after it are not data.
+				if ulen < 8 || int(ulen) > l4len {
+					p.Kind = KindMalformed
+					return
+				}
+				p.PayloadLen = int(ulen) - 8
+			} else if ulen != 0 && (ulen < 8 || int(ulen) > l4len) {
+				// UDP-Lite's field is the checksum coverage (0: all).
+				p.Kind = KindMalformed
+				return
+			}
+		}
+	case ProtoSCTP:
+		p.SrcPort = be16(b[0:])
+		p.DstPort = be16(b[2:])
+		p.PayloadLen = l4len - 12
+	case ProtoICMP, ProtoICMPv6:
+		p.ICMPType = b[0]
+		p.ICMPCode = b[1]
+		p.PayloadLen = l4len - 8
+		if p.hasICMPID() {
+			p.ICMPID = be16(b[4:])
+			p.ICMPSeq = be16(b[6:])
+		} else if p.isICMPError() {
+			p.decodeInner(b[8:])
+		}
+	}
+	p.L4Off = start
+	p.PayloadOff = start + hdr
+}
+
+// hasICMPID reports whether the ICMP message carries an identifier and a
+// sequence number: the query/reply pairs that conntrack tracks. ICMPv6 node
+// information (139/140) has a query type where the id would be, but the
+// kernel's tuple reads the same two bytes, so it is reported the same way.
+func (p *Packet) hasICMPID() bool {
+	if p.Proto == ProtoICMP {
+		switch p.ICMPType {
+		case 0, 8, 13, 14, 15, 16, 17, 18:
+			return true
+		}
+		return false
+	}
+	switch p.ICMPType {
+	case 128, 129, 139, 140:
+		return true
+	}
+	return false
+}
+
+// isICMPError reports whether the ICMP message quotes the packet that
+// caused it: for ICMPv4 destination unreachable, source quench, redirect,
+// time exceeded and parameter problem; for ICMPv6 types 1-4 (all errors
+// below 128 that RFC 4443 defines).
+func (p *Packet) isICMPError() bool {
+	if p.Proto == ProtoICMP {
+		switch p.ICMPType {
+		case 3, 4, 5, 11, 12:
+			return true
+		}
+		return false
+	}
+	return p.ICMPType >= 1 && p.ICMPType <= 4
+}
+
+// decodeInner decodes the packet quoted by an ICMP error: q starts at the
+// quoted IP header and ends where the captured ICMP message ends. The
+// quote must be of the same IP version as the error, as in the kernel
+// (nf_conntrack_icmp only looks for IPv4 inside ICMPv4). When the quote is
+// too short to find a connection, Inner stays zero.
+func (p *Packet) decodeInner(q []byte) {
+	in := &p.Inner
+	var l4 []byte
+	if p.IPVersion == 4 {
+		if len(q) < 20 || q[0]>>4 != 4 {
+			return
+		}
+		ihl := int(q[0]&0x0f) * 4
+		if ihl < 20 || len(q) < ihl {
+			return
+		}
+		in.Proto = q[9]
+		in.Src = netip.AddrFrom4([4]byte(q[12:16]))
+		in.Dst = netip.AddrFrom4([4]byte(q[16:20]))
+		in.IPVersion = 4
+		if be16(q[6:])&0x1fff != 0 {
+			in.Valid, in.NonFirstFragment = true, true // the addresses are all there is
+			return
+		}
+		l4 = q[ihl:]
+	} else {
+		if len(q) < 40 || q[0]>>4 != 6 {
+			return
+		}
+		nh := q[6]
+		pos := 40
+	walk:
+		for {
+			var n int
+			switch nh {
+			case ip6HopByHop, ip6Routing, ip6DestOpts:
+				if len(q)-pos < 8 {
+					return
+				}
+				n = (int(q[pos+1]) + 1) * 8
+			case ip6AH:
+				if len(q)-pos < 8 {
+					return
+				}
+				n = (int(q[pos+1]) + 2) * 4
+			case ip6Fragment:
+				if len(q)-pos < 8 {
+					return
+				}
+				if be16(q[pos+2:])&^7 != 0 {
+					nh = q[pos]
+					pos = -1 // non-first fragment
+					break walk
+				}
+				n = 8
+			default:
+				break walk
+			}
+			if len(q)-pos < n {
+				return
+			}
+			nh = q[pos]
+			pos += n
+		}
+		in.Proto = nh
+		in.Src = netip.AddrFrom16([16]byte(q[8:24]))
+		in.Dst = netip.AddrFrom16([16]byte(q[24:40]))
+		in.IPVersion = 6
+		if pos < 0 {
+			in.Valid, in.NonFirstFragment = true, true
+			return
+		}
+		l4 = q[pos:]
+	}
+	// RFC 792 promises 8 bytes of the quoted datagram's data: ports and
+	// the TCP sequence number, or the ICMP header with its id.
+	if len(l4) < 8 {
+		*in = Inner{}
+		return
+	}
+	in.Valid = true
+	switch in.Proto {
+	case ProtoTCP:
+		in.TCPSeq = be32(l4[4:])
+		fallthrough
+	case ProtoUDP, ProtoUDPLite, ProtoSCTP:
+		in.SrcPort = be16(l4[0:])
+		in.DstPort = be16(l4[2:])
+	case ProtoICMP, ProtoICMPv6:
+		in.ICMPType = l4[0]
+		in.ICMPCode = l4[1]
+		in.ICMPID = be16(l4[4:])
+	}
+}
+
+// parse fills o from the TCP option bytes b. Malformed options (a length
+// below 2 or past the end) stop the parse, as in the kernel's
+// tcp_parse_options; options with an unexpected length are skipped.
+func (o *TCPOptions) parse(b []byte) {
+	for len(b) > 0 {
+		kind := b[0]
+		if kind == 0 { // end of option list
+			return
+		}
+		if kind == 1 { // no-op
+			b = b[1:]
+			continue
+		}
+		if len(b) < 2 {
+			return
+		}
+		n := int(b[1])
+		if n < 2 || n > len(b) {
+			return
+		}
+		switch kind {
+		case 2:
+			if n == 4 {
+				o.MSS = be16(b[2:])
+			}
+		case 3:
+			if n == 3 {
+				o.WScale = b[2]
+				o.HasWScale = true
+			}
+		case 4:
+			if n == 2 {
+				o.SACKPerm = true
+			}
+		case 5:
+			// A SACK option without blocks (n == 2) is legal but says
+			// nothing; NSACK stays 0.
+			if (n-2)%8 == 0 {
+				k := min((n-2)/8, len(o.SACK))
+				for i := range k {
+					o.SACK[i] = SACKBlock{be32(b[2+8*i:]), be32(b[6+8*i:])}
+				}
+				o.NSACK = uint8(k)
+			}
+		case 8:
+			if n == 10 {
+				o.HasTS = true
+				o.TSVal = be32(b[2:])
+				o.TSEcr = be32(b[6:])
+			}
+		}
+		b = b[n:]
+	}
+}
+
+// Payload returns the transport payload (TCP or UDP data, the ICMP message
+// body, SCTP chunks) as captured: shorter than PayloadLen when the capture
+// was cut. It aliases Data. Nil when no transport header was decoded.
+func (p *Packet) Payload() []byte {
+	if p.Kind != KindOK || p.PayloadOff == 0 {
+		return nil
+	}
+	end := min(p.PayloadOff+p.PayloadLen, len(p.Data))
+	return p.Data[p.PayloadOff:end]
+}
+
+// IPv4HeaderChecksumOK reports whether an IPv4 header checksum is right
+// (the kernel drops bad ones in ip_rcv before any netfilter hook). True
+// for IPv6, which has no header checksum, and for packets that did not
+// decode far enough to tell.
+func (p *Packet) IPv4HeaderChecksumOK() bool {
+	if p.IPVersion != 4 || p.IPHdrLen == 0 {
+		return true
+	}
+	return fold(sum(p.Data[p.L3Off:p.L3Off+p.IPHdrLen], 0)) == 0xffff
+}

@@ -1,0 +1,348 @@
+package replay
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"net/netip"
+	"sort"
+	"strconv"
+	"strings"
+
+	"github.com/statewall/statewall/pkg/engine"
+	"github.com/statewall/statewall/pkg/packet"
+	"github.com/statewall/statewall/pkg/rules"
+)
+
+// ProtoName is the name the reports use for a record's protocol: tcp, udp,
+// icmp, icmp6, a few others by name, else the number; "invalid" for
+// packets that could not be decoded as IP.
+func (r *Record) ProtoName() string {
+	if r.Kind != packet.KindOK {
+		return "invalid"
+	}
+	switch r.Proto {
+	case packet.ProtoTCP:
+		return "tcp"
+	case packet.ProtoUDP:
+		return "udp"
+	case packet.ProtoICMP:
+		return "icmp"
+	case packet.ProtoICMPv6:
+		return "icmp6"
+	case packet.ProtoSCTP:
+		return "sctp"
+	case packet.ProtoGRE:
+		return "gre"
+	case packet.ProtoUDPLite:
+		return "udplite"
+	case 2:
+		return "igmp"
+	case 50:
+		return "esp"
+	case 51:
+		return "ah"
+	case 88:
+		return "eigrp"
+	case 89:
+		return "ospf"
+	case 103:
+		return "pim"
+	}
+	return strconv.Itoa(int(r.Proto))
+}
+
+func appendEndpoint(b []byte, a netip.Addr, port uint16, hasPort bool) []byte {
+	if !a.IsValid() {
+		return b
+	}
+	if !hasPort {
+		return a.AppendTo(b)
+	}
+	return netip.AddrPortFrom(a, port).AppendTo(b)
+}
+
+// JSONLWriter writes one JSON object per record, the contract other tools
+// read:
+//
+//	{"file":"x.pcap","index":0,"ts":"2024-01-02T03:04:05.000006Z",
+//	 "src":"198.18.0.1:40000","dst":"198.18.0.2:80","proto":"tcp","flags":"S","len":60,
+//	 "stateless":"pass","stateless_reason":"rule 4 (line 9)",
+//	 "stateful":"pass","stateful_reason":"rule 4 (line 9)","ct":"new"}
+//
+// Optional keys: "icmp_type"/"icmp_code" for ICMP, "frag":true for IP
+// fragments, "kind" ("truncated", "malformed", "not-ip",
+// "unsupported-link") for packets that could not be decoded, "dir"
+// ("in"/"out") when `set local` tells, and "differs" when the two verdicts
+// disagree.
+type JSONLWriter struct {
+	w   *bufio.Writer
+	buf []byte
+}
+
+// NewJSONLWriter writes to w; call Flush at the end.
+func NewJSONLWriter(w io.Writer) *JSONLWriter {
+	return &JSONLWriter{w: bufio.NewWriterSize(w, 1<<16)}
+}
+
+// Write is a Sink.
+func (j *JSONLWriter) Write(r *Record) error {
+	b := j.buf[:0]
+	b = append(b, `{"file":`...)
+	b = strconv.AppendQuote(b, r.File)
+	b = append(b, `,"index":`...)
+	b = strconv.AppendInt(b, int64(r.Index), 10)
+	b = append(b, `,"ts":"`...)
+	b = r.TS.UTC().AppendFormat(b, "2006-01-02T15:04:05.000000Z")
+	b = append(b, '"')
+	if r.Src.IsValid() {
+		b = append(b, `,"src":"`...)
+		b = appendEndpoint(b, r.Src, r.SrcPort, r.HasPorts)
+		b = append(b, `","dst":"`...)
+		b = appendEndpoint(b, r.Dst, r.DstPort, r.HasPorts)
+		b = append(b, '"')
+	}
+	b = append(b, `,"proto":"`...)
+	b = append(b, r.ProtoName()...)
+	b = append(b, '"')
+	if r.Kind != packet.KindOK {
+		b = append(b, `,"kind":"`...)
+		b = append(b, r.Kind.String()...)
+		b = append(b, '"')
+	}
+	if r.Kind == packet.KindOK && r.Proto == packet.ProtoTCP && !r.Fragment || r.TCPFlags != 0 {
+		b = append(b, `,"flags":"`...)
+		b = append(b, packet.TCPFlagsString(r.TCPFlags)...)
+		b = append(b, '"')
+	}
+	if r.Kind == packet.KindOK && (r.Proto == packet.ProtoICMP || r.Proto == packet.ProtoICMPv6) && !r.Fragment {
+		b = append(b, `,"icmp_type":`...)
+		b = strconv.AppendInt(b, int64(r.ICMPType), 10)
+		b = append(b, `,"icmp_code":`...)
+		b = strconv.AppendInt(b, int64(r.ICMPCode), 10)
+	}
+	if r.Fragment {
+		b = append(b, `,"frag":true`...)
+	}
+	b = append(b, `,"len":`...)
+	b = strconv.AppendInt(b, int64(r.Len), 10)
+	if r.Dir != rules.DirUnknown {
+		b = append(b, `,"dir":"`...)
+		b = append(b, r.Dir.String()...)
+		b = append(b, '"')
+	}
+	if r.HasStateless {
+		b = append(b, `,"stateless":"`...)
+		b = append(b, r.Stateless.Verdict.String()...)
+		b = append(b, `","stateless_reason":`...)
+		b = strconv.AppendQuote(b, r.Stateless.Reason())
+	}
+	if r.HasStateful {
+		b = append(b, `,"stateful":"`...)
+		b = append(b, r.Stateful.Verdict.String()...)
+		b = append(b, `","stateful_reason":`...)
+		b = strconv.AppendQuote(b, r.Stateful.Reason())
+		b = append(b, `,"ct":"`...)
+		b = append(b, r.Stateful.Label()...)
+		b = append(b, '"')
+	}
+	if r.Agreement() != engine.Agree {
+		b = append(b, `,"differs":true`...)
+	}
+	b = append(b, "}\n"...)
+	j.buf = b
+	_, err := j.w.Write(b)
+	return err
+}
+
+// Flush writes what is buffered.
+func (j *JSONLWriter) Flush() error { return j.w.Flush() }
+
+// TextWriter writes a readable table, one line a packet. Packets whose two
+// verdicts differ are marked with '*'.
+type TextWriter struct {
+	w      *bufio.Writer
+	header bool
+	file   string
+}
+
+// NewTextWriter writes to w; call Flush at the end.
+func NewTextWriter(w io.Writer) *TextWriter {
+	return &TextWriter{w: bufio.NewWriterSize(w, 1<<16)}
+}
+
+// Write is a Sink.
+func (t *TextWriter) Write(r *Record) error {
+	if r.File != t.file {
+		t.file = r.File
+		fmt.Fprintf(t.w, "== %s\n", r.File)
+		t.header = false
+	}
+	if !t.header {
+		t.header = true
+		fmt.Fprintf(t.w, "  %5s %-15s %-44s %-6s %-5s", "#", "time", "packet", "proto", "flags")
+		if r.HasStateless {
+			fmt.Fprintf(t.w, " %-30s", "stateless")
+		}
+		if r.HasStateful {
+			fmt.Fprintf(t.w, " %-12s %s", "ct", "stateful")
+		}
+		fmt.Fprintln(t.w)
+	}
+	mark := ' '
+	if r.Agreement() != engine.Agree {
+		mark = '*'
+	}
+	var pk []byte
+	if r.Src.IsValid() {
+		pk = appendEndpoint(pk, r.Src, r.SrcPort, r.HasPorts)
+		pk = append(pk, " > "...)
+		pk = appendEndpoint(pk, r.Dst, r.DstPort, r.HasPorts)
+	} else {
+		pk = append(pk, r.Kind.String()...)
+	}
+	flags := ""
+	switch {
+	case r.Fragment:
+		flags = "frag"
+	case r.Kind == packet.KindOK && r.Proto == packet.ProtoTCP:
+		flags = packet.TCPFlagsString(r.TCPFlags)
+	case r.Kind == packet.KindOK && (r.Proto == packet.ProtoICMP || r.Proto == packet.ProtoICMPv6):
+		flags = strconv.Itoa(int(r.ICMPType)) + "/" + strconv.Itoa(int(r.ICMPCode))
+	}
+	fmt.Fprintf(t.w, "%c %5d %-15s %-44s %-6s %-5s", mark, r.Index, r.TS.UTC().Format("15:04:05.000000"), pk, r.ProtoName(), flags)
+	if r.HasStateless {
+		fmt.Fprintf(t.w, " %-30s", r.Stateless.Verdict.String()+" "+r.Stateless.Reason())
+	}
+	if r.HasStateful {
+		fmt.Fprintf(t.w, " %-12s %s", r.Stateful.Label(), r.Stateful.Verdict.String()+" "+r.Stateful.Reason())
+	}
+	_, err := fmt.Fprintln(t.w)
+	return err
+}
+
+// Flush writes what is buffered.
+func (t *TextWriter) Flush() error { return t.w.Flush() }
+
+// Summary counts verdicts and labels and groups the disagreements by cause.
+// The zero value is ready to use.
+type Summary struct {
+	Packets                   int
+	Undecoded                 int
+	Stateless                 [2]int // indexed by engine.Verdict
+	Stateful                  [2]int
+	Labels                    map[string]int
+	Groups                    map[string]*Group
+	HasBoth                   bool
+	ranStateless, ranStateful bool
+}
+
+// Group is one cause of disagreement.
+type Group struct {
+	Agreement engine.Agreement
+	Cause     string
+	Count     int
+	First     []string // "file#index" of the first few packets
+}
+
+const firstN = 5
+
+// Add is a Sink.
+func (s *Summary) Add(r *Record) error {
+	s.Packets++
+	if r.Kind != packet.KindOK {
+		s.Undecoded++
+	}
+	if r.HasStateless {
+		s.ranStateless = true
+		s.Stateless[r.Stateless.Verdict]++
+	}
+	if r.HasStateful {
+		s.ranStateful = true
+		s.Stateful[r.Stateful.Verdict]++
+		if s.Labels == nil {
+			s.Labels = map[string]int{}
+		}
+		s.Labels[r.Stateful.Label()]++
+	}
+	if a := r.Agreement(); a != engine.Agree {
+		cause := engine.Explain(r.Stateless, r.Stateful)
+		key := a.String() + "\x00" + cause
+		if s.Groups == nil {
+			s.Groups = map[string]*Group{}
+		}
+		g := s.Groups[key]
+		if g == nil {
+			g = &Group{Agreement: a, Cause: cause}
+			s.Groups[key] = g
+		}
+		g.Count++
+		if len(g.First) < firstN {
+			g.First = append(g.First, shortName(r.File)+"#"+strconv.Itoa(r.Index))
+		}
+	}
+	return nil
+}
+
+func shortName(f string) string {
+	if i := strings.LastIndexByte(f, '/'); i >= 0 {
+		return f[i+1:]
+	}
+	return f
+}
+
+// Disagreements returns the groups, largest first.
+func (s *Summary) Disagreements() []*Group {
+	gs := make([]*Group, 0, len(s.Groups))
+	for _, g := range s.Groups {
+		gs = append(gs, g)
+	}
+	sort.Slice(gs, func(i, j int) bool {
+		if gs[i].Agreement != gs[j].Agreement {
+			return gs[i].Agreement < gs[j].Agreement
+		}
+		if gs[i].Count != gs[j].Count {
+			return gs[i].Count > gs[j].Count
+		}
+		return gs[i].Cause < gs[j].Cause
+	})
+	return gs
+}
+
+// WriteText writes the summary for people.
+func (s *Summary) WriteText(w io.Writer) error {
+	bw := bufio.NewWriter(w)
+	fmt.Fprintf(bw, "packets: %d", s.Packets)
+	if s.Undecoded > 0 {
+		fmt.Fprintf(bw, " (%d not decoded as IP)", s.Undecoded)
+	}
+	fmt.Fprintln(bw)
+	if s.ranStateless {
+		fmt.Fprintf(bw, "stateless: %d pass, %d block\n", s.Stateless[engine.Pass], s.Stateless[engine.Block])
+	}
+	if s.ranStateful {
+		fmt.Fprintf(bw, "stateful:  %d pass, %d block\n", s.Stateful[engine.Pass], s.Stateful[engine.Block])
+		labels := make([]string, 0, len(s.Labels))
+		for l := range s.Labels {
+			labels = append(labels, l)
+		}
+		sort.Strings(labels)
+		fmt.Fprintf(bw, "ct:")
+		for _, l := range labels {
+			fmt.Fprintf(bw, " %s %d", l, s.Labels[l])
+		}
+		fmt.Fprintln(bw)
+	}
+	if s.ranStateless && s.ranStateful {
+		gs := s.Disagreements()
+		n := 0
+		for _, g := range gs {
+			n += g.Count
+		}
+		fmt.Fprintf(bw, "disagreements: %d\n", n)
+		for _, g := range gs {
+			fmt.Fprintf(bw, "  %-21s %5d  %s  [%s]\n", g.Agreement.String()+":", g.Count, g.Cause, strings.Join(g.First, " "))
+		}
+	}
+	return bw.Flush()
+}

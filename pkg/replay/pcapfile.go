@@ -1,0 +1,86 @@
+package replay
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"time"
+
+	"github.com/gopacket/gopacket"
+	"github.com/gopacket/gopacket/pcapgo"
+
+	"github.com/statewall/statewall/pkg/packet"
+)
+
+// source reads one capture file, pcap or pcapng, packet by packet, into a
+// buffer it reuses (ZeroCopyReadPacketData): the bytes a call returns are
+// valid until the next call.
+type source struct {
+	name string
+	f    *os.File
+	pcap *pcapgo.Reader
+	ng   *pcapgo.NgReader
+	link packet.LinkType
+}
+
+// errNotCapture is returned for a file that is neither pcap nor pcapng.
+var errNotCapture = errors.New("not a pcap or pcapng file")
+
+func openSource(name string) (*source, error) {
+	f, err := os.Open(name)
+	if err != nil {
+		return nil, err
+	}
+	br := bufio.NewReaderSize(f, 1<<16)
+	magic, err := br.Peek(4)
+	if err != nil {
+		f.Close()
+		if errors.Is(err, io.EOF) {
+			return nil, fmt.Errorf("%s: %w (file shorter than a header)", name, errNotCapture)
+		}
+		return nil, fmt.Errorf("%s: %w", name, err)
+	}
+	s := &source{name: name, f: f}
+	switch {
+	case magic[0] == 0x0a && magic[1] == 0x0d && magic[2] == 0x0d && magic[3] == 0x0a:
+		s.ng, err = pcapgo.NewNgReader(br, pcapgo.DefaultNgReaderOptions)
+		if err == nil {
+			s.link = packet.LinkType(s.ng.LinkType())
+		}
+	default:
+		s.pcap, err = pcapgo.NewReader(br)
+		if err == nil {
+			s.link = packet.LinkType(s.pcap.LinkType())
+		}
+	}
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("%s: %w: %v", name, errNotCapture, err)
+	}
+	return s, nil
+}
+
+// next returns the next packet, its link type and its capture info; io.EOF
+// at the clean end of the file.
+func (s *source) next() ([]byte, packet.LinkType, gopacket.CaptureInfo, error) {
+	if s.ng != nil {
+		data, ci, err := s.ng.ZeroCopyReadPacketData()
+		if err != nil {
+			return nil, 0, ci, err
+		}
+		link := s.link
+		if iface, err := s.ng.Interface(ci.InterfaceIndex); err == nil {
+			link = packet.LinkType(iface.LinkType)
+		}
+		return data, link, ci, nil
+	}
+	data, ci, err := s.pcap.ZeroCopyReadPacketData()
+	return data, s.link, ci, err
+}
+
+func (s *source) close() error { return s.f.Close() }
+
+// tsNanos converts a capture timestamp to the engines' clock.
+func tsNanos(t time.Time) int64 { return t.UnixNano() }

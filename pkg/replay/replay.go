@@ -1,0 +1,358 @@
+// Package replay runs captured packets through the engines: pcap and pcapng
+// files in, one Record per packet out, in file order, with the packets'
+// own timestamps as the connection tracker's clock so that a replay is
+// deterministic.
+package replay
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"net/netip"
+	"time"
+
+	"github.com/statewall/statewall/pkg/conntrack"
+	"github.com/statewall/statewall/pkg/defrag"
+	"github.com/statewall/statewall/pkg/engine"
+	"github.com/statewall/statewall/pkg/packet"
+	"github.com/statewall/statewall/pkg/rules"
+)
+
+// Mode selects the engines a replay runs.
+type Mode uint8
+
+const (
+	// Compare runs both engines on every packet (the default).
+	Compare Mode = iota
+	Stateless
+	Stateful
+)
+
+func (m Mode) String() string {
+	switch m {
+	case Stateless:
+		return "stateless"
+	case Stateful:
+		return "stateful"
+	}
+	return "compare"
+}
+
+// ParseMode parses a --mode value.
+func ParseMode(s string) (Mode, error) {
+	switch s {
+	case "compare", "":
+		return Compare, nil
+	case "stateless":
+		return Stateless, nil
+	case "stateful":
+		return Stateful, nil
+	}
+	return 0, fmt.Errorf("unknown mode %q (want compare, stateless or stateful)", s)
+}
+
+// Config configures a replay. Rules is required; the zero value of the rest
+// means: compare mode, conntrack sized and timed by the ruleset.
+type Config struct {
+	Rules *rules.Ruleset
+	Mode  Mode
+}
+
+// Record is what the replay says about one packet. The Replayer reuses one
+// Record for every packet: a sink must copy what it keeps.
+type Record struct {
+	File  string
+	Index int // 0-based index of the packet within its file
+	TS    time.Time
+	Len   int // length of the packet on the wire
+
+	Kind      packet.Kind
+	IPVersion uint8
+	Proto     uint8
+	Src, Dst  netip.Addr
+	SrcPort   uint16
+	DstPort   uint16
+	HasPorts  bool
+	TCPFlags  uint8
+	ICMPType  uint8
+	ICMPCode  uint8
+	Fragment  bool
+	Dir       rules.Dir
+
+	HasStateless bool
+	Stateless    engine.Decision
+	HasStateful  bool
+	Stateful     engine.Decision
+}
+
+// Agreement compares the two verdicts (Agree when only one engine ran).
+func (r *Record) Agreement() engine.Agreement {
+	if !r.HasStateless || !r.HasStateful {
+		return engine.Agree
+	}
+	return engine.Compare(r.Stateless, r.Stateful)
+}
+
+// Sink receives each record in order; an error stops the replay.
+type Sink func(*Record) error
+
+// Replayer holds the engines, so that several files replayed by one
+// Replayer share connection state, as packets captured in sequence would.
+type Replayer struct {
+	cfg       Config
+	stateless *engine.Stateless
+	stateful  *engine.Stateful
+	pkt       packet.Packet
+	rec       Record
+
+	// Fragments: conntrack sees only whole datagrams, so the stateful
+	// engine decides a fragmented datagram once it is reassembled and every
+	// fragment gets that decision, as in the kernel. Records wait in held,
+	// in file order, until the first one is decided; seq numbers packets
+	// across files and is the reassembler's token.
+	defrag   *defrag.Reassembler
+	whole    packet.Packet // the reassembled datagram
+	held     []heldRecord
+	heldBase int // seq of held[0]
+	seq      int
+}
+
+type heldRecord struct {
+	rec     Record
+	pending bool // the stateful decision is not known yet
+}
+
+// New returns a Replayer for cfg.
+func New(cfg Config) (*Replayer, error) {
+	if cfg.Rules == nil {
+		return nil, errors.New("replay: no ruleset")
+	}
+	r := &Replayer{cfg: cfg}
+	if cfg.Mode != Stateful {
+		r.stateless = engine.NewStateless(cfg.Rules)
+	}
+	if cfg.Mode != Stateless {
+		ct := conntrack.New(conntrack.Config{
+			Timeouts: cfg.Rules.Timeouts,
+			Limit:    cfg.Rules.LimitStates,
+		})
+		r.stateful = engine.NewStateful(cfg.Rules, ct)
+		r.defrag = defrag.New(defrag.Config{})
+	}
+	return r, nil
+}
+
+// Table returns the connection-tracking table (nil in stateless mode).
+func (r *Replayer) Table() *conntrack.Table {
+	if r.stateful == nil {
+		return nil
+	}
+	return r.stateful.CT
+}
+
+// FileError is a capture that could not be read to its end. Index is the
+// index of the packet that could not be read; the packets before it were
+// replayed.
+type FileError struct {
+	File  string
+	Index int
+	Err   error
+}
+
+func (e *FileError) Error() string {
+	return fmt.Sprintf("%s: packet %d: %v", e.File, e.Index, e.Err)
+}
+
+func (e *FileError) Unwrap() error { return e.Err }
+
+// ReplayFile replays one file into sink. Packets are decided in file order;
+// a read error after some packets returns a *FileError once the packets
+// read so far have reached the sink.
+func (r *Replayer) ReplayFile(name string, sink Sink) error {
+	src, err := openSource(name)
+	if err != nil {
+		return err
+	}
+	defer src.close()
+	for i := 0; ; i++ {
+		data, link, ci, err := src.next()
+		if err != nil {
+			// Datagrams still incomplete at the end of the file will not
+			// be completed: report their fragments now.
+			if ferr := r.flushFragments(sink); ferr != nil {
+				return ferr
+			}
+			if err == io.EOF {
+				return nil
+			}
+			if errors.Is(err, io.ErrUnexpectedEOF) {
+				err = errors.New("truncated capture: " + err.Error())
+			}
+			return &FileError{File: name, Index: i, Err: err}
+		}
+		if err := r.replayPacket(name, i, data, link, ci.Timestamp, ci.Length, sink); err != nil {
+			return err
+		}
+	}
+}
+
+// replayPacket decides one packet and hands its record, and any held
+// records it releases, to sink in file order.
+func (r *Replayer) replayPacket(file string, index int, data []byte, link packet.LinkType, ts time.Time, wireLen int, sink Sink) error {
+	seq := r.seq
+	r.seq++
+	r.decide(file, index, data, link, ts, wireLen)
+	if r.defrag == nil {
+		return sink(&r.rec)
+	}
+	now := tsNanos(ts)
+	for _, d := range r.defrag.Expire(now) {
+		r.resolve(d.Tokens, engine.FragmentDropped(dropReason(d.Status)))
+	}
+	if !r.rec.Fragment {
+		if len(r.held) == 0 {
+			return sink(&r.rec)
+		}
+		r.held = append(r.held, heldRecord{rec: r.rec})
+		return r.release(sink)
+	}
+	r.held = append(r.held, heldRecord{rec: r.rec, pending: true})
+	status, whole, tokens := r.defrag.Add(&r.pkt, seq, now)
+	switch status {
+	case defrag.Pending:
+	case defrag.Complete:
+		p := &r.whole
+		p.Decode(whole, packet.LinkIP)
+		d := r.stateful.Decide(p, direction(r.cfg.Rules, p), now)
+		r.resolve(tokens, d)
+	default:
+		r.resolve(tokens, engine.FragmentDropped(dropReason(status)))
+	}
+	return r.release(sink)
+}
+
+// dropReason says why reassembly dropped fragments; constant strings only.
+func dropReason(s defrag.Status) string {
+	switch s {
+	case defrag.Duplicate:
+		return "duplicate fragment"
+	case defrag.Rejected:
+		return "fragment rejected"
+	case defrag.Overlap:
+		return "overlapping fragments"
+	case defrag.Invalid:
+		return "impossible datagram"
+	case defrag.Expired:
+		return "incomplete datagram timed out"
+	case defrag.Evicted:
+		return "datagram evicted (reassembly memory full)"
+	case defrag.Unusable:
+		return "unusable fragment (cut by the capture)"
+	}
+	return "dropped"
+}
+
+// resolve sets the stateful decision of the held records with these seqs.
+func (r *Replayer) resolve(seqs []int, d engine.Decision) {
+	for _, s := range seqs {
+		i := s - r.heldBase
+		if i < 0 || i >= len(r.held) {
+			continue
+		}
+		h := &r.held[i]
+		h.rec.Stateful, h.pending = d, false
+	}
+}
+
+// release hands the decided records at the head of held to sink.
+func (r *Replayer) release(sink Sink) error {
+	n := 0
+	for n < len(r.held) && !r.held[n].pending {
+		if err := sink(&r.held[n].rec); err != nil {
+			return err
+		}
+		n++
+	}
+	if n > 0 {
+		r.held = append(r.held[:0], r.held[n:]...)
+		r.heldBase += n
+	}
+	if len(r.held) == 0 {
+		r.heldBase = r.seq
+	}
+	return nil
+}
+
+// flushFragments ends every datagram still being reassembled: its
+// fragments are reported as incomplete.
+func (r *Replayer) flushFragments(sink Sink) error {
+	if r.defrag == nil || len(r.held) == 0 {
+		return nil
+	}
+	for _, d := range r.defrag.Expire(math.MaxInt64) {
+		r.resolve(d.Tokens, engine.FragmentDropped("incomplete datagram at end of capture"))
+	}
+	for i := range r.held {
+		if r.held[i].pending {
+			r.held[i].rec.Stateful = engine.FragmentDropped("incomplete datagram at end of capture")
+			r.held[i].pending = false
+		}
+	}
+	return r.release(sink)
+}
+
+// decide fills r.rec for one packet.
+func (r *Replayer) decide(file string, index int, data []byte, link packet.LinkType, ts time.Time, wireLen int) {
+	p := &r.pkt
+	p.Decode(data, link)
+	rec := &r.rec
+	*rec = Record{File: file, Index: index, TS: ts, Len: wireLen, Kind: p.Kind}
+	if wireLen == 0 {
+		rec.Len = len(data)
+	}
+	rs := r.cfg.Rules
+	if p.Kind == packet.KindOK {
+		rec.IPVersion, rec.Proto = p.IPVersion, p.Proto
+		rec.Src, rec.Dst = p.Src, p.Dst
+		rec.Fragment = p.Frag.IsFragment
+		if p.L4Off != 0 {
+			switch p.Proto {
+			case packet.ProtoTCP, packet.ProtoUDP, packet.ProtoSCTP, packet.ProtoUDPLite:
+				rec.SrcPort, rec.DstPort, rec.HasPorts = p.SrcPort, p.DstPort, true
+			case packet.ProtoICMP, packet.ProtoICMPv6:
+				rec.ICMPType, rec.ICMPCode = p.ICMPType, p.ICMPCode
+			}
+			if p.Proto == packet.ProtoTCP {
+				rec.TCPFlags = p.TCPFlags
+			}
+		}
+		rec.Dir = direction(rs, p)
+	}
+	if r.stateless != nil {
+		rec.Stateless, rec.HasStateless = r.stateless.Decide(p, rec.Dir), true
+	}
+	if r.stateful != nil {
+		rec.HasStateful = true
+		// Fragments wait for their datagram (replayPacket); the rest are
+		// decided now.
+		if !rec.Fragment {
+			rec.Stateful = r.stateful.Decide(p, rec.Dir, tsNanos(ts))
+		}
+	}
+}
+
+// direction tells in from out by the ruleset's `set local` addresses: a
+// packet to a local address is in, one from a local address is out (a
+// packet between two local addresses counts as out, the way it leaves the
+// sending socket first). Without `set local` every packet is DirUnknown and
+// rules that say in or out match nothing.
+func direction(rs *rules.Ruleset, p *packet.Packet) rules.Dir {
+	switch {
+	case rs.IsLocal(p.Src):
+		return rules.DirOut
+	case rs.IsLocal(p.Dst):
+		return rules.DirIn
+	}
+	return rules.DirUnknown
+}
