@@ -14,13 +14,17 @@ build: $(BIN)
 $(BIN): $(GOFILES) go.mod go.sum
 	$(GO) build -o $(BIN) ./cmd/statewall
 
-# The demo replays bundled captures of real traffic (a web session, DNS, a
-# ping and an nmap ACK scan, made by scripts/make-captures.sh) against a
-# ruleset written the stateless way, and shows where the two modes differ.
-DEMO_RULES ?= rules/stateless-ack.rules
-DEMO_PCAPS ?= testdata/http-curl-v4.pcap testdata/dns-udp.pcap testdata/ping-v4.pcap testdata/nmap-ack-scan.pcap
+# The demo replays bundled captures of real traffic (made between network
+# namespaces by scripts/make-captures.sh and make-attack-captures.sh) twice:
+# from the client's side with a workstation ruleset (replies: only stateful
+# passes them), and from the server's side with a ruleset written the
+# stateless way (scans and injected packets: only stateless passes them).
 demo: $(BIN)
-	$(BIN) replay --rules $(DEMO_RULES) --format text $(DEMO_PCAPS)
+	@echo "### 1. A workstation (198.18.0.1) that may call out: rules/workstation.rules"
+	$(BIN) replay --rules rules/workstation.rules testdata/http-curl-v4.pcap testdata/dns-udp.pcap testdata/ping-v4.pcap testdata/udp-port-unreach.pcap
+	@echo
+	@echo "### 2. A web server (198.18.0.2) under scans and injection: rules/stateless-ack.rules"
+	$(BIN) replay --rules rules/stateless-ack.rules testdata/nmap-ack-scan.pcap testdata/nmap-xmas-scan.pcap testdata/hping3-out-of-window.pcap
 
 # Installs the Debian tools the namespace tests use (when root and missing),
 # then runs formatting, vet and every test with the race detector.

@@ -34,6 +34,7 @@ var DefaultTimeouts = Timeouts{
 func (t *Timeouts) fields() map[string]*time.Duration {
 	return map[string]*time.Duration{
 		"tcp.syn_sent":       &t.TCP.SynSent,
+		"tcp.syn_sent2":      &t.TCP.SynSent2,
 		"tcp.syn_recv":       &t.TCP.SynRecv,
 		"tcp.established":    &t.TCP.Established,
 		"tcp.fin_wait":       &t.TCP.FinWait,

@@ -1,5 +1,7 @@
 package engine
 
+import "github.com/statewall/statewall/pkg/conntrack"
+
 // Agreement classifies how the two engines' verdicts on one packet relate;
 // the comparison groups disagreements by it.
 type Agreement uint8
@@ -45,7 +47,10 @@ func Explain(stateless, stateful Decision) string {
 	case OnlyStatefulPasses:
 		switch stateful.Cause {
 		case CauseState:
-			return "reply or continuation of an allowed connection (conntrack: " + stateful.CT.Label.String() + "); stateless " + stateless.Reason()
+			if stateful.CT.Label == conntrack.LabelRelated {
+				return "ICMP error about an allowed connection (conntrack: related); stateless " + stateless.Reason()
+			}
+			return "reply or continuation of an allowed connection (conntrack: established); stateless " + stateless.Reason()
 		case CauseInvalid:
 			return "conntrack invalid but set invalid pass (" + stateful.CT.ReasonString() + ")"
 		}
@@ -56,6 +61,9 @@ func Explain(stateless, stateful Decision) string {
 			return "invalid to conntrack (" + stateful.CT.ReasonString() + "); stateless " + stateless.Reason()
 		case CauseTableFull:
 			return "state table full"
+		}
+		if stateful.Midstream {
+			return "TCP without SYN and no connection (ACK scan or mid-stream): stateful rules open TCP only with a SYN; stateless " + stateless.Reason()
 		}
 		return "new to conntrack, stateful " + stateful.Reason() + "; stateless " + stateless.Reason()
 	}

@@ -79,6 +79,10 @@ type Decision struct {
 	// (Tracked is true).
 	CT      conntrack.Result
 	Tracked bool
+	// Midstream: a new TCP packet that is not a connection opener (no SYN,
+	// or SYN+ACK): conntrack picked it up mid-stream, as it does an ACK
+	// scan, and the stateful rules (MatchNew) wanted a SYN.
+	Midstream bool
 	// Detail qualifies CauseFragment ("overlapping fragments", ...). It is
 	// always a constant string: setting it does not allocate.
 	Detail string

@@ -119,6 +119,7 @@ func (e *Stateful) Decide(p *packet.Packet, dir rules.Dir, now int64) Decision {
 	// first packet creates the entry.
 	d := byRules(rs, p, dir, CauseDefault, true)
 	d.CT, d.Tracked = r, true
+	d.Midstream = p.Proto == packet.ProtoTCP && p.TCPFlags&(packet.TCPSyn|packet.TCPAck) != packet.TCPSyn
 	if d.Verdict == Pass && (d.Rule == nil || !d.Rule.NoState) {
 		if !e.CT.Commit(p, &d.CT, now) {
 			d.Verdict, d.Cause = Block, CauseTableFull

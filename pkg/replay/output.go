@@ -182,7 +182,7 @@ func (t *TextWriter) Write(r *Record) error {
 		t.header = true
 		fmt.Fprintf(t.w, "  %5s %-15s %-44s %-6s %-5s", "#", "time", "packet", "proto", "flags")
 		if r.HasStateless {
-			fmt.Fprintf(t.w, " %-30s", "stateless")
+			fmt.Fprintf(t.w, " %-42s", "stateless")
 		}
 		if r.HasStateful {
 			fmt.Fprintf(t.w, " %-12s %s", "ct", "stateful")
@@ -212,7 +212,7 @@ func (t *TextWriter) Write(r *Record) error {
 	}
 	fmt.Fprintf(t.w, "%c %5d %-15s %-44s %-6s %-5s", mark, r.Index, r.TS.UTC().Format("15:04:05.000000"), pk, r.ProtoName(), flags)
 	if r.HasStateless {
-		fmt.Fprintf(t.w, " %-30s", r.Stateless.Verdict.String()+" "+r.Stateless.Reason())
+		fmt.Fprintf(t.w, " %-42s", r.Stateless.Verdict.String()+" "+r.Stateless.Reason())
 	}
 	if r.HasStateful {
 		fmt.Fprintf(t.w, " %-12s %s", r.Stateful.Label(), r.Stateful.Verdict.String()+" "+r.Stateful.Reason())
