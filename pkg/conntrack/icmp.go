@@ -112,6 +112,11 @@ func (t *Table) trackICMPError(p *packet.Packet, now int64) Result {
 	if !in.Valid || in.IPVersion != p.IPVersion {
 		return t.invalid(p, ReasonErrorNoQuote)
 	}
+	if in.NonFirstFragment {
+		// A quoted non-first fragment has no ports: the kernel finds no
+		// connection for it.
+		return t.invalid(p, ReasonErrorUnknownConn)
+	}
 	q := innerKey(in)
 	if isICMP(q.proto) && !icmpInvertible(q.proto, uint8(q.dport>>8)) {
 		// The quote of an error or an unknown type has no inverse

@@ -15,6 +15,7 @@ func namedPackets(t testing.TB) []struct {
 		data []byte
 	}{
 		{"tcp-syn-v4", tcpSYNv4(t)},
+		{"tcp-ack-ts-v4", tcpAckTS(t)},
 		{"tcp-data-v6", tcpDataV6(t)},
 		{"udp-dns", udpDNS(t)},
 		{"icmp-error", icmpErrorV4(t)},

@@ -12,13 +12,18 @@ import (
 // datagram), captures cut before the end of the datagram, packets that did
 // not decode and other protocols are reported true.
 //
-// Two choices follow RFCs rather than one kernel path:
-//   - UDP over IPv6 with checksum 0 is bad (RFC 8200 8.1; the IPv6 UDP
-//     stack drops it). The kernel's conntrack alone would let it pass as
-//     "no checksum", as it does for IPv4.
-//   - With a routing header the pseudo-header still uses the IPv6
-//     destination field, as the kernel's nf_ip6_checksum does, not the
-//     final destination RFC 8200 asks for.
+// The sum covers the transport bytes the IP header announces, with that
+// length in the pseudo-header, as the kernel's conntrack (nf_checksum)
+// computes it; a UDP datagram whose length field is shorter than the IP
+// payload therefore fails unless the extra bytes happen to sum to zero.
+// With a routing header the pseudo-header uses the IPv6 destination field,
+// as nf_ip6_checksum does, not the final destination RFC 8200 asks for.
+//
+// One choice differs from conntrack: UDP over IPv6 with checksum 0 is
+// reported bad (RFC 8200 8.1; the IPv6 UDP stack drops it), while
+// conntrack's udp_error lets a zero checksum pass as "no checksum" for
+// both IP versions. A tracker that must match conntrack checks for a zero
+// UDP checksum before calling L4ChecksumOK.
 func (p *Packet) L4ChecksumOK() bool {
 	if p.Kind != KindOK || p.L4Off == 0 || p.Frag.IsFragment {
 		return true
@@ -35,9 +40,9 @@ func (p *Packet) L4ChecksumOK() bool {
 		if be16(b[6:]) == 0 {
 			return p.IPVersion == 4
 		}
-		// Decode checked 8 <= UDPLen <= L4Len; the bytes after UDPLen are
-		// not part of the datagram.
-		b = b[:p.UDPLen]
+		// Over the whole IP payload even when the UDP length is shorter,
+		// as conntrack's nf_checksum does (the UDP stack would trim to the
+		// UDP length first, but conntrack has judged the packet by then).
 		return fold(sum(b, p.pseudoSum(len(b)))) == 0xffff
 	case ProtoUDPLite:
 		if be16(b[6:]) == 0 {

@@ -90,6 +90,7 @@ func TestL4ChecksumOK(t *testing.T) {
 		{"udp v4 odd length last byte flipped", flip(serializeUDP4(t, "abc"), -1), LinkEthernet, false},
 		{"udp v4 with non-zero ethernet padding good", append(serializeUDP4(t, "a"), 0xff, 0xff, 0xff), LinkEthernet, true},
 		{"udp v4 checksum 0 means none", set(flip(udpDNS(t), -1), 34+6, 0, 0), LinkEthernet, true},
+		{"udp v4 length shorter than the ip payload: summed over the ip payload, as conntrack does", shortUDP(t), LinkEthernet, false},
 		{"udp v6 good", udp6(), LinkEthernet, true},
 		{"udp v6 checksum 0 is bad", set(udp6(), 54+6, 0, 0), LinkEthernet, false},
 		{"udp v6 behind destination options good", udp6WithDestOpts(t), LinkEthernet, true},
@@ -146,5 +147,20 @@ func flipIn(b []byte, link LinkType, i int) []byte {
 		i += p.L3Off + p.IPLen
 	}
 	b[i] ^= 0x40
+	return b
+}
+
+// shortUDP is a UDP datagram whose length field (10) covers 2 of its 4
+// payload bytes, with the checksum computed the RFC 768 way over those 10
+// bytes.
+func shortUDP(t testing.TB) []byte {
+	b := serializeUDP4(t, "abcd")
+	binary.BigEndian.PutUint16(b[34+4:], 10)
+	b[34+6], b[34+7] = 0, 0
+	pseudo := append(bytes.Clone(b[14+12:14+20]), 0, ProtoUDP, 0, 10)
+	binary.BigEndian.PutUint16(b[34+6:], refChecksum(pseudo, b[34:44]))
+	if refChecksum(pseudo, b[34:44]) != 0 {
+		t.Fatal("shortUDP: the RFC 768 checksum over the UDP length is not right")
+	}
 	return b
 }

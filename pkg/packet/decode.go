@@ -48,9 +48,10 @@ func be32(b []byte) uint32 { return binary.BigEndian.Uint32(b) }
 // after the IP total length (Ethernet padding) are ignored.
 //
 // Fragments: a non-first fragment has no transport header (L4Off 0, ports
-// 0). A first fragment whose transport header continues in the next
-// fragment is KindOK with L4Off 0 too; reassemble (pkg/defrag) and decode
-// the whole datagram to see it.
+// 0; for IPv6, Proto is the fragment header's next header). A first
+// fragment whose transport header continues in the next fragment is KindOK
+// with L4Off 0 too; reassemble (pkg/defrag) and decode the whole datagram
+// to see it.
 func (p *Packet) Decode(data []byte, link LinkType) {
 	*p = Packet{Data: data}
 	var et uint16
@@ -268,7 +269,7 @@ walk:
 			p.Frag.Offset = fo &^ 7
 			p.Frag.More = fo&1 != 0
 			// An atomic fragment (offset 0, M clear) is a whole datagram
-			// (RFC 6946); the kernel processes it without reassembly.
+			// (RFC 6946) and needs no reassembly.
 			p.Frag.IsFragment = p.Frag.More || p.Frag.Offset != 0
 			if p.Frag.Offset != 0 {
 				// The rest of the header chain is in the first fragment.
@@ -529,30 +530,39 @@ func (p *Packet) decodeInner(q []byte) {
 // below 2 or past the end) stop the parse, as in the kernel's
 // tcp_parse_options; options with an unexpected length are skipped.
 func (o *TCPOptions) parse(b []byte) {
-	for len(b) > 0 {
-		kind := b[0]
+	// Fast path: after the handshake, Linux and the BSDs send NOP, NOP,
+	// timestamps on nearly every segment.
+	if len(b) == 12 && be32(b) == 0x0101080a {
+		o.HasTS = true
+		o.TSVal = be32(b[4:])
+		o.TSEcr = be32(b[8:])
+		return
+	}
+	for i := 0; i < len(b); {
+		kind := b[i]
 		if kind == 0 { // end of option list
 			return
 		}
 		if kind == 1 { // no-op
-			b = b[1:]
+			i++
 			continue
 		}
-		if len(b) < 2 {
+		if i+1 >= len(b) {
 			return
 		}
-		n := int(b[1])
-		if n < 2 || n > len(b) {
+		n := int(b[i+1])
+		if n < 2 || n > len(b)-i {
 			return
 		}
+		opt := b[i : i+n]
 		switch kind {
 		case 2:
 			if n == 4 {
-				o.MSS = be16(b[2:])
+				o.MSS = be16(opt[2:])
 			}
 		case 3:
 			if n == 3 {
-				o.WScale = b[2]
+				o.WScale = opt[2]
 				o.HasWScale = true
 			}
 		case 4:
@@ -564,19 +574,19 @@ func (o *TCPOptions) parse(b []byte) {
 			// nothing; NSACK stays 0.
 			if (n-2)%8 == 0 {
 				k := min((n-2)/8, len(o.SACK))
-				for i := range k {
-					o.SACK[i] = SACKBlock{be32(b[2+8*i:]), be32(b[6+8*i:])}
+				for j := range k {
+					o.SACK[j] = SACKBlock{be32(opt[2+8*j:]), be32(opt[6+8*j:])}
 				}
 				o.NSACK = uint8(k)
 			}
 		case 8:
 			if n == 10 {
 				o.HasTS = true
-				o.TSVal = be32(b[2:])
-				o.TSEcr = be32(b[6:])
+				o.TSVal = be32(opt[2:])
+				o.TSEcr = be32(opt[6:])
 			}
 		}
-		b = b[n:]
+		i += n
 	}
 }
 

@@ -158,6 +158,14 @@ func tcpSYNv4(t testing.TB) []byte {
 		tcp(40000, 80, "S", 1000, 0, ip, optMSS(1460), optSACKPerm(), optTS(1, 0), optNOP(), optWS(7)))
 }
 
+// tcpAckTS is an established-connection ACK with NOP, NOP, timestamps:
+// the most common TCP packet.
+func tcpAckTS(t testing.TB) []byte {
+	ip := ip4("10.0.0.2", "10.0.0.1", layers.IPProtocolTCP)
+	return serialize(t, ether(layers.EthernetTypeIPv4), ip,
+		tcp(80, 40000, "A", 5000, 1001, ip, optNOP(), optNOP(), optTS(123456, 654321)))
+}
+
 func tcpDataV6(t testing.TB) []byte {
 	ip := ip6("2001:db8::1", "2001:db8::2", layers.IPProtocolTCP)
 	return serialize(t, ether(layers.EthernetTypeIPv6), ip,

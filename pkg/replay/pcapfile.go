@@ -45,7 +45,11 @@ func openSource(name string) (*source, error) {
 	s := &source{name: name, f: f}
 	switch {
 	case magic[0] == 0x0a && magic[1] == 0x0d && magic[2] == 0x0d && magic[3] == 0x0a:
-		s.ng, err = pcapgo.NewNgReader(br, pcapgo.DefaultNgReaderOptions)
+		// WantMixedLinkType: a pcapng may hold interfaces of different
+		// link types (Ethernet and a tunnel, say); next decodes each packet
+		// by its own interface's. With the default options pcapgo silently
+		// skips every packet whose interface differs from the first one.
+		s.ng, err = pcapgo.NewNgReader(br, pcapgo.NgReaderOptions{WantMixedLinkType: true})
 		if err == nil {
 			s.link = packet.LinkType(s.ng.LinkType())
 		}
@@ -77,6 +81,12 @@ func (s *source) next() ([]byte, packet.LinkType, gopacket.CaptureInfo, error) {
 		return data, link, ci, nil
 	}
 	data, ci, err := s.pcap.ZeroCopyReadPacketData()
+	if err == io.EOF && ci.CaptureLength > 0 {
+		// The record header was read but none of the bytes it announces:
+		// the file is cut, not at its end (pcapgo passes io.ReadFull's
+		// io.EOF through).
+		err = io.ErrUnexpectedEOF
+	}
 	return data, s.link, ci, err
 }
 

@@ -187,7 +187,7 @@ func (r *Replayer) ReplayFile(name string, sink Sink) error {
 				return nil
 			}
 			if errors.Is(err, io.ErrUnexpectedEOF) {
-				err = errors.New("truncated capture: " + err.Error())
+				err = fmt.Errorf("truncated capture: %w", err)
 			}
 			return &FileError{File: name, Index: i, Err: err}
 		}
@@ -216,6 +216,11 @@ func (r *Replayer) replayPacket(file string, index int, data []byte, link packet
 		}
 		r.held = append(r.held, heldRecord{rec: r.rec})
 		return r.release(sink)
+	}
+	if len(r.held) == 0 {
+		// Packets since the last release went straight to the sink
+		// without moving heldBase: this fragment starts the queue.
+		r.heldBase = seq
 	}
 	r.held = append(r.held, heldRecord{rec: r.rec, pending: true})
 	status, whole, tokens := r.defrag.Add(&r.pkt, seq, now)
