@@ -12,7 +12,7 @@ func runCheck(args []string, stdout, stderr io.Writer) error {
 back to the same ruleset) and exit 0; otherwise print file:line:col: message
 and exit 1. Checking reads the file only: it is safe on untrusted input.`, stdout)
 	quiet := fs.Bool("q", false, "print nothing on success")
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	if fs.NArg() != 1 {

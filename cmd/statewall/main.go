@@ -95,7 +95,7 @@ Usage:
 Commands:
 `)
 	for _, c := range commands {
-		fmt.Fprintf(w, "  %-8s %s\n", c.name, c.short)
+		fmt.Fprintf(w, "  %-10s %s\n", c.name, c.short)
 	}
 	fmt.Fprintf(w, "\nRun 'statewall help COMMAND' for a command's flags.\n")
 }
@@ -119,7 +119,7 @@ func runHelp(args []string, stdout, stderr io.Writer) error {
 
 func runVersion(args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("version", "", "Print the version of statewall and of the Go toolchain that built it.", stdout)
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	v := version
@@ -132,6 +132,28 @@ func runVersion(args []string, stdout, stderr io.Writer) error {
 	}
 	fmt.Fprintf(stdout, "statewall %s (%s)\n", v, goVersion)
 	return nil
+}
+
+// parseFlags parses a command's flags. A bad flag is a usage error: run
+// prints it on stderr with the hint and exits 2, and stdout, which may be
+// piped into another tool, stays clean (the flag package would print the
+// error and the usage on fs's output). -h prints the usage and stays
+// flag.ErrHelp (exit 0).
+func parseFlags(fs *flag.FlagSet, args []string) error {
+	usage, out := fs.Usage, fs.Output()
+	fs.Usage = func() {}
+	fs.SetOutput(io.Discard)
+	err := fs.Parse(args)
+	fs.Usage = usage
+	fs.SetOutput(out)
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, flag.ErrHelp):
+		fs.Usage()
+		return err
+	}
+	return usageError{err.Error()}
 }
 
 // newFlagSet returns a flag set whose -h prints the command's usage to out

@@ -28,7 +28,7 @@ Formats:
 	rulesFile := fs.String("rules", "", "the ruleset `FILE` (required)")
 	modeFlag := fs.String("mode", "compare", "`MODE`: compare, stateless or stateful")
 	format := fs.String("format", "text", "output `FORMAT`: text, jsonl or summary")
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	if *rulesFile == "" {

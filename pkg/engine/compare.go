@@ -61,6 +61,9 @@ func Explain(stateless, stateful Decision) string {
 			return "invalid to conntrack (" + stateful.CT.ReasonString() + "); stateless " + stateless.Reason()
 		case CauseTableFull:
 			return "state table full"
+		case CauseFragment:
+			// Reassembly dropped it: conntrack never saw it.
+			return "fragment dropped by reassembly (" + stateful.Detail + "); stateless " + stateless.Reason()
 		}
 		if stateful.Midstream {
 			return "TCP without SYN and no connection (ACK scan or mid-stream): stateful rules open TCP only with a SYN; stateless " + stateless.Reason()

@@ -1,0 +1,100 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/statewall/statewall/pkg/rules"
+)
+
+// TestCheckExamples: every example ruleset checks, and what check prints
+// is the normal form: it parses back to the same ruleset, printed the same.
+func TestCheckExamples(t *testing.T) {
+	files, err := filepath.Glob(rulesDir + "/*.rules")
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no rulesets in %s: %v", rulesDir, err)
+	}
+	for _, f := range files {
+		t.Run(filepath.Base(f), func(t *testing.T) {
+			code, out, errs := statewall(t, "check", f)
+			if code != 0 || errs != "" {
+				t.Fatalf("exit %d, stderr %q", code, errs)
+			}
+			orig, err := rules.ParseFile(f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			back, err := rules.Parse("check-output", []byte(out))
+			if err != nil {
+				t.Fatalf("check's output does not parse: %v\n%s", err, out)
+			}
+			if back.String() != out || orig.String() != out {
+				t.Errorf("normal form not stable:\ncheck printed:\n%s\nparsed back:\n%s", out, back.String())
+			}
+			if len(back.Rules) != len(orig.Rules) {
+				t.Errorf("%d rules, %d after the round trip", len(orig.Rules), len(back.Rules))
+			}
+			// -q: nothing on success.
+			if code, out, errs := statewall(t, "check", "-q", f); code != 0 || out != "" || errs != "" {
+				t.Errorf("check -q: exit %d, stdout %q, stderr %q", code, out, errs)
+			}
+		})
+	}
+}
+
+// TestCheckErrors: a broken ruleset exits 1 with exactly one line on
+// stderr, file:line:col: message, pointing at the offending word. The
+// position is where the word first appears in the file outside comments.
+func TestCheckErrors(t *testing.T) {
+	t.Chdir(repoRoot) // so the file is named as a user at the root names it
+	for _, tc := range []struct {
+		file, at, msg string
+	}{
+		{"testdata/bad/unknown-keyword.rules", "quick", `unknown word "quick": the first matching rule always wins, so 'quick' is not needed`},
+		{"testdata/bad/bad-port.rules", "65536", "port 65536 out of range 0-65535"},
+		{"testdata/bad/undefined-name.rules", "$webs", "undefined $webs"},
+		{"testdata/bad/bad-prefix.rules", "198.18.0.0/33", `bad prefix length "33" in "198.18.0.0/33": IPv4 allows 0-32`},
+	} {
+		t.Run(filepath.Base(tc.file), func(t *testing.T) {
+			line, col := position(t, tc.file, tc.at)
+			want := tc.file + ":" + strconv.Itoa(line) + ":" + strconv.Itoa(col) + ": " + tc.msg + "\n"
+			code, out, errs := statewall(t, "check", tc.file)
+			if code != 1 || errs != want || out != "" {
+				t.Errorf("exit %d, stdout %q, stderr %q; want exit 1, stderr %q", code, out, errs, want)
+			}
+			// replay reports the same error the same way, before any
+			// packet.
+			code, out, errs = statewall(t, "replay", "--rules", tc.file, "testdata/ping-v4.pcap")
+			if code != 1 || errs != want || out != "" {
+				t.Errorf("replay: exit %d, stdout %q, stderr %q; want exit 1, stderr %q", code, out, errs, want)
+			}
+		})
+	}
+	code, _, errs := statewall(t, "check", "testdata/bad/no-such.rules")
+	if code != 1 || !strings.Contains(errs, "testdata/bad/no-such.rules") {
+		t.Errorf("missing file: exit %d, stderr %q; want 1 and the file named", code, errs)
+	}
+}
+
+// position is the 1-based line and byte column of the first occurrence of
+// word in file, outside comment lines.
+func position(t *testing.T, file, word string) (int, int) {
+	t.Helper()
+	b, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, l := range strings.Split(string(b), "\n") {
+		if strings.HasPrefix(strings.TrimSpace(l), "#") {
+			continue
+		}
+		if c := strings.Index(l, word); c >= 0 {
+			return i + 1, c + 1
+		}
+	}
+	t.Fatalf("%s: %q not found", file, word)
+	return 0, 0
+}

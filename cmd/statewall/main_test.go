@@ -1,0 +1,107 @@
+package main
+
+import (
+	"bytes"
+	"strings"
+	"testing"
+)
+
+// Paths from this package's directory.
+const (
+	repoRoot = "../.."
+	testdata = "../../testdata"
+	rulesDir = "../../rules"
+)
+
+// statewall runs the command in-process and returns its exit status and
+// what it printed.
+func statewall(t *testing.T, args ...string) (code int, stdout, stderr string) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	code = run(args, &out, &errb)
+	return code, out.String(), errb.String()
+}
+
+func TestVersion(t *testing.T) {
+	code, out, errs := statewall(t, "version")
+	if code != 0 || !strings.HasPrefix(out, "statewall ") || strings.Count(out, "\n") != 1 || errs != "" {
+		t.Errorf("version: exit %d, stdout %q, stderr %q; want 0 and one line \"statewall ...\"", code, out, errs)
+	}
+}
+
+func TestHelp(t *testing.T) {
+	for _, args := range [][]string{{"help"}, {"-h"}, {"--help"}, {"help", "help"}} {
+		code, out, errs := statewall(t, args...)
+		if code != 0 || errs != "" {
+			t.Errorf("%q: exit %d, stderr %q", args, code, errs)
+		}
+		for _, c := range []string{"Usage:", "replay", "check", "version", "help"} {
+			if !strings.Contains(out, c) {
+				t.Errorf("%q: usage lacks %q:\n%s", args, c, out)
+			}
+		}
+	}
+	for _, tc := range []struct {
+		cmd   string
+		words []string
+	}{
+		{"replay", []string{"-rules", "-mode", "-format", "compare", "jsonl"}},
+		{"check", []string{"-q"}},
+		{"version", nil},
+	} {
+		code, out, errs := statewall(t, "help", tc.cmd)
+		if code != 0 || errs != "" || !strings.HasPrefix(out, "Usage: statewall "+tc.cmd) {
+			t.Errorf("help %s: exit %d, stderr %q, stdout %q", tc.cmd, code, errs, out)
+		}
+		for _, w := range tc.words {
+			if !strings.Contains(out, w) {
+				t.Errorf("help %s lacks %q:\n%s", tc.cmd, w, out)
+			}
+		}
+		// COMMAND -h says the same.
+		if code2, out2, _ := statewall(t, tc.cmd, "-h"); code2 != 0 || out2 != out {
+			t.Errorf("%s -h: exit %d, output differs from help %s", tc.cmd, code2, tc.cmd)
+		}
+	}
+}
+
+// TestUsageErrors: a wrong call exits 2, says what is wrong on stderr with
+// a hint where to look, and prints nothing on stdout (which may be piped
+// into another tool).
+func TestUsageErrors(t *testing.T) {
+	rules := rulesDir + "/webserver.rules"
+	pcap := testdata + "/ping-v4.pcap"
+	for _, tc := range []struct {
+		args      []string
+		msg, hint string
+	}{
+		{nil, "Usage:", ""},
+		{[]string{"frobnicate"}, `unknown command "frobnicate"`, ""},
+		{[]string{"help", "frobnicate"}, `unknown command "frobnicate"`, ""},
+		{[]string{"replay"}, "--rules FILE is required", "replay"},
+		{[]string{"replay", pcap}, "--rules FILE is required", "replay"},
+		{[]string{"replay", "--rules", rules}, "no capture files given", "replay"},
+		{[]string{"replay", "--rules", rules, "--mode", "both", pcap}, `unknown mode "both"`, "replay"},
+		{[]string{"replay", "--rules", rules, "--format", "xml", pcap}, `unknown format "xml"`, "replay"},
+		{[]string{"replay", "--rulez", rules, pcap}, "flag provided but not defined: -rulez", "replay"},
+		{[]string{"replay", "--rules"}, "flag needs an argument: -rules", "replay"},
+		{[]string{"check"}, "want exactly one rules file, got 0", "check"},
+		{[]string{"check", rules, rules}, "want exactly one rules file, got 2", "check"},
+		{[]string{"check", "-v", rules}, "flag provided but not defined: -v", "check"},
+		{[]string{"version", "--json"}, "flag provided but not defined: -json", "version"},
+	} {
+		code, out, errs := statewall(t, tc.args...)
+		if code != 2 {
+			t.Errorf("%q: exit %d, want 2", tc.args, code)
+		}
+		if !strings.Contains(errs, tc.msg) {
+			t.Errorf("%q: stderr %q lacks %q", tc.args, errs, tc.msg)
+		}
+		if tc.hint != "" && !strings.Contains(errs, "Run 'statewall help "+tc.hint+"' for usage.") {
+			t.Errorf("%q: stderr %q lacks the hint", tc.args, errs)
+		}
+		if out != "" {
+			t.Errorf("%q: stdout %q, want nothing", tc.args, out)
+		}
+	}
+}

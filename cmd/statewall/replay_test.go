@@ -1,0 +1,218 @@
+package main
+
+import (
+	"bufio"
+	"encoding/json"
+	"io"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/gopacket/gopacket/pcapgo"
+)
+
+// countPackets counts a pcap's packets with pcapgo and returns the byte
+// offset where each packet record starts.
+func countPackets(t *testing.T, name string) []int {
+	t.Helper()
+	b, err := os.ReadFile(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := pcapgo.NewReader(strings.NewReader(string(b)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var offs []int
+	off := 24
+	for {
+		_, ci, err := r.ReadPacketData()
+		if err == io.EOF {
+			return offs
+		}
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		offs = append(offs, off)
+		off += 16 + ci.CaptureLength
+	}
+}
+
+// jsonLines parses every line of out as a JSON object.
+func jsonLines(t *testing.T, out string) []map[string]any {
+	t.Helper()
+	var recs []map[string]any
+	sc := bufio.NewScanner(strings.NewReader(out))
+	for sc.Scan() {
+		var m map[string]any
+		if err := json.Unmarshal(sc.Bytes(), &m); err != nil {
+			t.Fatalf("line %d is not JSON: %v: %s", len(recs)+1, err, sc.Text())
+		}
+		recs = append(recs, m)
+	}
+	return recs
+}
+
+// TestReplayJSONL: --format jsonl prints one object per packet, in file
+// order, with the keys of the contract (README "Output formats"); the keys
+// of an engine appear only in the modes that run it.
+func TestReplayJSONL(t *testing.T) {
+	rules := rulesDir + "/webserver.rules"
+	files := []string{testdata + "/http-curl-v4.pcap", testdata + "/nmap-ack-scan.pcap", testdata + "/ping-v6.pcap"}
+	want := map[string]int{}
+	for _, f := range files {
+		want[f] = len(countPackets(t, f))
+	}
+	for _, tc := range []struct {
+		mode            string
+		stateless, full bool
+	}{
+		{"compare", true, true},
+		{"stateless", true, false},
+		{"stateful", false, true},
+	} {
+		t.Run(tc.mode, func(t *testing.T) {
+			code, out, errs := statewall(t, append([]string{"replay", "--rules", rules, "--format", "jsonl", "--mode", tc.mode}, files...)...)
+			if code != 0 || errs != "" {
+				t.Fatalf("exit %d, stderr %q", code, errs)
+			}
+			got := map[string]int{}
+			fi := 0
+			for i, m := range jsonLines(t, out) {
+				where := "line " + strconv.Itoa(i+1)
+				f, _ := m["file"].(string)
+				for fi < len(files) && f != files[fi] {
+					fi++ // files come in the order given, each once
+				}
+				if fi == len(files) {
+					t.Fatalf("%s: file %q out of order", where, f)
+				}
+				if idx, ok := m["index"].(float64); !ok || int(idx) != got[f] {
+					t.Errorf("%s: index %v, want %d", where, m["index"], got[f])
+				}
+				got[f]++
+				keys := []string{"ts", "proto", "len"}
+				if tc.stateless {
+					keys = append(keys, "stateless", "stateless_reason")
+				}
+				if tc.full {
+					keys = append(keys, "stateful", "stateful_reason", "ct")
+				}
+				for _, k := range keys {
+					if _, ok := m[k]; !ok {
+						t.Errorf("%s: no %q: %v", where, k, m)
+					}
+				}
+				for k, on := range map[string]bool{"stateless": tc.stateless, "stateful": tc.full, "ct": tc.full} {
+					if _, ok := m[k]; ok != on {
+						t.Errorf("%s: key %q present %v in mode %s", where, k, ok, tc.mode)
+					}
+				}
+				if ts, _ := m["ts"].(string); !strings.HasSuffix(ts, "Z") || len(ts) != len("2006-01-02T15:04:05.000000Z") {
+					t.Errorf("%s: ts %q", where, ts)
+				}
+				if m["proto"] != "invalid" && (m["src"] == nil || m["dst"] == nil) {
+					t.Errorf("%s: IP packet without src/dst: %v", where, m)
+				}
+			}
+			for _, f := range files {
+				if got[f] != want[f] {
+					t.Errorf("%s: %d lines, the file has %d packets", f, got[f], want[f])
+				}
+			}
+		})
+	}
+}
+
+// TestReplayTruncated: a capture cut inside a packet: the packets before
+// the cut are printed, then an error that names the file and the packet,
+// exit 1.
+func TestReplayTruncated(t *testing.T) {
+	orig := testdata + "/http-curl-v4.pcap"
+	offs := countPackets(t, orig)
+	b, err := os.ReadFile(orig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const k = 7
+	cut := filepath.Join(t.TempDir(), "cut.pcap")
+	if err := os.WriteFile(cut, b[:offs[k]+20], 0o644); err != nil { // 4 bytes into packet k's data
+		t.Fatal(err)
+	}
+	rules := rulesDir + "/webserver.rules"
+
+	code, out, errs := statewall(t, "replay", "--rules", rules, "--format", "jsonl", cut)
+	if code != 1 {
+		t.Errorf("exit %d, want 1", code)
+	}
+	recs := jsonLines(t, out)
+	if len(recs) != k {
+		t.Errorf("%d packets printed before the error, want %d", len(recs), k)
+	}
+	for i, m := range recs {
+		if m["file"] != cut || m["index"] != float64(i) {
+			t.Errorf("line %d: %v#%v", i+1, m["file"], m["index"])
+		}
+	}
+	if !strings.HasPrefix(errs, "statewall replay: "+cut+": packet "+strconv.Itoa(k)+": ") || strings.Count(errs, "\n") != 1 {
+		t.Errorf("stderr %q: want one line naming %s and packet %d", errs, cut, k)
+	}
+
+	// The text format prints the packets and the summary of them first.
+	code, out, errs = statewall(t, "replay", "--rules", rules, cut)
+	if code != 1 || !strings.Contains(out, "packets: "+strconv.Itoa(k)+"\n") || !strings.Contains(errs, cut) {
+		t.Errorf("text: exit %d, stderr %q, stdout:\n%s", code, errs, out)
+	}
+	if n := strings.Count(out, "198.18.0."); n < k {
+		t.Errorf("text: %d packet lines, want %d", n, k)
+	}
+}
+
+// TestReplayNotACapture: a file that is no capture: an error naming it,
+// exit 1; the files before it were replayed.
+func TestReplayNotACapture(t *testing.T) {
+	bad := filepath.Join(t.TempDir(), "notes.pcap")
+	if err := os.WriteFile(bad, []byte("GET / HTTP/1.0\r\n\r\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	good := testdata + "/ping-v4.pcap"
+	code, out, errs := statewall(t, "replay", "--rules", rulesDir+"/webserver.rules", "--format", "jsonl", good, bad)
+	if code != 1 || !strings.HasPrefix(errs, "statewall replay: "+bad+": ") || !strings.Contains(errs, "not a pcap or pcapng file") {
+		t.Errorf("exit %d, stderr %q", code, errs)
+	}
+	if n := len(jsonLines(t, out)); n != len(countPackets(t, good)) {
+		t.Errorf("%d lines for the good file, want %d", n, len(countPackets(t, good)))
+	}
+	code, _, errs = statewall(t, "replay", "--rules", rulesDir+"/webserver.rules", filepath.Join(t.TempDir(), "missing.pcap"))
+	if code != 1 || !strings.Contains(errs, "missing.pcap") {
+		t.Errorf("missing file: exit %d, stderr %q", code, errs)
+	}
+}
+
+// TestReplaySummary: --format summary prints only the counts and groups.
+func TestReplaySummary(t *testing.T) {
+	f := testdata + "/nmap-ack-scan.pcap"
+	n := len(countPackets(t, f))
+	code, out, errs := statewall(t, "replay", "--rules", rulesDir+"/stateless-ack.rules", "--format", "summary", f)
+	if code != 0 || errs != "" {
+		t.Fatalf("exit %d, stderr %q", code, errs)
+	}
+	if !strings.HasPrefix(out, "packets: "+strconv.Itoa(n)+"\n") || !strings.Contains(out, "only stateless passes:") || strings.Contains(out, "198.18.0.1:") {
+		t.Errorf("summary:\n%s", out)
+	}
+}
+
+// TestReplayWarnsDirection: rules with in/out and no `set local` match
+// nothing in replay; replay says so on stderr but runs.
+func TestReplayWarnsDirection(t *testing.T) {
+	rf := filepath.Join(t.TempDir(), "nolocal.rules")
+	if err := os.WriteFile(rf, []byte("pass in proto icmp\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	code, _, errs := statewall(t, "replay", "--rules", rf, "--format", "summary", testdata+"/ping-v4.pcap")
+	if code != 0 || !strings.Contains(errs, "warning") || !strings.Contains(errs, "set local") {
+		t.Errorf("exit %d, stderr %q", code, errs)
+	}
+}
