@@ -1,0 +1,305 @@
+package nfq
+
+import (
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Errors.
+var (
+	// ErrNotSupported is returned by every function of the package on
+	// systems other than Linux.
+	ErrNotSupported = errors.New("nfq: NFQUEUE needs Linux")
+	// ErrClosed is returned by Run on a Reader that was already closed or
+	// is already running.
+	ErrClosed = errors.New("nfq: reader closed or already running")
+)
+
+// Hook is the netfilter hook a packet was diverted at. The values are the
+// kernel's NF_INET_* numbers, so a queued packet's hook converts directly; the
+// zero value is not a hook statewall diverts at.
+type Hook uint8
+
+// Hooks statewall diverts at.
+const (
+	HookInput   Hook = 1 // NF_INET_LOCAL_IN: packets for this host
+	HookForward Hook = 2 // NF_INET_FORWARD: packets routed through this host
+	HookOutput  Hook = 3 // NF_INET_LOCAL_OUT: packets this host sends
+)
+
+// AllHooks is the default of DivertConfig.Hooks.
+var AllHooks = []Hook{HookInput, HookOutput, HookForward}
+
+func (h Hook) String() string {
+	switch h {
+	case HookInput:
+		return "input"
+	case HookForward:
+		return "forward"
+	case HookOutput:
+		return "output"
+	}
+	return "hook(" + strconv.Itoa(int(h)) + ")"
+}
+
+// chain is the built-in filter chain of the hook.
+func (h Hook) chain() string { return strings.ToUpper(h.String()) }
+
+func (h Hook) valid() bool { return h >= HookInput && h <= HookOutput }
+
+// ParseHooks parses a comma-separated list of hook names ("input,output,
+// forward"; case and spaces do not matter). Duplicates are dropped, order is
+// kept.
+func ParseHooks(s string) ([]Hook, error) {
+	var hooks []Hook
+	seen := map[Hook]bool{}
+	for _, f := range strings.Split(s, ",") {
+		var h Hook
+		switch strings.ToLower(strings.TrimSpace(f)) {
+		case "input":
+			h = HookInput
+		case "output":
+			h = HookOutput
+		case "forward":
+			h = HookForward
+		default:
+			return nil, fmt.Errorf("nfq: unknown hook %q (want input, output or forward)", strings.TrimSpace(f))
+		}
+		if !seen[h] {
+			seen[h] = true
+			hooks = append(hooks, h)
+		}
+	}
+	return hooks, nil
+}
+
+// Verdict is what happens to a queued packet. The values are the kernel's
+// NF_DROP and NF_ACCEPT, and the zero value drops: a Handler that forgets to
+// decide fails closed. Any value other than Accept is sent as Drop.
+type Verdict uint8
+
+// Verdicts.
+const (
+	Drop   Verdict = 0
+	Accept Verdict = 1
+)
+
+func (v Verdict) String() string {
+	switch v {
+	case Drop:
+		return "drop"
+	case Accept:
+		return "accept"
+	}
+	return "verdict(" + strconv.Itoa(int(v)) + ")"
+}
+
+// PacketFlags are the kernel's NFQA_SKB_INFO bits for a packet.
+type PacketFlags uint32
+
+// Packet flags. A locally generated packet whose checksum the NIC would
+// compute carries FlagChecksumNotReady: its transport checksum is partial and
+// must not be verified.
+const (
+	FlagChecksumNotReady    PacketFlags = 1 << 0 // NFQA_SKB_CSUMNOTREADY
+	FlagGSO                 PacketFlags = 1 << 1 // NFQA_SKB_GSO: a segmentation-offload super-packet, may exceed the MTU
+	FlagChecksumNotVerified PacketFlags = 1 << 2 // NFQA_SKB_CSUM_NOTVERIFIED
+)
+
+// Packet is one queued packet as the Handler sees it. NFQUEUE gives no link
+// header: Payload starts at the IP header (version in the first nibble).
+//
+// The Packet and its Payload are valid only during the Handler call: the
+// Reader reuses them.
+type Packet struct {
+	ID        uint32 // the kernel's id within the queue
+	Queue     uint16
+	Hook      Hook
+	Payload   []byte // at most QueueConfig.CopyRange bytes of the packet
+	Length    uint32 // length of the whole packet (more than len(Payload) if truncated)
+	Mark      uint32
+	InDev     uint32 // ifindex, 0 if none (output)
+	OutDev    uint32 // ifindex, 0 if none (input)
+	Flags     PacketFlags
+	Timestamp time.Time // receive time if the kernel has one (input, forward), else zero
+}
+
+// Handler decides a packet. It is called on the reader goroutine of the
+// packet's queue, so with several queues it is called concurrently and must
+// be safe for that; it must not retain p or p.Payload. A slow Handler slows
+// its queue: the kernel holds at most QueueConfig.MaxLen packets per queue
+// and then drops (or, with FailOpen, accepts) the rest.
+type Handler func(p *Packet) Verdict
+
+// QueueConfig configures a Reader. The zero value reads queue 0, fails
+// closed, and uses the defaults below.
+type QueueConfig struct {
+	// Queues is the first and last queue number (inclusive), as in
+	// DivertConfig; {0, 0} is queue 0 alone.
+	Queues [2]uint16
+	// FailOpen sets NFQA_CFG_F_FAIL_OPEN: the kernel accepts packets the
+	// queue has no room for (it drops them without). Use it together with
+	// DivertConfig.FailOpen, which covers the time no reader is bound.
+	FailOpen bool
+	// MaxLen is how many packets the kernel holds per queue awaiting a
+	// verdict. Zero means 4096 (the kernel's own default is 1024).
+	MaxLen uint32
+	// CopyRange is how many bytes of each packet are copied to us. Zero
+	// means 0xffff, whole packets: the decoders need only headers, but
+	// statewall keeps full packets until a measurement says the copy costs.
+	CopyRange uint32
+	// NoGSO clears NFQA_CFG_F_GSO. By default it is set, so the kernel
+	// queues segmentation-offload super-packets whole (see FlagGSO) instead
+	// of segmenting them in software first.
+	NoGSO bool
+	// SockBuf is the socket receive buffer in bytes, set with
+	// SO_RCVBUFFORCE (SO_RCVBUF, capped by net.core.rmem_max, if that is
+	// refused). Zero means 8 MiB. When it overflows, the kernel accepts
+	// (FailOpen) or drops the packets it could not deliver and the Reader
+	// counts an ENOBUFS.
+	SockBuf int
+	// DrainTimeout bounds how long Close waits for the packets in flight to
+	// be decided. Zero means 5 s.
+	DrainTimeout time.Duration
+	// NetnsName is a network namespace made by "ip netns add" to open the
+	// queues in; empty means the caller's.
+	NetnsName string
+}
+
+const (
+	defaultMaxLen       = 4096
+	defaultCopyRange    = 0xffff
+	defaultSockBuf      = 8 << 20
+	defaultDrainTimeout = 5 * time.Second
+)
+
+func (c QueueConfig) normalize() (QueueConfig, error) {
+	if c.Queues[0] > c.Queues[1] {
+		return c, fmt.Errorf("nfq: queue range %d:%d is reversed", c.Queues[0], c.Queues[1])
+	}
+	if c.MaxLen == 0 {
+		c.MaxLen = defaultMaxLen
+	}
+	if c.CopyRange == 0 || c.CopyRange > defaultCopyRange {
+		c.CopyRange = defaultCopyRange
+	}
+	if c.SockBuf <= 0 {
+		c.SockBuf = defaultSockBuf
+	}
+	if c.DrainTimeout <= 0 {
+		c.DrainTimeout = defaultDrainTimeout
+	}
+	return c, nil
+}
+
+// Stats are the counters of one queue since Open.
+type Stats struct {
+	Queue    uint16
+	Packets  uint64 // handed to the Handler
+	Accepted uint64 // verdicts sent
+	Dropped  uint64
+	// ENOBUFS counts receive-buffer overruns the kernel reported. Each may
+	// stand for several packets, which the kernel accepted (FailOpen) or
+	// dropped without queueing them: none of them awaits a verdict.
+	ENOBUFS uint64
+	// Errors counts everything else that went wrong and was survived:
+	// messages that were not packets, verdicts the kernel refused or that
+	// could not be sent, receive errors.
+	Errors uint64
+}
+
+// DivertConfig says which packets Install diverts to which queues. The zero
+// value diverts IPv4 and IPv6 at input, output and forward, except on the
+// loopback interface, to queue 0, fail-closed, with the backend detected.
+type DivertConfig struct {
+	// Hooks to divert at; empty means AllHooks.
+	Hooks []Hook
+	// Queues is the first and last queue (inclusive): {n, n} is
+	// "--queue-num n", otherwise "--queue-balance first:last", which spreads
+	// flows over the queues by a hash of addresses and protocol that is the
+	// same in both directions.
+	Queues [2]uint16
+	// FailOpen adds --queue-bypass: packets pass while no reader is bound.
+	// Pair it with QueueConfig.FailOpen.
+	FailOpen bool
+	// Loopback diverts traffic on "lo" too.
+	Loopback bool
+	// SkipMark, if not zero, lets packets whose mark has all these bits set
+	// pass undiverted ("-m mark --mark SkipMark/SkipMark -j RETURN").
+	SkipMark uint32
+	// IPv4 and IPv6 select the families; if neither is set, both are.
+	IPv4, IPv6 bool
+	// Backend is "iptables-nft" or "iptables-legacy"; empty means
+	// DetectBackend.
+	Backend string
+	// Tag prefixes the chain names (<Tag>-INPUT ...); empty means
+	// "STATEWALL". At most 20 letters, digits, '_', '-' or '.'.
+	Tag string
+	// NetnsName is a network namespace made by "ip netns add" to install
+	// the rules in ("ip netns exec"); empty means the caller's.
+	NetnsName string
+}
+
+// Backends.
+const (
+	BackendNFT    = "iptables-nft"
+	BackendLegacy = "iptables-legacy"
+)
+
+const (
+	defaultTag = "STATEWALL"
+	maxTagLen  = 20 // chain names are at most 28 bytes; "-FORWARD" is 8
+	comment    = "statewall"
+)
+
+func (c DivertConfig) normalize() (DivertConfig, error) {
+	if len(c.Hooks) == 0 {
+		c.Hooks = AllHooks
+	}
+	seen := map[Hook]bool{}
+	var hooks []Hook
+	for _, h := range c.Hooks {
+		if !h.valid() {
+			return c, fmt.Errorf("nfq: cannot divert at %v", h)
+		}
+		if !seen[h] {
+			seen[h] = true
+			hooks = append(hooks, h)
+		}
+	}
+	c.Hooks = hooks
+	if c.Queues[0] > c.Queues[1] {
+		return c, fmt.Errorf("nfq: queue range %d:%d is reversed", c.Queues[0], c.Queues[1])
+	}
+	if !c.IPv4 && !c.IPv6 {
+		c.IPv4, c.IPv6 = true, true
+	}
+	if c.Tag == "" {
+		c.Tag = defaultTag
+	}
+	if err := checkTag(c.Tag); err != nil {
+		return c, err
+	}
+	switch c.Backend {
+	case "", BackendNFT, BackendLegacy:
+	default:
+		return c, fmt.Errorf("nfq: unknown backend %q (want %s or %s)", c.Backend, BackendNFT, BackendLegacy)
+	}
+	return c, nil
+}
+
+func checkTag(tag string) error {
+	if tag == "" || len(tag) > maxTagLen {
+		return fmt.Errorf("nfq: tag %q: want 1 to %d characters", tag, maxTagLen)
+	}
+	for _, r := range tag {
+		ok := r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '_' || r == '-' || r == '.'
+		if !ok {
+			return fmt.Errorf("nfq: tag %q: only letters, digits, '_', '-' and '.'", tag)
+		}
+	}
+	return nil
+}
