@@ -25,6 +25,7 @@ var commands []command
 func init() {
 	commands = []command{
 		{"replay", "[flags] FILE...", "judge every packet of pcap/pcapng files, stateless and stateful, and compare", runReplay},
+		{"bench", "--rules FILE [flags] [PCAP...]", "measure ns/packet of decode, stateless, stateful and compare, offline", runBench},
 		{"check", "FILE", "validate a ruleset and print it back normalised", runCheck},
 		{"version", "", "print the version", runVersion},
 		{"help", "[COMMAND]", "show help", runHelp},

@@ -1,0 +1,187 @@
+package bench
+
+import (
+	"github.com/statewall/statewall/pkg/conntrack"
+	"github.com/statewall/statewall/pkg/engine"
+	"github.com/statewall/statewall/pkg/packet"
+	"github.com/statewall/statewall/pkg/rules"
+	"github.com/statewall/statewall/pkg/trafficgen"
+)
+
+// The configurations every run measures, in report order. Each includes
+// everything a packet goes through in that mode, from bytes in memory to a
+// verdict:
+//
+//   - decode: packet.Decode alone (the floor under the other three);
+//   - stateless: decode, direction from `set local`, the rules (Match);
+//   - stateful: decode, direction, conntrack (Track) and, for a new
+//     connection, the rules (MatchNew) and the entry's Commit;
+//   - compare: decode once, then both engines and their comparison, as
+//     `statewall replay --mode compare` does per packet.
+//
+// Every loop also counts its results (kinds, verdicts, labels), which is
+// how the loop consumes them.
+const (
+	Decode    = "decode"
+	Stateless = "stateless"
+	Stateful  = "stateful"
+	Compare   = "compare"
+)
+
+// Configurations lists them in report order.
+var Configurations = []string{Decode, Stateless, Stateful, Compare}
+
+// chunk is a run of packets every configuration processes in turn: a batch
+// in one arena, played passes times with timestamps moved by tsOff, then
+// tsOff+shift, ... (a capture loop; generated traffic plays once).
+type chunk struct {
+	b      *trafficgen.Batch
+	links  []packet.LinkType // per packet; nil means all raw IP
+	tsOff  int64
+	passes int
+	shift  int64
+}
+
+func (c *chunk) packets() int { return c.b.Len() * max(c.passes, 1) }
+
+// counts are what a runner saw.
+type counts struct {
+	kinds   [8]uint64 // packet.Kind
+	verdict [2]uint64 // engine.Verdict (compare: the stateful one)
+	labels  [5]uint64 // conntrack.Label of tracked packets
+	differ  uint64    // compare: packets whose two verdicts differ
+}
+
+// runner is one configuration with its own state: a stateful runner has
+// its own connection table.
+type runner struct {
+	name string
+	rs   *rules.Ruleset
+	sl   *engine.Stateless
+	sf   *engine.Stateful
+	p    packet.Packet
+	c    counts
+}
+
+func newRunner(name string, rs *rules.Ruleset, ct conntrack.Config) *runner {
+	r := &runner{name: name, rs: rs}
+	if name == Stateless || name == Compare {
+		r.sl = engine.NewStateless(rs)
+	}
+	if name == Stateful || name == Compare {
+		r.sf = engine.NewStateful(rs, conntrack.New(ct))
+	}
+	return r
+}
+
+// stateful reports whether the runner keeps connection state.
+func (r *runner) stateful() bool { return r.sf != nil }
+
+// run processes every packet of c.
+func (r *runner) run(c *chunk) {
+	for pass := range max(c.passes, 1) {
+		off := c.tsOff + int64(pass)*c.shift
+		switch r.name {
+		case Decode:
+			r.runDecode(c)
+		case Stateless:
+			r.runStateless(c)
+		case Stateful:
+			r.runStateful(c, off)
+		case Compare:
+			r.runCompare(c, off)
+		}
+	}
+}
+
+func link(c *chunk, i int) packet.LinkType {
+	if c.links == nil {
+		return packet.LinkIP
+	}
+	return c.links[i]
+}
+
+func (r *runner) runDecode(c *chunk) {
+	p := &r.p
+	for i := range c.b.Len() {
+		p.Decode(c.b.At(i), link(c, i))
+		r.c.kinds[p.Kind&7]++
+	}
+}
+
+func (r *runner) runStateless(c *chunk) {
+	p := &r.p
+	for i := range c.b.Len() {
+		p.Decode(c.b.At(i), link(c, i))
+		d := r.sl.Decide(p, direction(r.rs, p))
+		r.c.verdict[d.Verdict&1]++
+	}
+}
+
+func (r *runner) runStateful(c *chunk, off int64) {
+	p := &r.p
+	for i := range c.b.Len() {
+		p.Decode(c.b.At(i), link(c, i))
+		d := r.sf.Decide(p, direction(r.rs, p), c.b.Time[i]+off)
+		r.c.verdict[d.Verdict&1]++
+		if d.Tracked {
+			r.c.labels[d.CT.Label%5]++
+		}
+	}
+}
+
+func (r *runner) runCompare(c *chunk, off int64) {
+	p := &r.p
+	for i := range c.b.Len() {
+		p.Decode(c.b.At(i), link(c, i))
+		dir := direction(r.rs, p)
+		a := r.sl.Decide(p, dir)
+		b := r.sf.Decide(p, dir, c.b.Time[i]+off)
+		r.c.verdict[b.Verdict&1]++
+		if b.Tracked {
+			r.c.labels[b.CT.Label%5]++
+		}
+		if engine.Compare(a, b) != engine.Agree {
+			r.c.differ++
+		}
+	}
+}
+
+// direction is replay's: a packet from a `set local` address is out, one to
+// a local address in, any other unknown.
+func direction(rs *rules.Ruleset, p *packet.Packet) rules.Dir {
+	if p.Kind != packet.KindOK {
+		return rules.DirUnknown
+	}
+	switch {
+	case rs.IsLocal(p.Src):
+		return rules.DirOut
+	case rs.IsLocal(p.Dst):
+		return rules.DirIn
+	}
+	return rules.DirUnknown
+}
+
+// step processes packet i of c (first pass only): the per-packet form of
+// run, for Go benchmarks that count one packet as one op.
+func (r *runner) step(c *chunk, i int) {
+	p := &r.p
+	p.Decode(c.b.At(i), link(c, i))
+	switch r.name {
+	case Decode:
+		r.c.kinds[p.Kind&7]++
+	case Stateless:
+		d := r.sl.Decide(p, direction(r.rs, p))
+		r.c.verdict[d.Verdict&1]++
+	case Stateful:
+		d := r.sf.Decide(p, direction(r.rs, p), c.b.Time[i]+c.tsOff)
+		r.c.verdict[d.Verdict&1]++
+	case Compare:
+		dir := direction(r.rs, p)
+		a := r.sl.Decide(p, dir)
+		b := r.sf.Decide(p, dir, c.b.Time[i]+c.tsOff)
+		if engine.Compare(a, b) != engine.Agree {
+			r.c.differ++
+		}
+	}
+}
