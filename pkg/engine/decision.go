@@ -77,7 +77,7 @@ type Decision struct {
 	Rule    *rules.Rule // the matching rule, when one decided (also for new/untracked packets)
 	// CT is conntrack's result; meaningful only for the stateful engine
 	// (Tracked is true).
-	CT      conntrack.Result
+	CT      conntrack.Summary
 	Tracked bool
 	// Midstream: a new TCP packet that is not a connection opener (no SYN,
 	// or SYN+ACK): conntrack picked it up mid-stream, as it does an ACK

@@ -106,22 +106,22 @@ func (e *Stateful) Decide(p *packet.Packet, dir rules.Dir, now int64) Decision {
 	r := e.CT.Track(p, now)
 	switch r.Label {
 	case conntrack.LabelEstablished, conntrack.LabelRelated:
-		return Decision{Verdict: Pass, Cause: CauseState, CT: r, Tracked: true}
+		return Decision{Verdict: Pass, Cause: CauseState, CT: r.Summary(), Tracked: true}
 	case conntrack.LabelInvalid:
-		return Decision{Verdict: verdictOf(rs.Invalid), Cause: CauseInvalid, CT: r, Tracked: true}
+		return Decision{Verdict: verdictOf(rs.Invalid), Cause: CauseInvalid, CT: r.Summary(), Tracked: true}
 	case conntrack.LabelUntracked:
 		d := byRules(rs, p, dir, CauseUntracked, false)
-		d.CT, d.Tracked = r, true
+		d.CT, d.Tracked = r.Summary(), true
 		return d
 	}
 	// New: the rules decide, read as for a connection's first packet
 	// (MatchNew: a TCP pass rule without flags wants a SYN), and an accepted
 	// first packet creates the entry.
 	d := byRules(rs, p, dir, CauseDefault, true)
-	d.CT, d.Tracked = r, true
+	d.CT, d.Tracked = r.Summary(), true
 	d.Midstream = p.Proto == packet.ProtoTCP && p.TCPFlags&(packet.TCPSyn|packet.TCPAck) != packet.TCPSyn
 	if d.Verdict == Pass && (d.Rule == nil || !d.Rule.NoState) {
-		if !e.CT.Commit(p, &d.CT, now) {
+		if !e.CT.Commit(p, &r, now) {
 			d.Verdict, d.Cause = Block, CauseTableFull
 		}
 	}
