@@ -40,11 +40,19 @@ vet:
 test: deps fmt-check vet
 	$(GO) test -race -count=1 -timeout 60m $(PKGS)
 
-# Fuzz each target for FUZZTIME (the seed corpora run in `make test`).
+# Fuzz each target for FUZZTIME (the seed corpora, and the findings kept as
+# seeds in each package's testdata/fuzz, run in `make test`).
 FUZZTIME ?= 60s
+FUZZ_TARGETS := \
+	./pkg/packet:FuzzDecode ./pkg/packet:FuzzDecodeAgainstGopacket \
+	./pkg/rules:FuzzParse ./pkg/conntrack/tcpstate:FuzzStep ./pkg/conntrack:FuzzTrack \
+	./pkg/defrag:FuzzReassemble ./pkg/replay:FuzzReplayFile ./pkg/pcaprewrite:FuzzRewritePacket
 fuzz:
-	$(GO) test -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME) ./pkg/packet/
-	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./pkg/rules/
+	@set -e; for t in $(FUZZ_TARGETS); do \
+		pkg=$${t%%:*}; fn=$${t##*:}; \
+		echo "== $$fn ($$pkg, $(FUZZTIME))"; \
+		$(GO) test -run '^$$' -fuzz "^$$fn\$$" -fuzztime $(FUZZTIME) $$pkg; \
+	done
 
 clean:
 	rm -rf bin
