@@ -48,7 +48,7 @@ Counts take k and M: --flows 1k,100k,1M.`, stdout)
 	attacks := fs.String("attacks", "", "mix attack packets into generated traffic, per 1000 packets: `SPEC` like ack-scan=5,fin-scan=5,out-of-window=5,syn-flood=20")
 	out := fs.String("out", "", "write offline.md, offline.csv, offline.json and SVG charts into `DIR`")
 	writePcap := fs.String("write-pcap", "", "write --packets packets of generated traffic (--flows, --seed, --attacks) to `FILE` as raw-IP pcap, and measure nothing")
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	set := map[string]bool{}

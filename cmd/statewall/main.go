@@ -25,6 +25,10 @@ var commands []command
 func init() {
 	commands = []command{
 		{"replay", "[flags] FILE...", "judge every packet of pcap/pcapng files, stateless and stateful, and compare", runReplay},
+		{"run", "--rules FILE [flags]", "run the firewall on this host: divert to NFQUEUE and enforce (root)", runRun},
+		{"status", "[flags]", "show the running daemon's mode, ruleset and counters", runStatus},
+		{"conntrack", "[flags]", "list the running daemon's tracked connections", runConntrack},
+		{"reload", "[flags]", "make the running daemon reload its rules file", runReload},
 		{"bench", "--rules FILE [flags] [PCAP...]", "measure ns/packet of decode, stateless, stateful and compare, offline", runBench},
 		{"check", "FILE", "validate a ruleset and print it back normalised", runCheck},
 		{"version", "", "print the version", runVersion},

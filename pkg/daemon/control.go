@@ -1,0 +1,280 @@
+package daemon
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/statewall/statewall/pkg/conntrack"
+	"github.com/statewall/statewall/pkg/nfq"
+)
+
+// The control socket speaks one JSON request and one JSON response per
+// connection. Only root may connect: the socket is mode 0600 in a directory
+// only root can write, and every peer's credentials are checked
+// (SO_PEERCRED) before a request is read.
+
+// Request is what `statewall status|conntrack|reload` send.
+type Request struct {
+	Cmd    string     `json:"cmd"` // "status", "conntrack", "reload"
+	Filter ConnFilter `json:"filter,omitempty"`
+}
+
+// ConnFilter selects connections for `statewall conntrack`: every field
+// that is set must match either tuple of the connection.
+type ConnFilter struct {
+	Addr  string `json:"addr,omitempty"`  // an address on either end
+	Port  int    `json:"port,omitempty"`  // a port on either end
+	Proto string `json:"proto,omitempty"` // tcp, udp, icmp, icmp6, ...
+}
+
+// Response is the daemon's answer. Error is set when the request failed.
+type Response struct {
+	Error  string  `json:"error,omitempty"`
+	Status *Status `json:"status,omitempty"`
+	Conns  []Conn  `json:"conns,omitempty"`
+}
+
+// Status is what `statewall status` shows.
+type Status struct {
+	Mode      string            `json:"mode"`
+	RulesFile string            `json:"rules_file"`
+	Rules     int               `json:"rules"`
+	Loaded    time.Time         `json:"loaded"`
+	Started   time.Time         `json:"started"`
+	FailOpen  bool              `json:"fail_open"`
+	Hooks     []string          `json:"hooks"`
+	Netns     string            `json:"netns,omitempty"`
+	Pass      uint64            `json:"pass"`
+	Block     uint64            `json:"block"`
+	ByReason  map[string]uint64 `json:"by_reason"`
+	Shadow    map[string]uint64 `json:"shadow_disagreements,omitempty"`
+	Conntrack conntrack.Stats   `json:"conntrack"`
+	Limit     int               `json:"limit"`
+	Queues    []nfq.Stats       `json:"queues"`
+}
+
+// Conn is one tracked connection as `statewall conntrack` lists it.
+type Conn struct {
+	Proto     string    `json:"proto"`
+	State     string    `json:"state"`
+	Original  string    `json:"original"`
+	Reply     string    `json:"reply"`
+	Assured   bool      `json:"assured"`
+	SeenReply bool      `json:"seen_reply"`
+	Timeout   float64   `json:"timeout_s"`
+	Packets   [2]uint64 `json:"packets"`
+	Bytes     [2]uint64 `json:"bytes"`
+}
+
+// listenControl creates the control socket safely: its directory must
+// belong to root and not be writable by anyone else, a stale socket of a
+// dead daemon is replaced, and a live one is an error.
+func listenControl(path string) (net.Listener, error) {
+	dir := filepath.Dir(path)
+	fi, err := os.Stat(dir)
+	if err != nil {
+		return nil, fmt.Errorf("control socket: %w", err)
+	}
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if !ok || st.Uid != 0 || fi.Mode().Perm()&0o022 != 0 {
+		return nil, fmt.Errorf("control socket: directory %s must belong to root and not be writable by group or others (mode %v)", dir, fi.Mode().Perm())
+	}
+	if _, err := os.Lstat(path); err == nil {
+		if c, err := net.DialTimeout("unix", path, time.Second); err == nil {
+			c.Close()
+			return nil, fmt.Errorf("control socket %s: another statewall is running", path)
+		}
+		if err := os.Remove(path); err != nil {
+			return nil, fmt.Errorf("control socket: removing stale %s: %w", path, err)
+		}
+	}
+	old := syscall.Umask(0o177) // the socket is born 0600: no window for others
+	ln, err := net.Listen("unix", path)
+	syscall.Umask(old)
+	if err != nil {
+		return nil, fmt.Errorf("control socket: %w", err)
+	}
+	return ln, nil
+}
+
+// peerIsRoot reports whether the process at the other end of c runs as
+// root.
+func peerIsRoot(c net.Conn) bool {
+	uc, ok := c.(*net.UnixConn)
+	if !ok {
+		return false
+	}
+	raw, err := uc.SyscallConn()
+	if err != nil {
+		return false
+	}
+	var cred *unix.Ucred
+	var cerr error
+	if err := raw.Control(func(fd uintptr) {
+		cred, cerr = unix.GetsockoptUcred(int(fd), unix.SOL_SOCKET, unix.SO_PEERCRED)
+	}); err != nil || cerr != nil {
+		return false
+	}
+	return cred.Uid == 0
+}
+
+func (d *Daemon) serveControl(ctx context.Context, ln net.Listener) {
+	go func() {
+		<-ctx.Done()
+		ln.Close()
+	}()
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			if ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
+				return
+			}
+			d.log.Warn("control socket", "err", err)
+			continue
+		}
+		go d.serveConn(c)
+	}
+}
+
+// maxRequest bounds a request's size: a request is a few dozen bytes.
+const maxRequest = 64 << 10
+
+func (d *Daemon) serveConn(c net.Conn) {
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	enc := json.NewEncoder(c)
+	root := peerIsRoot(c)
+	// The request is read even from a peer that is refused: a client
+	// writes its request before it reads the answer, and closing a Unix
+	// socket with the request unread would make that write fail (EPIPE)
+	// before the client ever sees why.
+	var req Request
+	err := json.NewDecoder(bufio.NewReader(io.LimitReader(c, maxRequest))).Decode(&req)
+	if !root {
+		d.log.Warn("control socket: refused a peer that is not root")
+		enc.Encode(Response{Error: "permission denied: only root may control statewall"})
+		return
+	}
+	if err != nil {
+		enc.Encode(Response{Error: "bad request: " + err.Error()})
+		return
+	}
+	enc.Encode(d.answer(req))
+}
+
+func (d *Daemon) answer(req Request) Response {
+	switch req.Cmd {
+	case "status":
+		s := d.Status()
+		return Response{Status: &s}
+	case "conntrack":
+		conns, err := d.Conntrack(req.Filter)
+		if err != nil {
+			return Response{Error: err.Error()}
+		}
+		return Response{Conns: conns}
+	case "reload":
+		if err := d.Reload(); err != nil {
+			return Response{Error: "reload rejected, old ruleset still enforced: " + err.Error()}
+		}
+		s := d.Status()
+		return Response{Status: &s}
+	}
+	return Response{Error: fmt.Sprintf("unknown command %q", req.Cmd)}
+}
+
+// Status returns the daemon's state and counters.
+func (d *Daemon) Status() Status {
+	li := d.loaded.Load()
+	s := Status{
+		Mode: d.cfg.Mode.String(), RulesFile: li.File, Rules: li.Rules, Loaded: li.Loaded,
+		Started: d.started, FailOpen: d.cfg.FailOpen, Hooks: hookNames(d.cfg.Hooks), Netns: d.cfg.Netns,
+		ByReason:  map[string]uint64{},
+		Conntrack: d.table.Stats(),
+		Limit:     d.limit,
+	}
+	for v := range 2 {
+		for c, name := range causes {
+			n := counterValue(d.m.packets[v][c])
+			if n == 0 {
+				continue
+			}
+			if v == 1 {
+				s.Pass += n
+			} else {
+				s.Block += n
+			}
+			s.ByReason[[2]string{"block", "pass"}[v]+" "+name] += n
+		}
+	}
+	if d.cfg.Mode == Shadow {
+		s.Shadow = map[string]uint64{}
+		for a := 1; a < 3; a++ {
+			for l := range d.m.disagree[a] {
+				if c := d.m.disagree[a][l]; c != nil {
+					if n := counterValue(c); n > 0 {
+						s.Shadow[agreementLabelIndex(a)+" "+conntrack.Label(l).String()] += n
+					}
+				}
+			}
+		}
+	}
+	if r := d.reader.Load(); r != nil {
+		s.Queues = r.Stats()
+	}
+	return s
+}
+
+// Conntrack lists the tracked connections that match f.
+func (d *Daemon) Conntrack(f ConnFilter) ([]Conn, error) {
+	var addr netip.Addr
+	if f.Addr != "" {
+		a, err := netip.ParseAddr(f.Addr)
+		if err != nil {
+			return nil, fmt.Errorf("bad address filter %q", f.Addr)
+		}
+		addr = a
+	}
+	proto := strings.ToLower(f.Proto)
+	var out []Conn
+	d.table.Walk(d.clock.Load(), func(e conntrack.EntryInfo) bool {
+		o := e.Original
+		if addr.IsValid() && o.Src() != addr && o.Dst() != addr {
+			return true
+		}
+		if f.Port != 0 && int(o.SrcPort()) != f.Port && int(o.DstPort()) != f.Port {
+			return true
+		}
+		if proto != "" && protoName(o.Proto()) != proto {
+			return true
+		}
+		out = append(out, Conn{
+			Proto: protoName(o.Proto()), State: entryState(e),
+			Original: o.String(), Reply: e.Reply.String(),
+			Assured: e.Assured, SeenReply: e.SeenReply, Timeout: e.Timeout.Seconds(),
+			Packets: e.Packets, Bytes: e.Bytes,
+		})
+		return true
+	})
+	return out, nil
+}
+
+func agreementLabelIndex(a int) string {
+	if a == 1 {
+		return "only_stateful_passes"
+	}
+	return "only_stateless_passes"
+}

@@ -1,0 +1,119 @@
+// Package daemon is `statewall run`: it diverts the host's traffic to
+// NFQUEUE, decides every queued packet with the engines, and enforces the
+// verdicts, until it is told to stop; then it removes what it installed.
+//
+// The packet path, per queue: nfq reader -> packet.Decode (into the
+// queue's own Packet) -> engine (stateless, stateful, or both in shadow
+// mode) -> verdict. Nothing on it takes a global lock: the rulesets are
+// swapped atomically, conntrack shards its locks, the counters are atomic.
+package daemon
+
+import (
+	"errors"
+	"fmt"
+	"path/filepath"
+	"time"
+
+	"github.com/statewall/statewall/pkg/nfq"
+)
+
+// Mode is what the daemon enforces.
+type Mode uint8
+
+const (
+	// Stateful enforces the stateful engine's verdicts (the default).
+	Stateful Mode = iota
+	// Stateless enforces the stateless engine's verdicts.
+	Stateless
+	// Shadow enforces stateful verdicts and computes the stateless verdict
+	// of every packet too, counting and logging where they differ: the live
+	// form of the replay comparison.
+	Shadow
+)
+
+func (m Mode) String() string {
+	switch m {
+	case Stateless:
+		return "stateless"
+	case Shadow:
+		return "shadow"
+	}
+	return "stateful"
+}
+
+// ParseMode parses a --mode value.
+func ParseMode(s string) (Mode, error) {
+	switch s {
+	case "stateful", "":
+		return Stateful, nil
+	case "stateless":
+		return Stateless, nil
+	case "shadow":
+		return Shadow, nil
+	}
+	return 0, fmt.Errorf("unknown mode %q (want stateful, stateless or shadow)", s)
+}
+
+// DefaultControlSocket is where the control socket lives unless told
+// otherwise.
+const DefaultControlSocket = "/run/statewall.sock"
+
+// Config configures a daemon. RulesFile is required; the zero value of
+// every other field is the default noted on it.
+type Config struct {
+	RulesFile string
+	Mode      Mode // Stateful
+	// Hooks to divert at: nil means input, output and forward.
+	Hooks []nfq.Hook
+	// Queues: first and last NFQUEUE number (inclusive); several queues
+	// are spread with --queue-balance, one reader each. {0,0}: queue 0.
+	Queues [2]uint16
+	// FailOpen: when statewall is not reading, or a queue is full, the
+	// kernel passes packets (queue bypass and the fail-open flag) instead
+	// of dropping them. Availability over security: see README.
+	FailOpen bool
+	// Loopback diverts traffic on lo too.
+	Loopback bool
+	// Netns runs the whole daemon (divert rules, queues, metrics listener)
+	// inside the named network namespace ("ip netns add NAME").
+	Netns string
+	// MetricsAddr, if set, serves Prometheus metrics at http://ADDR/metrics.
+	MetricsAddr string
+	// ControlSocket is the Unix socket of `statewall status`, `conntrack`
+	// and `reload`; DefaultControlSocket when empty.
+	ControlSocket string
+	// Backend forces "iptables-nft" or "iptables-legacy"; empty: detect.
+	Backend string
+	// Tag prefixes the chain names of the divert rules; "STATEWALL" when
+	// empty. Two daemons on one host (or namespace) need different tags.
+	Tag string
+	// DisagreementLogEvery rate-limits shadow-mode logging: at most one log
+	// line per interval per disagreement kind. 0 means 1 s.
+	DisagreementLogEvery time.Duration
+}
+
+var errNoRules = errors.New("no rules file")
+
+func (c *Config) check() error {
+	if c.RulesFile == "" {
+		return errNoRules
+	}
+	// Reloads read the file again, maybe after the working directory
+	// changed; status shows where the rules come from.
+	if abs, err := filepath.Abs(c.RulesFile); err == nil {
+		c.RulesFile = abs
+	}
+	if c.Queues[0] > c.Queues[1] {
+		return fmt.Errorf("queue range %d-%d is reversed", c.Queues[0], c.Queues[1])
+	}
+	if c.ControlSocket == "" {
+		c.ControlSocket = DefaultControlSocket
+	}
+	if c.DisagreementLogEvery <= 0 {
+		c.DisagreementLogEvery = time.Second
+	}
+	if len(c.Hooks) == 0 {
+		c.Hooks = nfq.AllHooks
+	}
+	return nil
+}

@@ -1,0 +1,213 @@
+package daemon
+
+import (
+	"net/http"
+	"strconv"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/statewall/statewall/pkg/conntrack"
+	"github.com/statewall/statewall/pkg/engine"
+)
+
+// causes names engine.Cause values for the "reason" label.
+var causes = [...]string{
+	engine.CauseRule:      "rule",
+	engine.CauseDefault:   "default",
+	engine.CauseMalformed: "malformed",
+	engine.CauseNotIP:     "not_ip",
+	engine.CauseState:     "state",
+	engine.CauseInvalid:   "invalid",
+	engine.CauseTableFull: "table_full",
+	engine.CauseUntracked: "untracked",
+	engine.CauseFragment:  "fragment",
+}
+
+// metrics are the daemon's Prometheus metrics, on a registry of their own.
+// The per-packet counters are resolved to concrete Counters once, so the
+// packet path does an array index and an atomic add, never a label lookup.
+type metrics struct {
+	reg          *prometheus.Registry
+	packets      [2][len(causes)]prometheus.Counter // [verdict][cause]
+	bytes        [2][len(causes)]prometheus.Counter
+	decodeErrors prometheus.Counter
+	latency      prometheus.Histogram
+	disagree     [3][5]prometheus.Counter // [agreement][ct label]
+	reloads      *prometheus.CounterVec
+}
+
+func newMetrics(d *Daemon) *metrics {
+	m := &metrics{reg: prometheus.NewRegistry()}
+	mode := prometheus.Labels{"mode": d.cfg.Mode.String()}
+	packets := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "statewall_packets_total", Help: "Packets decided, by verdict and by what decided them.", ConstLabels: mode,
+	}, []string{"verdict", "reason"})
+	bytes := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "statewall_bytes_total", Help: "Bytes (whole IP packets) decided, by verdict and by what decided them.", ConstLabels: mode,
+	}, []string{"verdict", "reason"})
+	for v := range 2 {
+		for c, name := range causes {
+			vs := engine.Verdict(v).String()
+			m.packets[v][c] = packets.WithLabelValues(vs, name)
+			m.bytes[v][c] = bytes.WithLabelValues(vs, name)
+		}
+	}
+	m.decodeErrors = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "statewall_decode_errors_total", Help: "Queued packets that could not be decoded (truncated, malformed).",
+	})
+	m.latency = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name:    "statewall_decision_seconds",
+		Help:    "Time from a packet's arrival at the handler to its verdict.",
+		Buckets: prometheus.ExponentialBuckets(100e-9, 2, 16), // 100 ns .. 3.3 ms
+	})
+	disagree := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "statewall_shadow_disagreements_total",
+		Help: "Shadow mode: packets whose stateless verdict differs from the enforced stateful one, by which side passes and the packet's ct label.",
+	}, []string{"kind", "ct"})
+	for _, a := range []engine.Agreement{engine.OnlyStatefulPasses, engine.OnlyStatelessPasses} {
+		for l := conntrack.LabelNew; l <= conntrack.LabelUntracked; l++ {
+			m.disagree[a][l] = disagree.WithLabelValues(agreementLabel(a), l.String())
+		}
+	}
+	m.reloads = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "statewall_reloads_total", Help: "Ruleset reloads, by result.",
+	}, []string{"result"})
+	m.reg.MustRegister(packets, bytes, m.decodeErrors, m.latency, disagree, m.reloads,
+		&tableCollector{d: d}, &queueCollector{d: d})
+	return m
+}
+
+func agreementLabel(a engine.Agreement) string {
+	if a == engine.OnlyStatefulPasses {
+		return "only_stateful_passes"
+	}
+	return "only_stateless_passes"
+}
+
+func (m *metrics) count(dec engine.Decision, n int) {
+	c := int(dec.Cause)
+	if c >= len(causes) {
+		c = int(engine.CauseDefault)
+	}
+	v := dec.Verdict & 1
+	m.packets[v][c].Inc()
+	m.bytes[v][c].Add(float64(n))
+}
+
+func (m *metrics) disagreement(a engine.Agreement, stateful engine.Decision) {
+	l := stateful.CT.Label
+	if l > conntrack.LabelUntracked {
+		l = conntrack.LabelInvalid
+	}
+	if !stateful.Tracked {
+		l = conntrack.LabelInvalid
+	}
+	m.disagree[a][l].Inc()
+}
+
+func (m *metrics) handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{}))
+	return mux
+}
+
+// tableCollector reports the connection table at scrape time: its counters,
+// and the connections by protocol and state (a walk of the table: cheap
+// next to a scrape interval, and nothing on the packet path).
+type tableCollector struct{ d *Daemon }
+
+var (
+	descConns    = prometheus.NewDesc("statewall_conntrack_connections", "Tracked connections by protocol and state.", []string{"proto", "state"}, nil)
+	descEntries  = prometheus.NewDesc("statewall_conntrack_entries", "Entries in the connection table.", nil, nil)
+	descLimit    = prometheus.NewDesc("statewall_conntrack_limit", "Most entries the table holds (set limit states).", nil, nil)
+	descCTEvents = prometheus.NewDesc("statewall_conntrack_events_total", "Connection-table events: inserted, evicted (early drop of an unassured entry when full), refused (table full), expired, deleted (RST, reopen), invalid packets.", []string{"event"}, nil)
+	descQueue    = prometheus.NewDesc("statewall_queue_packets_total", "Packets per NFQUEUE queue, by what happened: received, accepted, dropped.", []string{"queue", "event"}, nil)
+	descENOBUFS  = prometheus.NewDesc("statewall_queue_enobufs_total", "Receive-buffer overruns per queue: packets the kernel could not hand to statewall (passed with fail-open, else dropped).", []string{"queue"}, nil)
+	descQErrors  = prometheus.NewDesc("statewall_queue_errors_total", "Survived errors per queue.", []string{"queue"}, nil)
+)
+
+func (c *tableCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- descConns
+	ch <- descEntries
+	ch <- descLimit
+	ch <- descCTEvents
+}
+
+func (c *tableCollector) Collect(ch chan<- prometheus.Metric) {
+	t := c.d.table
+	st := t.Stats()
+	ch <- prometheus.MustNewConstMetric(descEntries, prometheus.GaugeValue, float64(st.Entries))
+	ch <- prometheus.MustNewConstMetric(descLimit, prometheus.GaugeValue, float64(c.d.limit))
+	for _, e := range []struct {
+		n string
+		v uint64
+	}{{"inserted", st.Inserted}, {"evicted", st.Evicted}, {"refused", st.Refused}, {"expired", st.Expired}, {"deleted", st.Deleted}, {"invalid", st.Invalid}} {
+		ch <- prometheus.MustNewConstMetric(descCTEvents, prometheus.CounterValue, float64(e.v), e.n)
+	}
+	type ps struct{ proto, state string }
+	counts := map[ps]int{}
+	t.Walk(c.d.clock.Load(), func(e conntrack.EntryInfo) bool {
+		counts[ps{protoName(e.Original.Proto()), entryState(e)}]++
+		return true
+	})
+	for k, n := range counts {
+		ch <- prometheus.MustNewConstMetric(descConns, prometheus.GaugeValue, float64(n), k.proto, k.state)
+	}
+}
+
+type queueCollector struct{ d *Daemon }
+
+func (c *queueCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- descQueue
+	ch <- descENOBUFS
+	ch <- descQErrors
+}
+
+func (c *queueCollector) Collect(ch chan<- prometheus.Metric) {
+	r := c.d.reader.Load()
+	if r == nil {
+		return
+	}
+	for _, s := range r.Stats() {
+		q := strconv.Itoa(int(s.Queue))
+		ch <- prometheus.MustNewConstMetric(descQueue, prometheus.CounterValue, float64(s.Packets), q, "received")
+		ch <- prometheus.MustNewConstMetric(descQueue, prometheus.CounterValue, float64(s.Accepted), q, "accepted")
+		ch <- prometheus.MustNewConstMetric(descQueue, prometheus.CounterValue, float64(s.Dropped), q, "dropped")
+		ch <- prometheus.MustNewConstMetric(descENOBUFS, prometheus.CounterValue, float64(s.ENOBUFS), q)
+		ch <- prometheus.MustNewConstMetric(descQErrors, prometheus.CounterValue, float64(s.Errors), q)
+	}
+}
+
+// entryState is the state column of a connection: the TCP state, or for
+// other protocols ASSURED / REPLIED / UNREPLIED as conntrack -L shows them.
+func entryState(e conntrack.EntryInfo) string {
+	if e.Original.Proto() == 6 {
+		return e.TCPState.String()
+	}
+	switch {
+	case e.Assured:
+		return "ASSURED"
+	case e.SeenReply:
+		return "REPLIED"
+	}
+	return "UNREPLIED"
+}
+
+func protoName(p uint8) string {
+	switch p {
+	case 6:
+		return "tcp"
+	case 17:
+		return "udp"
+	case 1:
+		return "icmp"
+	case 58:
+		return "icmp6"
+	case 132:
+		return "sctp"
+	case 136:
+		return "udplite"
+	}
+	return strconv.Itoa(int(p))
+}

@@ -1,0 +1,324 @@
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/statewall/statewall/pkg/conntrack"
+	"github.com/statewall/statewall/pkg/engine"
+	"github.com/statewall/statewall/pkg/nfq"
+	"github.com/statewall/statewall/pkg/packet"
+	"github.com/statewall/statewall/pkg/rules"
+)
+
+// Daemon is one running statewall. Create it with New, run it with Run;
+// Reload, Status and Conntrack may be called from any goroutine while it
+// runs.
+type Daemon struct {
+	cfg Config
+	log *slog.Logger
+
+	stateless *engine.Stateless
+	stateful  *engine.Stateful
+	table     *conntrack.Table
+
+	reloadMu sync.Mutex // serialises reloads
+	loaded   atomic.Pointer[loadInfo]
+
+	// limit and timeouts are the connection table's, fixed by the first
+	// ruleset: a reload cannot resize the table or change its timeouts.
+	limit    int
+	timeouts conntrack.Timeouts
+
+	// clock is the daemon's notion of now for conntrack, in nanoseconds,
+	// refreshed every millisecond by tick: one atomic load per packet
+	// instead of a clock read; conntrack timeouts are seconds.
+	clock atomic.Int64
+
+	workers []worker // one per queue, indexed by queue - cfg.Queues[0]
+	m       *metrics
+	reader  atomic.Pointer[nfq.Reader]
+	started time.Time
+	lastLog [2]atomic.Int64 // shadow logging: last log time per disagreement kind
+}
+
+type loadInfo struct {
+	File   string
+	Rules  int
+	Loaded time.Time
+}
+
+// worker is the per-queue scratch state of the packet path. Only the
+// queue's reader goroutine touches it.
+type worker struct {
+	pkt packet.Packet
+	_   [64]byte // keep workers' hot fields on separate cache lines
+}
+
+// New parses the ruleset and prepares the engines; nothing is installed
+// yet.
+func New(cfg Config, log *slog.Logger) (*Daemon, error) {
+	if err := cfg.check(); err != nil {
+		return nil, err
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	rs, err := rules.ParseFile(cfg.RulesFile)
+	if err != nil {
+		return nil, err
+	}
+	d := &Daemon{cfg: cfg, log: log, limit: rs.LimitStates, timeouts: rs.Timeouts}
+	if d.limit <= 0 {
+		d.limit = conntrack.DefaultLimit
+	}
+	// The kernel verifies transport checksums only for packets arriving
+	// from the wire whose checksum the NIC did not check; by the time a
+	// packet reaches NFQUEUE its checksum may be legitimately partial
+	// (offload on the output path, veth, GSO). So the daemon leaves
+	// checksums to the kernel.
+	d.table = conntrack.New(conntrack.Config{
+		Timeouts:   rs.Timeouts,
+		Limit:      rs.LimitStates,
+		NoChecksum: true,
+	})
+	d.stateless = engine.NewStateless(rs)
+	d.stateful = engine.NewStateful(rs, d.table)
+	d.loaded.Store(&loadInfo{File: cfg.RulesFile, Rules: len(rs.Rules), Loaded: time.Now()})
+	d.workers = make([]worker, int(cfg.Queues[1]-cfg.Queues[0])+1)
+	d.m = newMetrics(d)
+	d.clock.Store(time.Now().UnixNano())
+	return d, nil
+}
+
+// Reload reads the rules file again and swaps the new ruleset in
+// atomically. A file that does not parse is rejected with its error and the
+// old ruleset keeps running. Connection state is kept; the table's size and
+// timeouts stay those of the first ruleset.
+func (d *Daemon) Reload() error {
+	d.reloadMu.Lock()
+	defer d.reloadMu.Unlock()
+	rs, err := rules.ParseFile(d.cfg.RulesFile)
+	if err != nil {
+		d.m.reloads.WithLabelValues("error").Inc()
+		d.log.Error("reload rejected, old ruleset still enforced", "err", err)
+		return err
+	}
+	if rs.LimitStates != d.limit || rs.Timeouts != d.timeouts {
+		d.log.Warn("reload: `set limit states` and `set timeout` take effect at the next start; the connection table keeps its size and timeouts",
+			"limit", d.limit)
+	}
+	d.stateless.SetRules(rs)
+	d.stateful.SetRules(rs)
+	d.loaded.Store(&loadInfo{File: d.cfg.RulesFile, Rules: len(rs.Rules), Loaded: time.Now()})
+	d.m.reloads.WithLabelValues("ok").Inc()
+	d.log.Info("ruleset reloaded", "file", d.cfg.RulesFile, "rules", len(rs.Rules))
+	return nil
+}
+
+// Run installs the divert rules, reads the queues and enforces verdicts
+// until ctx is done, then removes the divert rules and gives every packet
+// still queued its verdict. Leftovers of a crashed earlier run (same tag)
+// are replaced by Install in the same transaction that installs the new
+// rules, so a restart leaves no moment in which packets go undiverted.
+func (d *Daemon) Run(ctx context.Context) error {
+	d.started = time.Now()
+	tickCtx, stopTick := context.WithCancel(context.Background())
+	defer stopTick()
+	go d.tick(tickCtx)
+
+	// The control socket first: it is also the guard against a second
+	// daemon on the same socket, which must be refused before it touches
+	// the first one's divert rules.
+	ctl, err := listenControl(d.cfg.ControlSocket)
+	if err != nil {
+		return err
+	}
+	defer ctl.Close()
+	ctlCtx, stopCtl := context.WithCancel(context.Background())
+	defer stopCtl()
+	go d.serveControl(ctlCtx, ctl)
+
+	if d.cfg.MetricsAddr != "" {
+		ln, err := listenTCP(d.cfg.Netns, d.cfg.MetricsAddr)
+		if err != nil {
+			return fmt.Errorf("metrics: %w", err)
+		}
+		srv := &http.Server{Handler: d.m.handler(), ReadHeaderTimeout: 5 * time.Second}
+		go srv.Serve(ln)
+		defer srv.Close()
+		d.log.Info("metrics", "addr", ln.Addr().String())
+	}
+
+	// Bind the queues before diverting, so that no packet waits on a queue
+	// nobody reads. The reader runs on a context of its own, not ctx: at
+	// shutdown the divert rules go first and the reader drains after, so
+	// that no packet meets a queue that no longer takes packets (dropped
+	// without FailOpen) while the rules still divert.
+	reader, err := nfq.Open(nfq.QueueConfig{
+		Queues:    d.cfg.Queues,
+		FailOpen:  d.cfg.FailOpen,
+		NetnsName: d.cfg.Netns,
+	}, d.handle, d.log)
+	if err != nil {
+		return fmt.Errorf("opening queues: %w", err)
+	}
+	d.reader.Store(reader)
+	readCtx, stopReading := context.WithCancel(context.Background())
+	defer stopReading()
+	runErr := make(chan error, 1)
+	go func() { runErr <- reader.Run(readCtx) }()
+
+	tag := d.cfg.Tag
+	if tag == "" {
+		tag = "STATEWALL"
+	}
+	defrag := true
+	if err := setDefrag(d.cfg.Netns, tag, true); err != nil {
+		defrag = false
+		d.log.Warn("cannot switch on the kernel's defragmentation: fragments reach the engines one by one, and stateful mode drops them", "err", err)
+	}
+	undoDefrag := func() {
+		if !defrag {
+			return
+		}
+		if err := setDefrag(d.cfg.Netns, tag, false); err != nil {
+			d.log.Error("removing the defragmentation table", "err", err)
+		}
+	}
+
+	divert, err := nfq.Install(nfq.DivertConfig{
+		Hooks:     d.cfg.Hooks,
+		Queues:    d.cfg.Queues,
+		FailOpen:  d.cfg.FailOpen,
+		Loopback:  d.cfg.Loopback,
+		Backend:   d.cfg.Backend,
+		Tag:       d.cfg.Tag,
+		NetnsName: d.cfg.Netns,
+	})
+	if err != nil {
+		reader.Close()
+		<-runErr
+		undoDefrag()
+		return fmt.Errorf("installing divert rules: %w", err)
+	}
+	d.log.Info("statewall running", "mode", d.cfg.Mode.String(), "rules", d.cfg.RulesFile,
+		"hooks", hookNames(d.cfg.Hooks), "queues", fmt.Sprintf("%d-%d", d.cfg.Queues[0], d.cfg.Queues[1]),
+		"fail_open", d.cfg.FailOpen, "netns", d.cfg.Netns)
+
+	var err2 error
+	select {
+	case <-ctx.Done():
+	case err2 = <-runErr:
+		runErr = nil
+	}
+	// Stop diverting first, then drain: packets already queued still get
+	// their verdicts from the engines.
+	if err := divert.Remove(); err != nil {
+		d.log.Error("removing divert rules", "err", err)
+		err2 = errors.Join(err2, err)
+	}
+	stopReading()
+	if err := reader.Close(); err != nil && !errors.Is(err, nfq.ErrClosed) {
+		d.log.Error("closing queues", "err", err)
+	}
+	if runErr != nil {
+		if err := <-runErr; err != nil && !errors.Is(err, context.Canceled) && !errors.Is(err, nfq.ErrClosed) {
+			err2 = errors.Join(err2, err)
+		}
+	}
+	undoDefrag()
+	d.log.Info("statewall stopped")
+	return err2
+}
+
+func hookNames(hs []nfq.Hook) []string {
+	var s []string
+	for _, h := range hs {
+		s = append(s, h.String())
+	}
+	return s
+}
+
+func (d *Daemon) tick(ctx context.Context) {
+	t := time.NewTicker(time.Millisecond)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case now := <-t.C:
+			d.clock.Store(now.UnixNano())
+		}
+	}
+}
+
+// hookDir is the direction the rules see: input is in, output is out. A
+// forwarded packet is neither (rules without in/out decide it).
+func hookDir(h nfq.Hook) rules.Dir {
+	switch h {
+	case nfq.HookInput:
+		return rules.DirIn
+	case nfq.HookOutput:
+		return rules.DirOut
+	}
+	return rules.DirUnknown
+}
+
+// handle is the packet path. It runs on the reader goroutine of p's queue.
+func (d *Daemon) handle(p *nfq.Packet) nfq.Verdict {
+	start := time.Now()
+	qi := int(p.Queue) - int(d.cfg.Queues[0])
+	if qi < 0 || qi >= len(d.workers) {
+		qi = 0 // not ours; decide it anyway rather than leave it hanging
+	}
+	pk := &d.workers[qi].pkt
+	pk.Decode(p.Payload, packet.LinkIP)
+	if pk.Kind != packet.KindOK {
+		d.m.decodeErrors.Inc()
+	}
+	dir := hookDir(p.Hook)
+	var dec engine.Decision
+	switch d.cfg.Mode {
+	case Stateless:
+		dec = d.stateless.Decide(pk, dir)
+	case Stateful:
+		dec = d.stateful.Decide(pk, dir, d.clock.Load())
+	case Shadow:
+		dec = d.stateful.Decide(pk, dir, d.clock.Load())
+		shadow := d.stateless.Decide(pk, dir)
+		if a := engine.Compare(shadow, dec); a != engine.Agree {
+			d.disagree(a, shadow, dec, pk)
+		}
+	}
+	d.m.count(dec, int(p.Length))
+	d.m.latency.Observe(time.Since(start).Seconds())
+	if dec.Verdict == engine.Pass {
+		return nfq.Accept
+	}
+	return nfq.Drop
+}
+
+// disagree counts a shadow-mode disagreement and logs it, at most once per
+// DisagreementLogEvery for each kind, with what the two engines said.
+func (d *Daemon) disagree(a engine.Agreement, stateless, stateful engine.Decision, p *packet.Packet) {
+	d.m.disagreement(a, stateful)
+	k := 0
+	if a == engine.OnlyStatelessPasses {
+		k = 1
+	}
+	now := d.clock.Load()
+	last := d.lastLog[k].Load()
+	if now-last < int64(d.cfg.DisagreementLogEvery) || !d.lastLog[k].CompareAndSwap(last, now) {
+		return
+	}
+	d.log.Warn("shadow disagreement", "kind", a.String(), "cause", engine.Explain(stateless, stateful),
+		"src", p.Src.String(), "dst", p.Dst.String(), "proto", p.Proto,
+		"sport", p.SrcPort, "dport", p.DstPort, "flags", packet.TCPFlagsString(p.TCPFlags))
+}
