@@ -32,8 +32,8 @@
 // # Queues and verdicts
 //
 // A Reader has one netlink socket and one reader goroutine per queue. The
-// Handler runs on that goroutine, and the verdict is sent right after it
-// returns, so verdicts go out in packet order. Every packet the Reader reads
+// Handler runs on that goroutine, and verdicts go out in packet order
+// (ImplRaw sends those decided since the socket was last empty together). Every packet the Reader reads
 // gets exactly one verdict, also at shutdown: Close first tells the kernel to
 // stop queueing (queue length 0: new packets then pass with FailOpen and are
 // dropped without), then waits until the kernel has answered a probe sent
@@ -50,17 +50,32 @@
 // closing first means the packets in flight are decided by the Handler, and
 // the kernel applies the FailOpen choice until the rules are gone.
 //
-// # Costs
+// # Implementations and costs
 //
-// The Reader is built on github.com/florianl/go-nfqueue v2.1.0, with three
-// messages of its own (the copy mode after binding, the shutdown gate, the
-// drain probe). BenchmarkDivertUDP on a 2-core VM (kernel 6.18) measured
-// about 10 µs of CPU and 70 allocations per packet beyond the cost of
-// sending it undiverted. Most of it is the library's: mdlayher/netlink peeks
-// at every message before reading it (two recvmsg calls) and allocates a
-// buffer for it, go-nfqueue clones the payload and builds every verdict in
-// several allocations. Verdicts are sent one by one: batching
-// (NFQNL_MSG_VERDICT_BATCH) needs to know when the socket is empty, which
-// go-nfqueue's reader loop does not tell. A raw mdlayher/netlink receive
-// path can replace it behind the same Reader.
+// QueueConfig.Impl selects the receive and verdict path. The default,
+// ImplRaw (raw_linux.go), reads each queue's netlink socket itself: one
+// read(2) per datagram (the kernel sends every packet as one) into one
+// reused 256 KiB buffer, no peek, the messages parsed in place, the
+// Handler given a reused Packet whose Payload points into that buffer. The
+// verdicts wait until a read finds the socket empty (at most 64 of them,
+// half the queue length, or 1 ms after the first) and then go out in one
+// write, each run of equal verdicts as one NFQNL_MSG_VERDICT_BATCH (see
+// verdicts in batch.go for why that gives every packet exactly its own
+// verdict). It allocates nothing per packet.
+//
+// ImplGoNFQueue is the reference it is measured and tested against:
+// github.com/florianl/go-nfqueue v2.1.0 with three messages of our own (the
+// copy mode after binding, the shutdown gate, the drain probe), one verdict
+// message per packet, about 70 allocations per packet (mdlayher/netlink
+// peeks at every message before reading it and allocates a buffer for it,
+// go-nfqueue clones the payload and builds every verdict in several
+// allocations). ImplGoNFQueueBatch is the same with go-nfqueue's
+// SetVerdictBatch, sent when a poll(2) finds the socket empty: it shows
+// what batching alone gains there.
+//
+// BenchmarkReaderImpls compares them on a 2-core VM (kernel 6.18; numbers
+// and command in bench/results/nfq-reader.md): the raw path costs a
+// fraction of the CPU per packet of go-nfqueue, works off a full queue
+// several times faster, and keeps TCP bulk transfers (GSO super-packets)
+// close to their speed without diversion.
 package nfq

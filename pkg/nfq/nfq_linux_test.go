@@ -266,7 +266,7 @@ type kernelQueue struct {
 	waiting, dropped, userDropped, lastID int
 }
 
-func (n testNet) kernelQueue(t *testing.T, num int) (kq kernelQueue, ok bool) {
+func (n testNet) kernelQueue(t testing.TB, num int) (kq kernelQueue, ok bool) {
 	t.Helper()
 	out := mustSh(t, "", "ip", "netns", "exec", n.server, "cat", "/proc/net/netfilter/nfnetlink_queue")
 	for line := range strings.Lines(out) {
@@ -323,69 +323,73 @@ func TestDetectBackend(t *testing.T) {
 // and its verdict decides whether ping gets replies.
 func TestPingAcceptDrop(t *testing.T) {
 	t.Parallel()
-	n := newTestNet(t)
-	n.install(t, DivertConfig{Hooks: []Hook{HookInput}})
-	var c counter
-	c.verdict.Store(uint32(Accept))
-	r := n.open(t, QueueConfig{}, c.handle)
+	forEachImpl(t, func(t *testing.T, impl string) {
+		n := newTestNet(t)
+		n.install(t, DivertConfig{Hooks: []Hook{HookInput}})
+		var c counter
+		c.verdict.Store(uint32(Accept))
+		r := n.open(t, QueueConfig{Impl: impl}, c.handle)
 
-	if got := n.ping(t, serverV4, 3); got != 3 {
-		t.Errorf("accept: %d of 3 replies", got)
-	}
-	if got := c.n.Load(); got < 3 {
-		t.Errorf("accept: the handler saw %d packets, want at least 3", got)
-	}
-	c.mu.Lock()
-	p := c.first
-	c.mu.Unlock()
-	if p == nil || p.Hook != HookInput || p.InDev == 0 || p.OutDev != 0 || len(p.Payload) < 20 || p.Payload[0]>>4 != 4 ||
-		int(p.Length) != len(p.Payload) || p.Queue != 0 {
-		t.Errorf("first packet: %+v", p)
-	} else if src := fmt.Sprintf("%d.%d.%d.%d", p.Payload[12], p.Payload[13], p.Payload[14], p.Payload[15]); src != clientV4 {
-		t.Errorf("first packet from %s, want %s", src, clientV4)
-	}
+		if got := n.ping(t, serverV4, 3); got != 3 {
+			t.Errorf("accept: %d of 3 replies", got)
+		}
+		if got := c.n.Load(); got < 3 {
+			t.Errorf("accept: the handler saw %d packets, want at least 3", got)
+		}
+		c.mu.Lock()
+		p := c.first
+		c.mu.Unlock()
+		if p == nil || p.Hook != HookInput || p.InDev == 0 || p.OutDev != 0 || len(p.Payload) < 20 || p.Payload[0]>>4 != 4 ||
+			int(p.Length) != len(p.Payload) || p.Queue != 0 {
+			t.Errorf("first packet: %+v", p)
+		} else if src := fmt.Sprintf("%d.%d.%d.%d", p.Payload[12], p.Payload[13], p.Payload[14], p.Payload[15]); src != clientV4 {
+			t.Errorf("first packet from %s, want %s", src, clientV4)
+		}
 
-	before := c.n.Load()
-	c.verdict.Store(uint32(Drop))
-	if got := n.ping(t, serverV4, 3); got != 0 {
-		t.Errorf("drop: %d of 3 replies, want none", got)
-	}
-	if got := c.n.Load() - before; got < 3 {
-		t.Errorf("drop: the handler saw %d packets, want at least 3", got)
-	}
-	st := r.Stats()
-	if len(st) != 1 || st[0].Packets != uint64(c.n.Load()) || st[0].Accepted+st[0].Dropped != st[0].Packets || st[0].Dropped < 3 || st[0].Errors != 0 {
-		t.Errorf("stats %+v, handler saw %d", st, c.n.Load())
-	}
+		before := c.n.Load()
+		c.verdict.Store(uint32(Drop))
+		if got := n.ping(t, serverV4, 3); got != 0 {
+			t.Errorf("drop: %d of 3 replies, want none", got)
+		}
+		if got := c.n.Load() - before; got < 3 {
+			t.Errorf("drop: the handler saw %d packets, want at least 3", got)
+		}
+		st := r.Stats()
+		if len(st) != 1 || st[0].Packets != uint64(c.n.Load()) || st[0].Accepted+st[0].Dropped != st[0].Packets || st[0].Dropped < 3 || st[0].Errors != 0 {
+			t.Errorf("stats %+v, handler saw %d", st, c.n.Load())
+		}
+	})
 }
 
 // TestPingIPv6: the same through ip6tables; neighbour discovery is queued
 // too, so the Handler sees more than the echo requests.
 func TestPingIPv6(t *testing.T) {
 	t.Parallel()
-	n := newTestNet(t)
-	n.install(t, DivertConfig{Hooks: []Hook{HookInput}, IPv6: true})
-	var c counter
-	c.verdict.Store(uint32(Accept))
-	n.open(t, QueueConfig{}, c.handle)
-	if got := n.ping(t, serverV6, 3); got != 3 {
-		t.Errorf("accept: %d of 3 replies", got)
-	}
-	if got := c.v6.Load(); got < 3 {
-		t.Errorf("the handler saw %d IPv6 packets, want at least 3", got)
-	}
-	// IPv4 is not diverted by this Install.
-	before := c.n.Load()
-	if got := n.ping(t, serverV4, 2); got != 2 {
-		t.Errorf("IPv4: %d of 2 replies", got)
-	}
-	if c.n.Load() != before {
-		t.Errorf("IPv4 packets were diverted")
-	}
-	c.verdict.Store(uint32(Drop))
-	if got := n.ping(t, serverV6, 3); got != 0 {
-		t.Errorf("drop: %d of 3 replies, want none", got)
-	}
+	forEachImpl(t, func(t *testing.T, impl string) {
+		n := newTestNet(t)
+		n.install(t, DivertConfig{Hooks: []Hook{HookInput}, IPv6: true})
+		var c counter
+		c.verdict.Store(uint32(Accept))
+		n.open(t, QueueConfig{Impl: impl}, c.handle)
+		if got := n.ping(t, serverV6, 3); got != 3 {
+			t.Errorf("accept: %d of 3 replies", got)
+		}
+		if got := c.v6.Load(); got < 3 {
+			t.Errorf("the handler saw %d IPv6 packets, want at least 3", got)
+		}
+		// IPv4 is not diverted by this Install.
+		before := c.n.Load()
+		if got := n.ping(t, serverV4, 2); got != 2 {
+			t.Errorf("IPv4: %d of 2 replies", got)
+		}
+		if c.n.Load() != before {
+			t.Errorf("IPv4 packets were diverted")
+		}
+		c.verdict.Store(uint32(Drop))
+		if got := n.ping(t, serverV6, 3); got != 0 {
+			t.Errorf("drop: %d of 3 replies, want none", got)
+		}
+	})
 }
 
 // TestInstallRemoveLeavesNoTrace: with either backend, Install diverts
@@ -395,8 +399,9 @@ func TestInstallRemoveLeavesNoTrace(t *testing.T) {
 	for _, backend := range []string{BackendNFT, BackendLegacy} {
 		t.Run(backend, func(t *testing.T) {
 			t.Parallel()
-			n := newTestNet(t)
-			foreign := `*filter
+			forEachImpl(t, func(t *testing.T, impl string) {
+				n := newTestNet(t)
+				foreign := `*filter
 :OTHER - [0:0]
 :STATEWALL-CUSTOM - [0:0]
 -A INPUT -s ADDR -j DROP
@@ -406,48 +411,49 @@ func TestInstallRemoveLeavesNoTrace(t *testing.T) {
 -A OTHER -j RETURN
 COMMIT
 `
-			for _, v6 := range []bool{false, true} {
-				mustSh(t, strings.ReplaceAll(foreign, "ADDR", map[bool]string{false: "198.18.9.9/32", true: "fd00:198:18::9/128"}[v6]),
-					"ip", "netns", "exec", n.server, tool(backend, v6, "restore"), "--noflush")
-			}
-			before := n.saveAll(t, backend)
-
-			d, err := Install(DivertConfig{NetnsName: n.server, Backend: backend, FailOpen: true})
-			if err != nil {
-				t.Fatal(err)
-			}
-			if got := d.Config(); got.Backend != backend || len(got.Hooks) != 3 || !got.IPv4 || !got.IPv6 || got.Tag != "STATEWALL" {
-				t.Errorf("Config() = %+v", got)
-			}
-			during := n.saveAll(t, backend)
-			for _, want := range []string{
-				"-A INPUT -m comment --comment statewall -j STATEWALL-INPUT\n-A INPUT -s 198.18.9.9/32 -j DROP\n",
-				"-A INPUT -m comment --comment statewall -j STATEWALL-INPUT\n-A INPUT -s fd00:198:18::9/128 -j DROP\n",
-				"-A OUTPUT -m comment --comment statewall -j STATEWALL-OUTPUT\n-A OUTPUT -j OTHER\n",
-				"-A FORWARD -m comment --comment statewall -j STATEWALL-FORWARD\n",
-				"-A STATEWALL-INPUT -i lo -j RETURN\n-A STATEWALL-INPUT -j NFQUEUE --queue-num 0 --queue-bypass\n",
-				"-A STATEWALL-OUTPUT -o lo -j RETURN\n-A STATEWALL-OUTPUT -j NFQUEUE --queue-num 0 --queue-bypass\n",
-			} {
-				if !strings.Contains(during, want) {
-					t.Errorf("after Install, no\n%s\nin\n%s", want, during)
+				for _, v6 := range []bool{false, true} {
+					mustSh(t, strings.ReplaceAll(foreign, "ADDR", map[bool]string{false: "198.18.9.9/32", true: "fd00:198:18::9/128"}[v6]),
+						"ip", "netns", "exec", n.server, tool(backend, v6, "restore"), "--noflush")
 				}
-			}
-			var c counter
-			c.verdict.Store(uint32(Accept))
-			r := n.open(t, QueueConfig{FailOpen: true}, c.handle)
-			if got := n.ping(t, serverV4, 3); got != 3 || c.n.Load() < 6 { // request in, reply out
-				t.Errorf("%d of 3 replies, %d packets seen", got, c.n.Load())
-			}
-			r.Close()
-			if err := d.Remove(); err != nil {
-				t.Fatal(err)
-			}
-			if after := n.saveAll(t, backend); after != before {
-				t.Errorf("after Remove:\n%s\nbefore Install:\n%s", after, before)
-			}
-			if err := d.Remove(); err != nil {
-				t.Errorf("second Remove: %v", err)
-			}
+				before := n.saveAll(t, backend)
+
+				d, err := Install(DivertConfig{NetnsName: n.server, Backend: backend, FailOpen: true})
+				if err != nil {
+					t.Fatal(err)
+				}
+				if got := d.Config(); got.Backend != backend || len(got.Hooks) != 3 || !got.IPv4 || !got.IPv6 || got.Tag != "STATEWALL" {
+					t.Errorf("Config() = %+v", got)
+				}
+				during := n.saveAll(t, backend)
+				for _, want := range []string{
+					"-A INPUT -m comment --comment statewall -j STATEWALL-INPUT\n-A INPUT -s 198.18.9.9/32 -j DROP\n",
+					"-A INPUT -m comment --comment statewall -j STATEWALL-INPUT\n-A INPUT -s fd00:198:18::9/128 -j DROP\n",
+					"-A OUTPUT -m comment --comment statewall -j STATEWALL-OUTPUT\n-A OUTPUT -j OTHER\n",
+					"-A FORWARD -m comment --comment statewall -j STATEWALL-FORWARD\n",
+					"-A STATEWALL-INPUT -i lo -j RETURN\n-A STATEWALL-INPUT -j NFQUEUE --queue-num 0 --queue-bypass\n",
+					"-A STATEWALL-OUTPUT -o lo -j RETURN\n-A STATEWALL-OUTPUT -j NFQUEUE --queue-num 0 --queue-bypass\n",
+				} {
+					if !strings.Contains(during, want) {
+						t.Errorf("after Install, no\n%s\nin\n%s", want, during)
+					}
+				}
+				var c counter
+				c.verdict.Store(uint32(Accept))
+				r := n.open(t, QueueConfig{Impl: impl, FailOpen: true}, c.handle)
+				if got := n.ping(t, serverV4, 3); got != 3 || c.n.Load() < 6 { // request in, reply out
+					t.Errorf("%d of 3 replies, %d packets seen", got, c.n.Load())
+				}
+				r.Close()
+				if err := d.Remove(); err != nil {
+					t.Fatal(err)
+				}
+				if after := n.saveAll(t, backend); after != before {
+					t.Errorf("after Remove:\n%s\nbefore Install:\n%s", after, before)
+				}
+				if err := d.Remove(); err != nil {
+					t.Errorf("second Remove: %v", err)
+				}
+			})
 		})
 	}
 }
@@ -527,31 +533,33 @@ func TestFailOpenFullQueue(t *testing.T) {
 	for _, failOpen := range []bool{true, false} {
 		t.Run(fmt.Sprintf("FailOpen=%v", failOpen), func(t *testing.T) {
 			t.Parallel()
-			n := newTestNet(t)
-			n.install(t, DivertConfig{Hooks: []Hook{HookInput}})
-			release := make(chan struct{})
-			var once sync.Once
-			t.Cleanup(func() { once.Do(func() { close(release) }) })
-			var seen atomic.Int64
-			n.open(t, QueueConfig{FailOpen: failOpen, MaxLen: 1}, func(p *Packet) Verdict {
-				if seen.Add(1) == 1 {
-					select {
-					case <-release:
-					case <-time.After(10 * time.Second):
+			forEachImpl(t, func(t *testing.T, impl string) {
+				n := newTestNet(t)
+				n.install(t, DivertConfig{Hooks: []Hook{HookInput}})
+				release := make(chan struct{})
+				var once sync.Once
+				t.Cleanup(func() { once.Do(func() { close(release) }) })
+				var seen atomic.Int64
+				n.open(t, QueueConfig{Impl: impl, FailOpen: failOpen, MaxLen: 1}, func(p *Packet) Verdict {
+					if seen.Add(1) == 1 {
+						select {
+						case <-release:
+						case <-time.After(10 * time.Second):
+						}
 					}
+					return Accept
+				})
+				got := n.ping(t, serverV4, 4)
+				once.Do(func() { close(release) })
+				// The first request waits in the Handler past ping's 1 s, so
+				// its reply is late and not counted.
+				if want := map[bool]int{true: 3, false: 0}[failOpen]; got != want {
+					t.Errorf("%d of 4 replies, want %d", got, want)
 				}
-				return Accept
+				if kq, ok := n.kernelQueue(t, 0); !ok || (kq.dropped == 0) == !failOpen {
+					t.Errorf("kernel queue %+v (bound %v)", kq, ok)
+				}
 			})
-			got := n.ping(t, serverV4, 4)
-			once.Do(func() { close(release) })
-			// The first request waits in the Handler past ping's 1 s, so
-			// its reply is late and not counted.
-			if want := map[bool]int{true: 3, false: 0}[failOpen]; got != want {
-				t.Errorf("%d of 4 replies, want %d", got, want)
-			}
-			if kq, ok := n.kernelQueue(t, 0); !ok || (kq.dropped == 0) == !failOpen {
-				t.Errorf("kernel queue %+v (bound %v)", kq, ok)
-			}
 		})
 	}
 }
@@ -565,67 +573,69 @@ func TestFailOpenFullQueue(t *testing.T) {
 func TestCloseWithPacketsInFlight(t *testing.T) {
 	for _, failOpen := range []bool{true, false} {
 		t.Run(fmt.Sprintf("FailOpen=%v", failOpen), func(t *testing.T) {
-			n := newTestNet(t)
-			n.install(t, DivertConfig{Hooks: []Hook{HookInput}, FailOpen: failOpen})
-			var seen atomic.Int64
-			r, err := Open(QueueConfig{NetnsName: n.server, FailOpen: failOpen}, func(p *Packet) Verdict {
-				seen.Add(1)
-				time.Sleep(20 * time.Millisecond)
-				return Accept
-			}, nil)
-			if err != nil {
-				t.Fatal(err)
-			}
-			var atDrain kernelQueue
-			var bound bool
-			r.afterDrain = func() { atDrain, bound = n.kernelQueue(t, 0) }
-			runErr := make(chan error, 1)
-			go func() { runErr <- r.Run(context.Background()) }()
-			t.Cleanup(func() { r.Close() })
+			forEachImpl(t, func(t *testing.T, impl string) {
+				n := newTestNet(t)
+				n.install(t, DivertConfig{Hooks: []Hook{HookInput}, FailOpen: failOpen})
+				var seen atomic.Int64
+				r, err := Open(QueueConfig{Impl: impl, NetnsName: n.server, FailOpen: failOpen}, func(p *Packet) Verdict {
+					seen.Add(1)
+					time.Sleep(20 * time.Millisecond)
+					return Accept
+				}, nil)
+				if err != nil {
+					t.Fatal(err)
+				}
+				var atDrain kernelQueue
+				var bound bool
+				r.afterDrain = func() { atDrain, bound = n.kernelQueue(t, 0) }
+				runErr := make(chan error, 1)
+				go func() { runErr <- r.Run(context.Background()) }()
+				t.Cleanup(func() { r.Close() })
 
-			ctx, cancel := context.WithTimeout(context.Background(), 40*time.Second)
-			defer cancel()
-			ping := exec.CommandContext(ctx, "ip", "netns", "exec", n.client, "ping", "-c", "200", "-i", "0.01", "-W", "1", serverV4)
-			var out bytes.Buffer
-			ping.Stdout = &out
-			if err := ping.Start(); err != nil {
-				t.Fatal(err)
-			}
-			var waiting int
-			for deadline := time.Now().Add(10 * time.Second); seen.Load() < 40 && time.Now().Before(deadline); {
-				time.Sleep(10 * time.Millisecond)
-			}
-			if kq, ok := n.kernelQueue(t, 0); ok {
-				waiting = kq.waiting
-			}
-			if err := r.Close(); err != nil {
-				t.Errorf("Close: %v", err)
-			}
-			ping.Wait()
-			if err := <-runErr; err != nil {
-				t.Errorf("Run: %v", err)
-			}
-			replies := pingReceived(t, out.String())
-			st := r.Stats()[0]
-			t.Logf("waiting at Close: %d; at drain: %+v; stats %+v; %d replies", waiting, atDrain, st, replies)
-			if waiting < 5 {
-				t.Errorf("only %d packets waiting when Close started: the test did not test", waiting)
-			}
-			if !bound || atDrain.waiting != 0 {
-				t.Errorf("after the drain the kernel queue is %+v (bound %v), want bound and 0 waiting", atDrain, bound)
-			}
-			if st.Packets != uint64(seen.Load()) || st.Accepted != st.Packets || st.Errors != 0 {
-				t.Errorf("stats %+v, handler saw %d", st, seen.Load())
-			}
-			if failOpen && replies != 200 {
-				t.Errorf("%d of 200 replies", replies)
-			}
-			if !failOpen && uint64(replies) != st.Accepted {
-				t.Errorf("%d replies for %d accepted requests", replies, st.Accepted)
-			}
-			if _, ok := n.kernelQueue(t, 0); ok {
-				t.Errorf("the queue is still bound after Close")
-			}
+				ctx, cancel := context.WithTimeout(context.Background(), 40*time.Second)
+				defer cancel()
+				ping := exec.CommandContext(ctx, "ip", "netns", "exec", n.client, "ping", "-c", "200", "-i", "0.01", "-W", "1", serverV4)
+				var out bytes.Buffer
+				ping.Stdout = &out
+				if err := ping.Start(); err != nil {
+					t.Fatal(err)
+				}
+				var waiting int
+				for deadline := time.Now().Add(10 * time.Second); seen.Load() < 40 && time.Now().Before(deadline); {
+					time.Sleep(10 * time.Millisecond)
+				}
+				if kq, ok := n.kernelQueue(t, 0); ok {
+					waiting = kq.waiting
+				}
+				if err := r.Close(); err != nil {
+					t.Errorf("Close: %v", err)
+				}
+				ping.Wait()
+				if err := <-runErr; err != nil {
+					t.Errorf("Run: %v", err)
+				}
+				replies := pingReceived(t, out.String())
+				st := r.Stats()[0]
+				t.Logf("waiting at Close: %d; at drain: %+v; stats %+v; %d replies", waiting, atDrain, st, replies)
+				if waiting < 5 {
+					t.Errorf("only %d packets waiting when Close started: the test did not test", waiting)
+				}
+				if !bound || atDrain.waiting != 0 {
+					t.Errorf("after the drain the kernel queue is %+v (bound %v), want bound and 0 waiting", atDrain, bound)
+				}
+				if st.Packets != uint64(seen.Load()) || st.Accepted != st.Packets || st.Errors != 0 {
+					t.Errorf("stats %+v, handler saw %d", st, seen.Load())
+				}
+				if failOpen && replies != 200 {
+					t.Errorf("%d of 200 replies", replies)
+				}
+				if !failOpen && uint64(replies) != st.Accepted {
+					t.Errorf("%d replies for %d accepted requests", replies, st.Accepted)
+				}
+				if _, ok := n.kernelQueue(t, 0); ok {
+					t.Errorf("the queue is still bound after Close")
+				}
+			})
 		})
 	}
 }
@@ -636,33 +646,35 @@ func TestCloseWithPacketsInFlight(t *testing.T) {
 // working.
 func TestENOBUFSSurvived(t *testing.T) {
 	t.Parallel()
-	n := newTestNet(t)
-	n.install(t, DivertConfig{Hooks: []Hook{HookInput}, IPv4: true})
-	r := n.open(t, QueueConfig{SockBuf: 32 << 10}, func(p *Packet) Verdict {
-		if p.Payload[9] == 17 { // UDP: slowly, and no port unreachable
-			time.Sleep(time.Millisecond)
-			return Drop
+	forEachImpl(t, func(t *testing.T, impl string) {
+		n := newTestNet(t)
+		n.install(t, DivertConfig{Hooks: []Hook{HookInput}, IPv4: true})
+		r := n.open(t, QueueConfig{Impl: impl, SockBuf: 32 << 10}, func(p *Packet) Verdict {
+			if p.Payload[9] == 17 { // UDP: slowly, and no port unreachable
+				time.Sleep(time.Millisecond)
+				return Drop
+			}
+			return Accept
+		})
+		n.blastUDP(t, serverV4, 2000, 100, 0, 0)
+		settle(func() uint64 { return r.Stats()[0].Packets })
+		st := r.Stats()[0]
+		kq, _ := n.kernelQueue(t, 0)
+		t.Logf("stats %+v, kernel %+v", st, kq)
+		if st.ENOBUFS == 0 || kq.userDropped == 0 {
+			t.Errorf("no overrun: stats %+v, kernel %+v", st, kq)
 		}
-		return Accept
+		if st.Packets != st.Dropped || st.Errors != 0 || kq.waiting != 0 {
+			t.Errorf("stats %+v, kernel %+v: want every packet read decided and none waiting", st, kq)
+		}
+		if st.Packets+uint64(kq.userDropped) != uint64(kq.lastID) {
+			t.Errorf("%d read + %d dropped by the kernel != %d queued", st.Packets, kq.userDropped, kq.lastID)
+		}
+		if got := n.ping(t, serverV4, 3); got != 3 {
+			kq2, _ := n.kernelQueue(t, 0)
+			t.Errorf("after the overrun: %d of 3 replies; stats %+v, kernel %+v", got, r.Stats()[0], kq2)
+		}
 	})
-	n.blastUDP(t, serverV4, 2000, 100, 0, 0)
-	settle(func() uint64 { return r.Stats()[0].Packets })
-	st := r.Stats()[0]
-	kq, _ := n.kernelQueue(t, 0)
-	t.Logf("stats %+v, kernel %+v", st, kq)
-	if st.ENOBUFS == 0 || kq.userDropped == 0 {
-		t.Errorf("no overrun: stats %+v, kernel %+v", st, kq)
-	}
-	if st.Packets != st.Dropped || st.Errors != 0 || kq.waiting != 0 {
-		t.Errorf("stats %+v, kernel %+v: want every packet read decided and none waiting", st, kq)
-	}
-	if st.Packets+uint64(kq.userDropped) != uint64(kq.lastID) {
-		t.Errorf("%d read + %d dropped by the kernel != %d queued", st.Packets, kq.userDropped, kq.lastID)
-	}
-	if got := n.ping(t, serverV4, 3); got != 3 {
-		kq2, _ := n.kernelQueue(t, 0)
-		t.Errorf("after the overrun: %d of 3 replies; stats %+v, kernel %+v", got, r.Stats()[0], kq2)
-	}
 }
 
 // BenchmarkDivertUDP measures the packet path: b.N UDP datagrams of 100
@@ -730,78 +742,82 @@ func cpuTime() time.Duration {
 // times out, as it should.)
 func TestOpenUnderTraffic(t *testing.T) {
 	t.Parallel()
-	n := newTestNet(t)
-	n.install(t, DivertConfig{Hooks: []Hook{HookInput}, IPv4: true, FailOpen: true})
-	blasted := make(chan struct{})
-	go func() { defer close(blasted); n.blastUDP(t, serverV4, 200000, 100, 250, time.Millisecond) }()
-	defer func() { <-blasted }()
-	var total uint64
-	for i := range 10 {
-		var short atomic.Int64
-		r, err := Open(QueueConfig{NetnsName: n.server, FailOpen: true}, func(p *Packet) Verdict {
-			if len(p.Payload) != 20+8+100 {
-				short.Add(1)
+	forEachImpl(t, func(t *testing.T, impl string) {
+		n := newTestNet(t)
+		n.install(t, DivertConfig{Hooks: []Hook{HookInput}, IPv4: true, FailOpen: true})
+		blasted := make(chan struct{})
+		go func() { defer close(blasted); n.blastUDP(t, serverV4, 200000, 100, 250, time.Millisecond) }()
+		defer func() { <-blasted }()
+		var total uint64
+		for i := range 10 {
+			var short atomic.Int64
+			r, err := Open(QueueConfig{Impl: impl, NetnsName: n.server, FailOpen: true}, func(p *Packet) Verdict {
+				if len(p.Payload) != 20+8+100 {
+					short.Add(1)
+				}
+				return Accept
+			}, nil)
+			if err != nil {
+				t.Fatalf("Open %d: %v", i, err)
 			}
-			return Accept
-		}, nil)
-		if err != nil {
-			t.Fatalf("Open %d: %v", i, err)
+			var atDrain kernelQueue
+			r.afterDrain = func() { atDrain, _ = n.kernelQueue(t, 0) }
+			done := make(chan error, 1)
+			go func() { done <- r.Run(context.Background()) }()
+			time.Sleep(20 * time.Millisecond)
+			if err := r.Close(); err != nil {
+				t.Errorf("Close %d: %v", i, err)
+			}
+			if err := <-done; err != nil {
+				t.Errorf("Run %d: %v", i, err)
+			}
+			st := r.Stats()[0]
+			if st.Errors != 0 || st.Accepted != st.Packets || atDrain.waiting != 0 || short.Load() != 0 {
+				t.Errorf("cycle %d: stats %+v, %d short payloads, kernel at drain %+v", i, st, short.Load(), atDrain)
+			}
+			total += st.Packets
 		}
-		var atDrain kernelQueue
-		r.afterDrain = func() { atDrain, _ = n.kernelQueue(t, 0) }
-		done := make(chan error, 1)
-		go func() { done <- r.Run(context.Background()) }()
-		time.Sleep(20 * time.Millisecond)
-		if err := r.Close(); err != nil {
-			t.Errorf("Close %d: %v", i, err)
+		select {
+		case <-blasted:
+			t.Logf("the flood ended before the last cycle")
+		default:
 		}
-		if err := <-done; err != nil {
-			t.Errorf("Run %d: %v", i, err)
+		if total == 0 {
+			t.Errorf("no packet was read: the test did not test")
 		}
-		st := r.Stats()[0]
-		if st.Errors != 0 || st.Accepted != st.Packets || atDrain.waiting != 0 || short.Load() != 0 {
-			t.Errorf("cycle %d: stats %+v, %d short payloads, kernel at drain %+v", i, st, short.Load(), atDrain)
-		}
-		total += st.Packets
-	}
-	select {
-	case <-blasted:
-		t.Logf("the flood ended before the last cycle")
-	default:
-	}
-	if total == 0 {
-		t.Errorf("no packet was read: the test did not test")
-	}
-	t.Logf("%d packets read in 10 cycles", total)
+		t.Logf("%d packets read in 10 cycles", total)
+	})
 }
 
 // TestOpenBusyQueue: a queue bound by another socket cannot be opened.
 func TestOpenBusyQueue(t *testing.T) {
 	needRoot(t)
 	t.Parallel()
-	ns := newNamespace(t)
-	accept := func(*Packet) Verdict { return Accept }
-	r, err := Open(QueueConfig{NetnsName: ns, Queues: [2]uint16{3, 4}}, accept, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer r.Close()
-	// Queue 2 binds, queue 3 does not: Open undoes queue 2.
-	if r2, err := Open(QueueConfig{NetnsName: ns, Queues: [2]uint16{2, 3}}, accept, nil); err == nil {
-		r2.Close()
-		t.Fatal("a second reader bound queue 3")
-	} else {
-		t.Logf("second Open: %v", err)
-	}
-	r3, err := Open(QueueConfig{NetnsName: ns, Queues: [2]uint16{2, 2}}, accept, nil)
-	if err != nil {
-		t.Fatalf("queue 2 is still bound after the failed Open: %v", err)
-	}
-	r3.Close()
-	if err := r.Close(); err != nil {
-		t.Errorf("Close without Run: %v", err)
-	}
-	if err := r.Run(context.Background()); err != ErrClosed {
-		t.Errorf("Run after Close = %v, want ErrClosed", err)
-	}
+	forEachImpl(t, func(t *testing.T, impl string) {
+		ns := newNamespace(t)
+		accept := func(*Packet) Verdict { return Accept }
+		r, err := Open(QueueConfig{Impl: impl, NetnsName: ns, Queues: [2]uint16{3, 4}}, accept, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer r.Close()
+		// Queue 2 binds, queue 3 does not: Open undoes queue 2.
+		if r2, err := Open(QueueConfig{Impl: impl, NetnsName: ns, Queues: [2]uint16{2, 3}}, accept, nil); err == nil {
+			r2.Close()
+			t.Fatal("a second reader bound queue 3")
+		} else {
+			t.Logf("second Open: %v", err)
+		}
+		r3, err := Open(QueueConfig{Impl: impl, NetnsName: ns, Queues: [2]uint16{2, 2}}, accept, nil)
+		if err != nil {
+			t.Fatalf("queue 2 is still bound after the failed Open: %v", err)
+		}
+		r3.Close()
+		if err := r.Close(); err != nil {
+			t.Errorf("Close without Run: %v", err)
+		}
+		if err := r.Run(context.Background()); err != ErrClosed {
+			t.Errorf("Run after Close = %v, want ErrClosed", err)
+		}
+	})
 }

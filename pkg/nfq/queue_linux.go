@@ -66,8 +66,11 @@ type Reader struct {
 type queue struct {
 	r      *Reader
 	num    uint16
-	nf     *nfqueue.Nfqueue
+	con    *netlink.Conn      // the queue's socket, either implementation's
+	nf     *nfqueue.Nfqueue   // ImplGoNFQueue and ImplGoNFQueueBatch
 	cancel context.CancelFunc // stops go-nfqueue's reader goroutine
+	batch  *gonfqBatch        // ImplGoNFQueueBatch's unsent verdicts
+	raw    *rawQueue          // ImplRaw (raw_linux.go); nf, cancel and batch are nil
 
 	pkt    Packet        // reused for every packet; reader goroutine only
 	lastID atomic.Uint32 // id of the last packet read
@@ -133,9 +136,13 @@ func Open(cfg QueueConfig, h Handler, log *slog.Logger) (*Reader, error) {
 	if !cfg.NoGSO {
 		flags |= nfqueue.NfQaCfgFlagGSO
 	}
+	open := r.openQueue
+	if cfg.Impl == ImplRaw {
+		open = r.openRawQueue
+	}
 	for i := range n {
 		num := cfg.Queues[0] + uint16(i)
-		q, err := r.openQueue(num, nsfd, flags)
+		q, err := open(num, nsfd, flags)
 		// EPERM: the queue is bound to another socket. That can be our
 		// own closed one for a moment: a child forked by another thread
 		// holds a copy of every descriptor until it execs, and the kernel
@@ -143,14 +150,12 @@ func Open(cfg QueueConfig, h Handler, log *slog.Logger) (*Reader, error) {
 		// ip and ping all the time). So EPERM is retried for a while.
 		for deadline := time.Now().Add(time.Second); errors.Is(err, unix.EPERM) && time.Now().Before(deadline); {
 			time.Sleep(20 * time.Millisecond)
-			q, err = r.openQueue(num, nsfd, flags)
+			q, err = open(num, nsfd, flags)
 		}
 		if err != nil {
 			close(r.aborted)
 			for _, q := range r.queues {
-				q.closing.Store(true)
-				q.cancel()
-				q.nf.Close()
+				q.closeSock()
 			}
 			return nil, fmt.Errorf("nfq: queue %d: %w", num, err)
 		}
@@ -192,7 +197,10 @@ func (r *Reader) openQueue(num uint16, nsfd int, flags uint32) (*queue, error) {
 	if err != nil {
 		return nil, err
 	}
-	q.nf = nf
+	q.nf, q.con = nf, nf.Con
+	if r.cfg.Impl == ImplGoNFQueueBatch {
+		q.batch = newGonfqBatch(q)
+	}
 	if err := setRcvBuf(nf.Con, r.cfg.SockBuf); err != nil {
 		r.log.Warn("nfq: socket buffer", "queue", num, "want", r.cfg.SockBuf, "err", err)
 	}
@@ -282,7 +290,11 @@ func (q *queue) hook(a nfqueue.Attribute) int {
 	v := q.r.h(p)
 	id := p.ID
 	p.Payload = nil
-	q.verdict(id, v)
+	if q.batch != nil {
+		q.batch.add(id, v)
+	} else {
+		q.verdict(id, v)
+	}
 	return 0
 }
 
@@ -319,6 +331,9 @@ func (q *queue) onError(err error) int {
 	case isOp && oe.Sequence != 0 && oe.Sequence == q.probeSeq.Load() && errors.Is(err, unix.ENOENT):
 		// The answer to the drain probe: every packet queued before it
 		// has been read and decided.
+		if q.batch != nil {
+			q.batch.flush()
+		}
 		q.drainOnce.Do(func() { close(q.drained) })
 		return 0
 	case errors.Is(err, unix.ENOBUFS):
@@ -425,11 +440,9 @@ func (r *Reader) shutdown() error {
 			r.afterDrain()
 		}
 		for _, q := range r.queues {
-			q.closing.Store(true)
-			q.cancel()
 			// Closing the socket unbinds the queue; the kernel drops
 			// whatever is still queued, which after a drain is nothing.
-			if err := q.nf.Close(); err != nil && !errors.Is(err, unix.EBADF) {
+			if err := q.closeSock(); err != nil && !errors.Is(err, unix.EBADF) {
 				errs = append(errs, fmt.Errorf("nfq: queue %d: close: %w", q.num, err))
 			}
 		}
@@ -467,8 +480,20 @@ func (q *queue) drain(deadline <-chan time.Time) error {
 }
 
 func (q *queue) send(m netlink.Message) error {
-	_, err := q.nf.Con.Send(m)
+	_, err := q.con.Send(m)
 	return err
+}
+
+// closeSock stops the queue's reader and closes its socket, which unbinds
+// the queue. It waits for the reader to return (with ImplRaw; go-nfqueue's
+// Close waits for its reader goroutine too).
+func (q *queue) closeSock() error {
+	q.closing.Store(true)
+	if q.raw != nil {
+		return q.raw.close()
+	}
+	q.cancel()
+	return q.nf.Close()
 }
 
 // probeSeqs hands out sequence numbers for drain probes: top bit set, so

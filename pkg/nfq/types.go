@@ -167,7 +167,27 @@ type QueueConfig struct {
 	// NetnsName is a network namespace made by "ip netns add" to open the
 	// queues in; empty means the caller's.
 	NetnsName string
+	// Impl selects the implementation of the receive and verdict path:
+	// ImplRaw (the default, also for "") or ImplGoNFQueue, the reference
+	// it is measured and tested against. ImplGoNFQueueBatch is the
+	// reference with batched verdicts, kept for the comparison.
+	Impl string
 }
+
+// Implementations of the receive and verdict path (QueueConfig.Impl).
+const (
+	// ImplRaw reads each queue's netlink socket directly into one reused
+	// buffer, parses the messages itself and sends the verdicts decided
+	// since the socket was last empty in one write, runs of equal
+	// verdicts as one NFQNL_MSG_VERDICT_BATCH. No allocation per packet.
+	ImplRaw = "raw"
+	// ImplGoNFQueue is github.com/florianl/go-nfqueue, one verdict
+	// message per packet.
+	ImplGoNFQueue = "go-nfqueue"
+	// ImplGoNFQueueBatch is go-nfqueue with go-nfqueue's SetVerdictBatch,
+	// sent when a poll finds the socket empty.
+	ImplGoNFQueueBatch = "go-nfqueue-batch"
+)
 
 const (
 	defaultMaxLen       = 4096
@@ -191,6 +211,13 @@ func (c QueueConfig) normalize() (QueueConfig, error) {
 	}
 	if c.DrainTimeout <= 0 {
 		c.DrainTimeout = defaultDrainTimeout
+	}
+	switch c.Impl {
+	case "":
+		c.Impl = ImplRaw
+	case ImplRaw, ImplGoNFQueue, ImplGoNFQueueBatch:
+	default:
+		return c, fmt.Errorf("nfq: unknown implementation %q (want %s, %s or %s)", c.Impl, ImplRaw, ImplGoNFQueue, ImplGoNFQueueBatch)
 	}
 	return c, nil
 }

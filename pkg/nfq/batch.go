@@ -1,0 +1,59 @@
+package nfq
+
+// verdicts are the verdicts of one queue decided and not yet sent, in the
+// order the packets were read, which is the order of their ids: the kernel
+// numbers a queue's packets and delivers them to the socket in one step,
+// under the queue's lock, and queues only what it delivered.
+//
+// A batch verdict (NFQNL_MSG_VERDICT_BATCH) for id n applies to every packet
+// of the queue still waiting whose id is n or before. Sent in read order, as
+// one message per run of equal verdicts, the batch for a run finds waiting
+// no packet before the run: those were read earlier, and their verdicts went
+// out earlier or in the messages before it. So each packet gets exactly its
+// own verdict. This holds as long as every packet read had its id parsed;
+// the raw reader stops batching for good if one did not (see rawQueue).
+type verdicts struct {
+	ids []uint32
+	vs  []Verdict
+}
+
+func (p *verdicts) init(n int) {
+	p.ids = make([]uint32, 0, n)
+	p.vs = make([]Verdict, 0, n)
+}
+
+// add records a verdict; any Verdict other than Accept is recorded as Drop.
+func (p *verdicts) add(id uint32, v Verdict) {
+	if v != Accept {
+		v = Drop
+	}
+	p.ids = append(p.ids, id)
+	p.vs = append(p.vs, v)
+}
+
+func (p *verdicts) len() int { return len(p.ids) }
+
+func (p *verdicts) reset() {
+	p.ids = p.ids[:0]
+	p.vs = p.vs[:0]
+}
+
+// runEnd returns the end (exclusive) of the run of equal verdicts that
+// starts at i.
+func (p *verdicts) runEnd(i int) int {
+	j := i + 1
+	for j < len(p.vs) && p.vs[j] == p.vs[i] {
+		j++
+	}
+	return j
+}
+
+// runs calls f for every run of equal verdicts, in order, with the run's
+// last id, length and verdict.
+func (p *verdicts) runs(f func(last uint32, n int, v Verdict)) {
+	for i := 0; i < len(p.ids); {
+		j := p.runEnd(i)
+		f(p.ids[j-1], j-i, p.vs[i])
+		i = j
+	}
+}
