@@ -52,6 +52,7 @@ the filter.`, stdout)
 	socket := fs.String("socket", daemon.DefaultControlSocket, "control socket `PATH`")
 	backend := fs.String("backend", "", "force iptables `BACKEND`: iptables-nft or iptables-legacy (default: detect)")
 	tag := fs.String("tag", "", "chain name `PREFIX` of the divert rules (default STATEWALL)")
+	stateFile := fs.String("state-file", "", "keep the connection table across restarts in `PATH`: saved at a clean stop (SIGTERM, SIGINT), loaded and removed at start; a corrupt or foreign file is renamed PATH.bad and statewall starts with an empty table")
 	logLevel := fs.String("log-level", "info", "`LEVEL`: debug, info, warn or error")
 	logJSON := fs.Bool("log-json", false, "log JSON lines instead of text")
 	if err := parseFlags(fs, args); err != nil {
@@ -92,7 +93,7 @@ the filter.`, stdout)
 	d, err := daemon.New(daemon.Config{
 		RulesFile: *rulesFile, Mode: mode, Hooks: hs, Queues: qs, FailOpen: *failOpen,
 		Loopback: *loopback, Netns: *netnsName, MetricsAddr: *metrics, ControlSocket: *socket,
-		Backend: *backend, Tag: *tag,
+		Backend: *backend, Tag: *tag, StateFile: *stateFile,
 	}, log)
 	if err != nil {
 		fmt.Fprintln(stderr, err)

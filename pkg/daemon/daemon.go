@@ -87,6 +87,10 @@ type Config struct {
 	// Tag prefixes the chain names of the divert rules; "STATEWALL" when
 	// empty. Two daemons on one host (or namespace) need different tags.
 	Tag string
+	// StateFile, if set, keeps the connection table across restarts: a
+	// clean stop saves it there and the next start loads it (see
+	// statefile.go). Empty: every start begins with an empty table.
+	StateFile string
 	// DisagreementLogEvery rate-limits shadow-mode logging: at most one log
 	// line per interval per disagreement kind. 0 means 1 s.
 	DisagreementLogEvery time.Duration
@@ -108,6 +112,11 @@ func (c *Config) check() error {
 	}
 	if c.ControlSocket == "" {
 		c.ControlSocket = DefaultControlSocket
+	}
+	if c.StateFile != "" {
+		if abs, err := filepath.Abs(c.StateFile); err == nil {
+			c.StateFile = abs
+		}
 	}
 	if c.DisagreementLogEvery <= 0 {
 		c.DisagreementLogEvery = time.Second

@@ -156,6 +156,10 @@ func (d *Daemon) Run(ctx context.Context) error {
 		d.log.Info("metrics", "addr", ln.Addr().String())
 	}
 
+	// Before any packet: the table must hold the saved connections when
+	// the first of their packets is decided.
+	d.loadState()
+
 	// Bind the queues before diverting, so that no packet waits on a queue
 	// nobody reads. The reader runs on a context of its own, not ctx: at
 	// shutdown the divert rules go first and the reader drains after, so
@@ -167,7 +171,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 		NetnsName: d.cfg.Netns,
 	}, d.handle, d.log)
 	if err != nil {
-		return fmt.Errorf("opening queues: %w", err)
+		return errors.Join(fmt.Errorf("opening queues: %w", err), d.saveState())
 	}
 	d.reader.Store(reader)
 	readCtx, stopReading := context.WithCancel(context.Background())
@@ -206,7 +210,8 @@ func (d *Daemon) Run(ctx context.Context) error {
 		reader.Close()
 		<-runErr
 		undoDefrag()
-		return fmt.Errorf("installing divert rules: %w", err)
+		// Keep what was loaded for the next attempt.
+		return errors.Join(fmt.Errorf("installing divert rules: %w", err), d.saveState())
 	}
 	d.log.Info("statewall running", "mode", d.cfg.Mode.String(), "rules", d.cfg.RulesFile,
 		"hooks", hookNames(d.cfg.Hooks), "queues", fmt.Sprintf("%d-%d", d.cfg.Queues[0], d.cfg.Queues[1]),
@@ -234,6 +239,10 @@ func (d *Daemon) Run(ctx context.Context) error {
 		}
 	}
 	undoDefrag()
+	// No packet reaches the engines any more: the table is final.
+	if err := d.saveState(); err != nil {
+		err2 = errors.Join(err2, err)
+	}
 	d.log.Info("statewall stopped")
 	return err2
 }
