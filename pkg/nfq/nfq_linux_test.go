@@ -41,7 +41,7 @@ var nsCount atomic.Int32
 func needRoot(t testing.TB) {
 	t.Helper()
 	if os.Geteuid() != 0 {
-		t.Skip("needs root (network namespaces, iptables, NFQUEUE); CI runs it as root")
+		t.Fatal("needs root (network namespaces, iptables, NFQUEUE); run the suite as root, as CI does")
 	}
 	for _, c := range []string{"ip", "ping", "iptables-nft-restore", "iptables-legacy-restore"} {
 		if _, err := exec.LookPath(c); err != nil {

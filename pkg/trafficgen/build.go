@@ -2,7 +2,7 @@ package trafficgen
 
 import (
 	"encoding/binary"
-	"math/bits"
+	"github.com/statewall/statewall/pkg/packet"
 )
 
 // TCP flags as in byte 13 of the header.
@@ -245,36 +245,7 @@ func (g *Generator) writeEcho(b []byte, e *seg, id uint16, reply bool) int {
 	return ihl + l4
 }
 
-// sum adds b to acc as big-endian 16-bit words in ones' complement,
-// returning an unfolded sum. It reads 64-bit words (congruent to the sum of
-// their four 16-bit words modulo 0xffff, with end-around carry), as
-// pkg/packet's checksum does.
-func sum(b []byte, acc uint64) uint64 {
-	var c uint64
-	for len(b) >= 8 {
-		acc, c = bits.Add64(acc, binary.BigEndian.Uint64(b), c)
-		b = b[8:]
-	}
-	if len(b) >= 4 {
-		acc, c = bits.Add64(acc, uint64(binary.BigEndian.Uint32(b)), c)
-		b = b[4:]
-	}
-	if len(b) >= 2 {
-		acc, c = bits.Add64(acc, uint64(binary.BigEndian.Uint16(b)), c)
-		b = b[2:]
-	}
-	if len(b) == 1 {
-		acc, c = bits.Add64(acc, uint64(b[0])<<8, c)
-	}
-	acc, c = bits.Add64(acc, 0, c)
-	return acc + c
-}
+// sum and fold are pkg/packet's Internet checksum.
+func sum(b []byte, acc uint64) uint64 { return packet.Checksum(b, acc) }
 
-// fold reduces a 64-bit ones' complement sum to 16 bits.
-func fold(s uint64) uint16 {
-	s = s>>32 + s&0xffffffff
-	s = s>>32 + s&0xffffffff
-	s = s>>16 + s&0xffff
-	s = s>>16 + s&0xffff
-	return uint16(s)
-}
+func fold(s uint64) uint16 { return packet.Fold(s) }
