@@ -75,3 +75,16 @@ bench-smoke: $(BIN)
 	$(BIN) bench --rules bench/server.rules --flows 100,1k --rule-counts 10,100 --rule-flows 1k \
 		--packets 20k --reps 2 --warm-rounds 3 --out $(BENCH_SMOKE_DIR) testdata/ping-v4.pcap testdata/http-curl-v4.pcap
 	$(GO) test -count=1 ./pkg/trafficgen/ ./pkg/bench/
+
+# The live benchmark (bench/README.md, section "Live"; as root): namespaces
+# client - router - server, and on the router's forward path no filter,
+# nftables, a minimal accept-all NFQUEUE reader and statewall run in its
+# three modes with one and two queues, interleaved, 3 repetitions, each
+# measuring UDP packets/s, TCP bulk, TCP connections/s and latency. About 8
+# minutes on the 2-core development VM. It rewrites
+# bench/results/live.{md,csv,svg}. LIVE_FLAGS: e.g. REPS=1 DUR=1
+# CONFIGS="nofilter nft sw-stateful-q1" OUT=/tmp/live.
+.PHONY: bench-live
+LIVE_FLAGS ?=
+bench-live: deps
+	env $(LIVE_FLAGS) LIVE_COMMAND="make bench-live" timeout 1200 bench/live/run.sh

@@ -1,0 +1,262 @@
+#!/usr/bin/env bash
+# bench/live/run.sh: the live benchmark (`make bench-live`; bench/README.md,
+# section "Live"). As root, it builds three namespaces
+#
+#   client 198.18.1.2/24 eth0 -- eth0 198.18.1.1 [router] 198.18.2.1 eth1 -- eth0 198.18.2.2/24 server
+#
+# (veth pairs, 198.18.0.0/15 only) and measures, on the router's forward
+# path, configurations side by side: no filter, the kernel (nftables,
+# bench/live/router.nft), a minimal accept-all NFQUEUE reader
+# (bench/live/nfqaccept), and `statewall run --hooks forward` in stateless,
+# stateful and shadow modes with one queue and with two
+# (bench/live/router.rules). Each repetition runs every configuration once,
+# in an order rotated from one repetition to the next, and each
+# configuration runs every workload: UDP 64-byte packets/s, TCP bulk
+# (iperf3), TCP connections/s, TCP round-trip latency. Everything is
+# bounded in count and time; the namespaces (and with them every iptables
+# and nft rule) and every process are removed on exit, failure included.
+#
+# Environment: REPS (3), DUR seconds per measurement (3), OFFLOADS (on|off,
+# default on), CONFIGS (space-separated subset), OUT (bench/results),
+# STATEWALL (a built binary; default: build ./cmd/statewall), KEEP=1 keeps
+# the scratch directory (logs, raw measurements).
+set -euo pipefail
+
+REPS=${REPS:-3}
+DUR=${DUR:-3}
+OFFLOADS=${OFFLOADS:-on}
+OUT=${OUT:-bench/results}
+ALL_CONFIGS="nofilter nft nfqaccept sw-stateless-q1 sw-stateful-q1 sw-shadow-q1 sw-stateless-q2 sw-stateful-q2 sw-shadow-q2"
+CONFIGS=${CONFIGS:-$ALL_CONFIGS}
+SRV=198.18.2.2
+# Eight client addresses, 198.18.1.2-9: --queue-balance hashes addresses
+# and protocol (with a seed drawn at boot), not ports, so UDP and the
+# connection-rate test go round them to give a second queue something to
+# do (TCP bulk and RTT are one flow each, from 198.18.1.2).
+FROM=198.18.1.2,198.18.1.3,198.18.1.4,198.18.1.5,198.18.1.6,198.18.1.7,198.18.1.8,198.18.1.9
+
+if [ "$(id -u)" != 0 ]; then
+	echo "bench-live needs root (network namespaces, iptables, NFQUEUE)" >&2
+	exit 1
+fi
+for t in ip iptables nft iperf3 jq ethtool go timeout; do
+	command -v "$t" >/dev/null || { echo "bench-live: $t is missing (scripts/install-deps.sh)" >&2; exit 1; }
+done
+
+root=$(cd "$(dirname "$0")/../.." && pwd)
+cd "$root"
+work=$(mktemp -d "${TMPDIR:-/tmp}/statewall-live.XXXXXX")
+chmod 0755 "$work"
+tag="swl$$"
+C="$tag-client" R="$tag-router" S="$tag-server"
+NSES=()
+PIDS=()
+
+log() { printf '%s %s\n' "$(date +%T)" "$*" >&2; }
+
+# stop PID: SIGTERM, then SIGKILL after 3 s.
+# Background programs run as `timeout N prog` (or `timeout N ip netns exec
+# NS prog`, which execs prog): PID is timeout's, which passes SIGTERM on to
+# its child; the child is killed by its own pid too if it outlives it.
+stop() {
+	local pid=$1 i kids
+	kids=$(ps -o pid= --ppid "$pid" 2>/dev/null || true)
+	kill -TERM "$pid" 2>/dev/null || return 0
+	for i in $(seq 30); do
+		kill -0 "$pid" 2>/dev/null || break
+		sleep 0.1
+	done
+	# shellcheck disable=SC2086 # kids: a list of pids
+	kill -KILL "$pid" $kids 2>/dev/null || true
+	wait "$pid" 2>/dev/null || true
+}
+
+cleanup() {
+	local rc=$? pid ns
+	trap - EXIT INT TERM
+	for pid in "${PIDS[@]}"; do stop "$pid"; done
+	for ns in "${NSES[@]}"; do ip netns del "$ns" 2>/dev/null || true; done
+	if [ -n "${KEEP:-}" ]; then log "kept $work"; else rm -rf "$work"; fi
+	[ "$rc" = 0 ] || log "bench-live failed (exit $rc); namespaces and processes removed"
+	exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+nsx() { local ns=$1; shift; ip netns exec "$ns" "$@"; }
+
+# ---- build ---------------------------------------------------------------
+log "building statewall, nfqaccept, loadgen, report into $work"
+if [ -n "${STATEWALL:-}" ]; then
+	cp "$STATEWALL" "$work/statewall"
+else
+	go build -o "$work/statewall" ./cmd/statewall
+fi
+go build -o "$work/nfqaccept" ./bench/live/nfqaccept
+go build -o "$work/loadgen" ./bench/live/loadgen
+go build -o "$work/report" ./bench/live/report
+SW="$work/statewall"
+build_info="git $(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
+changed=$(git status --porcelain -- cmd pkg go.mod 2>/dev/null | awk '{print $2}' | xargs -r -n1 dirname | sort -u | tr '\n' ' ')
+[ -z "$changed" ] || build_info="$build_info, with uncommitted changes in: ${changed% }"
+[ -z "${STATEWALL:-}" ] || build_info="$STATEWALL (given)"
+
+# ---- topology ------------------------------------------------------------
+log "namespaces $C $R $S, offloads $OFFLOADS"
+for ns in "$C" "$R" "$S"; do
+	ip netns add "$ns"
+	NSES+=("$ns")
+	ip -n "$ns" link set lo up
+done
+ip -n "$C" link add eth0 type veth peer name eth0 netns "$R"
+ip -n "$S" link add eth0 type veth peer name eth1 netns "$R"
+while read -r ns dev addr; do
+	ip -n "$ns" addr add "$addr" dev "$dev"
+	ip -n "$ns" link set "$dev" up
+	if [ "$OFFLOADS" = off ]; then
+		nsx "$ns" ethtool -K "$dev" tx off rx off tso off gso off gro off >/dev/null 2>&1 || true
+	fi
+done <<EOT
+$C eth0 198.18.1.2/24
+$R eth0 198.18.1.1/24
+$R eth1 198.18.2.1/24
+$S eth0 198.18.2.2/24
+EOT
+for i in 3 4 5 6 7 8 9; do ip -n "$C" addr add "198.18.1.$i/24" dev eth0; done
+ip -n "$C" route add default via 198.18.1.1 src 198.18.1.2
+ip -n "$S" route add default via 198.18.2.1
+nsx "$R" sysctl -qw net.ipv4.ip_forward=1
+nsx "$C" sysctl -qw net.ipv4.ip_local_port_range="10000 65000"
+offload_state=$(nsx "$R" ethtool -k eth0 | awk '/^(tcp-segmentation-offload|generic-segmentation-offload|generic-receive-offload|tx-checksumming):/ {printf "%s%s %s", sep, $1, $2; sep=", "}')
+
+ping_ok() { nsx "$C" ping -n -c 1 -W 1 "$SRV" >/dev/null 2>&1; }
+wait_ping() {
+	local i
+	for i in $(seq 50); do ping_ok && return 0; sleep 0.1; done
+	return 1
+}
+wait_ping || { log "the topology does not route"; exit 1; }
+
+# Servers, in the server namespace, for the whole run.
+timeout 1800 ip netns exec "$S" "$work/loadgen" serve -addr "$SRV" -max 25m >"$work/serve.log" 2>&1 &
+PIDS+=($!)
+timeout 1800 ip netns exec "$S" iperf3 -s -B "$SRV" -p 5201 >"$work/iperf3-server.log" 2>&1 &
+PIDS+=($!)
+for i in $(seq 50); do
+	grep -q ready "$work/serve.log" && nsx "$S" ss -Hltn | grep -q ':5201' && break
+	sleep 0.1
+done
+
+# ---- configurations ------------------------------------------------------
+cfg_pid=""
+queue_drops() {
+	nsx "$R" cat /proc/net/netfilter/nfnetlink_queue 2>/dev/null | awk '{d += $6 + $7} END {print d + 0}'
+}
+
+start_cfg() {
+	local cfg=$1 mode q i
+	cfg_pid=""
+	case $cfg in
+	nofilter) ;;
+	nft) nsx "$R" nft -f bench/live/router.nft ;;
+	nfqaccept)
+		timeout 600 ip netns exec "$R" "$work/nfqaccept" -queue 0 -max 5m >"$work/nfqaccept.log" 2>&1 &
+		cfg_pid=$!
+		for i in $(seq 100); do grep -qs ready "$work/nfqaccept.log" && break; sleep 0.05; done
+		grep -q ready "$work/nfqaccept.log" || { log "nfqaccept did not start: $(cat "$work/nfqaccept.log")"; return 1; }
+		nsx "$R" iptables -I FORWARD -j NFQUEUE --queue-num 0
+		;;
+	sw-*)
+		mode=${cfg#sw-}; q=${mode##*-q}; mode=${mode%-q*}
+		[ "$q" = 1 ] && q=0 || q=0-$((q - 1))
+		timeout 600 "$SW" run --rules bench/live/router.rules --hooks forward --mode "$mode" --queues "$q" \
+			--netns "$R" --socket "$work/sw.sock" --log-level warn >>"$work/statewall.log" 2>&1 &
+		cfg_pid=$!
+		for i in $(seq 100); do
+			nsx "$R" iptables -S FORWARD 2>/dev/null | grep -q STATEWALL && break
+			sleep 0.1
+		done
+		nsx "$R" iptables -S FORWARD | grep -q STATEWALL || { log "statewall did not start"; tail "$work/statewall.log" >&2; return 1; }
+		;;
+	*) log "unknown configuration $cfg"; return 1 ;;
+	esac
+	[ -z "$cfg_pid" ] || PIDS+=("$cfg_pid")
+	wait_ping || { log "$cfg: no ping through the router"; return 1; }
+}
+
+stop_cfg() {
+	local cfg=$1
+	case $cfg in
+	nft) nsx "$R" nft delete table inet swlive ;;
+	nfqaccept) nsx "$R" iptables -D FORWARD -j NFQUEUE --queue-num 0 ;;
+	sw-*) "$SW" status --socket "$work/sw.sock" >"$work/status-$cfg.txt" 2>&1 || true ;;
+	esac
+	[ -z "$cfg_pid" ] || stop "$cfg_pid"
+	cfg_pid=""
+}
+
+# ---- workloads -----------------------------------------------------------
+raw="$work/raw.csv"
+echo "rep,config,metric,value" >"$raw"
+rec() { echo "$1,$2,$3,$4" >>"$raw"; }
+kv() { tr ' ' '\n' <<<"$1" | awk -F= -v k="$2" '$1 == k {print $2}'; }
+rx() { nsx "$S" cat /sys/class/net/eth0/statistics/rx_packets; }
+
+measure() {
+	local rep=$1 cfg=$2 out a b secs
+	# UDP packets/s: 64-byte payloads from one sender, counted as they
+	# arrive at the server's interface (what crossed the router).
+	a=$(rx)
+	out=$(nsx "$C" timeout $((DUR + 10)) "$work/loadgen" udpblast -to "$SRV:7000" -from "$FROM" -size 64 -t "${DUR}s" -n 50000000)
+	sleep 0.5
+	b=$(rx)
+	secs=$(kv "$out" seconds)
+	rec "$rep" "$cfg" udp_pps "$(awk -v n=$((b - a)) -v s="$secs" 'BEGIN {printf "%.0f", n / s}')"
+	rec "$rep" "$cfg" udp_sent_pps "$(kv "$out" sent_pps)"
+	# TCP bulk: iperf3, one stream.
+	if out=$(nsx "$C" timeout $((DUR + 15)) iperf3 -4 -c "$SRV" -p 5201 -t "$DUR" -J 2>/dev/null); then
+		rec "$rep" "$cfg" tcp_mbps "$(jq '.end.sum_received.bits_per_second / 1e6 | floor' <<<"$out")"
+		rec "$rep" "$cfg" tcp_retrans "$(jq '.end.sum_sent.retransmits // 0' <<<"$out")"
+	else
+		log "$cfg: iperf3 failed"
+	fi
+	sleep 0.3
+	# TCP connections/s: 4 connectors, at most 5000 connections.
+	out=$(nsx "$C" timeout $((DUR + 10)) "$work/loadgen" connrate -to "$SRV:7001" -from "$FROM" -n 5000 -c 4 -t "${DUR}s")
+	rec "$rep" "$cfg" conn_per_s "$(kv "$out" conns_per_s)"
+	rec "$rep" "$cfg" conn_failed "$(kv "$out" failed)"
+	# Latency: 64-byte request/response over one TCP connection.
+	if out=$(nsx "$C" timeout $((DUR + 10)) "$work/loadgen" rr -to "$SRV:7002" -size 64 -n 100000 -t "${DUR}s"); then
+		rec "$rep" "$cfg" rtt_p50_us "$(kv "$out" p50_us)"
+		rec "$rep" "$cfg" rtt_p99_us "$(kv "$out" p99_us)"
+	else
+		log "$cfg: rr failed"
+	fi
+}
+
+# Warm-up, not recorded (rep 0 is left out of the report): the first
+# measurements of a fresh topology came out several times slower.
+log "warm-up (no filter, 1 s per workload)"
+(DUR=1 measure 0 warmup)
+
+read -r -a cfgs <<<"$CONFIGS"
+n=${#cfgs[@]}
+start=$(date +%s)
+for rep in $(seq "$REPS"); do
+	for i in $(seq 0 $((n - 1))); do
+		cfg=${cfgs[$(((i + rep - 1) % n))]}
+		log "rep $rep/$REPS: $cfg"
+		start_cfg "$cfg"
+		measure "$rep" "$cfg"
+		case $cfg in nfqaccept | sw-*) rec "$rep" "$cfg" queue_drops "$(queue_drops)" ;; esac
+		stop_cfg "$cfg"
+	done
+done
+log "measured in $(($(date +%s) - start)) s"
+
+grep -h -i -E 'disagree|error' "$work"/status-*.txt >"$work/status-notes.txt" 2>/dev/null || true
+mkdir -p "$OUT"
+"$work/report" -raw "$raw" -out "$OUT" -reps "$REPS" -dur "$DUR" -offloads "$OFFLOADS ($offload_state)" \
+	-configs "$CONFIGS" -command "${LIVE_COMMAND:-make bench-live} (REPS=$REPS DUR=$DUR OFFLOADS=$OFFLOADS)" \
+	-status-dir "$work" -build "$build_info"
+log "wrote $OUT/live.md, live.csv, live.svg"
