@@ -12,20 +12,26 @@
 # (bench/live/router.rules). Each repetition runs every configuration once,
 # in an order rotated from one repetition to the next, and each
 # configuration runs every workload: UDP 64-byte packets/s, TCP bulk
-# (iperf3), TCP connections/s, TCP round-trip latency. Everything is
+# (iperf3), TCP connections/s, TCP round-trip latency unloaded, and the
+# same round-trip latency again while a paced UDP stream (LOAD_PPS 64-byte
+# datagrams/s) crosses the router. Everything is
 # bounded in count and time; the namespaces (and with them every iptables
 # and nft rule) and every process are removed on exit, failure included.
 #
 # Environment: REPS (3), DUR seconds per measurement (3), OFFLOADS (on|off,
-# default on), CONFIGS (space-separated subset), OUT (bench/results),
-# STATEWALL (a built binary; default: build ./cmd/statewall), KEEP=1 keeps
-# the scratch directory (logs, raw measurements).
+# default on), LOAD_PPS (50000: the background stream of the loaded-latency
+# measurement, below what every configuration forwarded in the UDP test),
+# CONFIGS (space-separated subset), OUT (bench/results), STATEWALL (a
+# built binary; default: build ./cmd/statewall), KEEP=1 keeps the scratch
+# directory (logs, raw measurements).
 set -euo pipefail
 
 REPS=${REPS:-3}
 DUR=${DUR:-3}
 OFFLOADS=${OFFLOADS:-on}
 OUT=${OUT:-bench/results}
+LOAD_PPS=${LOAD_PPS:-50000}
+case $LOAD_PPS in '' | *[!0-9]*) echo "bench-live: LOAD_PPS must be a number of packets/s" >&2; exit 1 ;; esac
 ALL_CONFIGS="nofilter nft nfqaccept sw-stateless-q1 sw-stateful-q1 sw-shadow-q1 sw-stateless-q2 sw-stateful-q2 sw-shadow-q2"
 CONFIGS=${CONFIGS:-$ALL_CONFIGS}
 SRV=198.18.2.2
@@ -201,9 +207,14 @@ echo "rep,config,metric,value" >"$raw"
 rec() { echo "$1,$2,$3,$4" >>"$raw"; }
 kv() { tr ' ' '\n' <<<"$1" | awk -F= -v k="$2" '$1 == k {print $2}'; }
 rx() { nsx "$S" cat /sys/class/net/eth0/statistics/rx_packets; }
+# UDP datagrams that reached the server's UDP layer (delivered, or dropped
+# there for a full socket buffer): InDatagrams + InErrors of the server
+# namespace's /proc/net/snmp.
+# shellcheck disable=SC2016 # awk's fields, not the shell's
+udp_in() { nsx "$S" awk '$1 == "Udp:" && $2 ~ /^[0-9]+$/ {print $2 + $4}' /proc/net/snmp; }
 
 measure() {
-	local rep=$1 cfg=$2 out a b secs
+	local rep=$1 cfg=$2 out a b secs lpid d0
 	# UDP packets/s: 64-byte payloads from one sender, counted as they
 	# arrive at the server's interface (what crossed the router).
 	a=$(rx)
@@ -232,6 +243,35 @@ measure() {
 	else
 		log "$cfg: rr failed"
 	fi
+	# Latency under load: a paced UDP stream (LOAD_PPS 64-byte datagrams/s
+	# from the eight client addresses) runs for DUR+1 s; 0.3 s into it the
+	# same request/response probe runs for DUR s. The stream's delivered
+	# rate and the queue drops during it are recorded next to the RTTs.
+	sleep 0.3
+	a=$(udp_in)
+	case $cfg in nfqaccept | sw-*) d0=$(queue_drops) ;; *) d0="" ;; esac
+	nsx "$C" timeout $((DUR + 11)) "$work/loadgen" udpblast -to "$SRV:7000" -from "$FROM" -size 64 \
+		-rate "$LOAD_PPS" -t "$((DUR + 1))s" -n $((LOAD_PPS * (DUR + 1))) >"$work/load.out" 2>&1 &
+	lpid=$!
+	PIDS+=("$lpid")
+	sleep 0.3
+	if out=$(nsx "$C" timeout $((DUR + 10)) "$work/loadgen" rr -to "$SRV:7002" -size 64 -n 100000 -t "${DUR}s"); then
+		rec "$rep" "$cfg" rtt_loaded_p50_us "$(kv "$out" p50_us)"
+		rec "$rep" "$cfg" rtt_loaded_p99_us "$(kv "$out" p99_us)"
+	else
+		log "$cfg: rr under load failed"
+	fi
+	if wait "$lpid"; then
+		sleep 0.3
+		b=$(udp_in)
+		out=$(cat "$work/load.out")
+		secs=$(kv "$out" seconds)
+		rec "$rep" "$cfg" load_pps "$(awk -v n=$((b - a)) -v s="$secs" 'BEGIN {printf "%.0f", n / s}')"
+		rec "$rep" "$cfg" load_sent_pps "$(kv "$out" sent_pps)"
+		[ -z "$d0" ] || rec "$rep" "$cfg" load_queue_drops $(($(queue_drops) - d0))
+	else
+		log "$cfg: the background load failed: $(cat "$work/load.out")"
+	fi
 }
 
 # Warm-up, not recorded (rep 0 is left out of the report): the first
@@ -257,6 +297,7 @@ log "measured in $(($(date +%s) - start)) s"
 grep -h -i -E 'disagree|error' "$work"/status-*.txt >"$work/status-notes.txt" 2>/dev/null || true
 mkdir -p "$OUT"
 "$work/report" -raw "$raw" -out "$OUT" -reps "$REPS" -dur "$DUR" -offloads "$OFFLOADS ($offload_state)" \
-	-configs "$CONFIGS" -command "${LIVE_COMMAND:-make bench-live} (REPS=$REPS DUR=$DUR OFFLOADS=$OFFLOADS)" \
+	-configs "$CONFIGS" -command "${LIVE_COMMAND:-make bench-live} (REPS=$REPS DUR=$DUR OFFLOADS=$OFFLOADS LOAD_PPS=$LOAD_PPS)" \
+	-load-pps "$LOAD_PPS" \
 	-status-dir "$work" -build "$build_info"
 log "wrote $OUT/live.md, live.csv, live.svg"

@@ -3,6 +3,7 @@
 //
 //	loadgen serve -addr 198.18.2.2 -max 15m      UDP sink :7000, TCP close-at-once :7001, TCP echo :7002
 //	loadgen udpblast -to 198.18.2.2:7000 -from 198.18.1.2,198.18.1.3 -size 64 -t 3s -n 20000000
+//	loadgen udpblast -to 198.18.2.2:7000 -from 198.18.1.2,198.18.1.3 -size 64 -rate 50000 -t 4s -n 200000
 //	loadgen connrate -to 198.18.2.2:7001 -from 198.18.1.2,198.18.1.3 -n 3000 -c 4 -t 3s
 //	loadgen rr -to 198.18.2.2:7002 -size 64 -n 20000 -t 3s
 //
@@ -41,13 +42,14 @@ func main() {
 	conc := fs.Int("c", 4, "connrate: concurrent connectors")
 	maxTime := fs.Duration("max", 15*time.Minute, "serve: stop after this long")
 	from := fs.String("from", "", "comma-separated source addresses to use in turn (udpblast, connrate)")
+	rate := fs.Float64("rate", 0, "udpblast: send at most this many datagrams per second (0: as fast as possible)")
 	fs.Parse(os.Args[2:])
 	var err error
 	switch os.Args[1] {
 	case "serve":
 		err = serve(*addr, *maxTime)
 	case "udpblast":
-		err = udpBlast(*to, sources(*from), *size, *n, *dur)
+		err = udpBlast(*to, sources(*from), *size, *n, *rate, *dur)
 	case "connrate":
 		err = connRate(*to, sources(*from), *n, *conc, *dur)
 	case "rr":
@@ -129,10 +131,13 @@ func serve(addr string, maxTime time.Duration) error {
 	return nil
 }
 
-// udpBlast sends size-byte datagrams as fast as one goroutine can, until n
-// are sent or d has passed. Send errors (ENOBUFS, ECONNREFUSED from an
+// udpBlast sends size-byte datagrams as fast as one goroutine can, or, with
+// rate > 0, paced to rate per second on average (in bursts that catch up
+// after each sleep of about 200 µs: about rate/5000 datagrams when the
+// sleep is on time, more after a longer stall), until n are sent or d has
+// passed. Send errors (ENOBUFS, ECONNREFUSED from an
 // ICMP error) are counted, not fatal.
-func udpBlast(to string, from []net.IP, size, n int, d time.Duration) error {
+func udpBlast(to string, from []net.IP, size, n int, rate float64, d time.Duration) error {
 	if len(from) == 0 {
 		from = []net.IP{nil}
 	}
@@ -154,7 +159,16 @@ func udpBlast(to string, from []net.IP, size, n int, d time.Duration) error {
 	start := time.Now()
 	deadline := start.Add(d)
 	for sent < n {
-		if sent&1023 == 0 && time.Now().After(deadline) {
+		if rate > 0 {
+			el := time.Since(start)
+			if el >= d {
+				break
+			}
+			if sent >= int(rate*el.Seconds()) {
+				time.Sleep(200 * time.Microsecond)
+				continue
+			}
+		} else if sent&1023 == 0 && time.Now().After(deadline) {
 			break
 		}
 		if _, err := conns[(sent+errs)%len(conns)].Write(buf); err != nil {

@@ -31,6 +31,8 @@ var metrics = []metric{
 	{"conn_per_s", "TCP connections/s", "conn/s", false, "%.0f"},
 	{"rtt_p50_us", "RTT p50", "µs", true, "%.1f"},
 	{"rtt_p99_us", "RTT p99", "µs", true, "%.1f"},
+	{"rtt_loaded_p50_us", "RTT p50 under load", "µs", true, "%.1f"},
+	{"rtt_loaded_p99_us", "RTT p99 under load", "µs", true, "%.1f"},
 }
 
 var extras = []metric{
@@ -38,6 +40,9 @@ var extras = []metric{
 	{"tcp_retrans", "TCP retransmits", "", true, "%.0f"},
 	{"conn_failed", "failed connections", "", true, "%.0f"},
 	{"queue_drops", "queue drops (per config run)", "", true, "%.0f"},
+	{"load_pps", "background load delivered/s", "pkt/s", false, "%.0f"},
+	{"load_sent_pps", "background load sent/s", "pkt/s", false, "%.0f"},
+	{"load_queue_drops", "queue drops under load", "", true, "%.0f"},
 }
 
 var labels = map[string]string{
@@ -77,14 +82,15 @@ func main() {
 	command := flag.String("command", "make bench-live", "the command, for the report")
 	statusDir := flag.String("status-dir", "", "directory with status-CONFIG.txt from `statewall status`")
 	build := flag.String("build", "", "what statewall was built from, for the report")
+	loadPPS := flag.Int("load-pps", 50000, "packets/s of the background stream of the loaded-latency test, for the report")
 	flag.Parse()
-	if err := run(*raw, *out, *reps, *dur, *offloads, strings.Fields(*configs), *command, *statusDir, *build); err != nil {
+	if err := run(*raw, *out, *reps, *dur, *loadPPS, *offloads, strings.Fields(*configs), *command, *statusDir, *build); err != nil {
 		fmt.Fprintln(os.Stderr, "report:", err)
 		os.Exit(1)
 	}
 }
 
-func run(raw, out string, reps, dur int, offloads string, configs []string, command, statusDir, build string) error {
+func run(raw, out string, reps, dur, loadPPS int, offloads string, configs []string, command, statusDir, build string) error {
 	f, err := os.Open(raw)
 	if err != nil {
 		return err
@@ -118,7 +124,7 @@ func run(raw, out string, reps, dur int, offloads string, configs []string, comm
 	if err := os.WriteFile(filepath.Join(out, "live.svg"), []byte(svg(d, configs)), 0o644); err != nil {
 		return err
 	}
-	return os.WriteFile(filepath.Join(out, "live.md"), []byte(markdown(d, configs, m, now, reps, dur, offloads, command, statusDir, build)), 0o644)
+	return os.WriteFile(filepath.Join(out, "live.md"), []byte(markdown(d, configs, m, now, reps, dur, loadPPS, offloads, command, statusDir, build)), 0o644)
 }
 
 func median(v []float64) float64 {
@@ -221,7 +227,7 @@ func ratioCell(s stat) string {
 	return fmt.Sprintf("%.2f [%.2f-%.2f]", s.ratio, s.rmin, s.rmax)
 }
 
-func markdown(d data, configs []string, m bench.Machine, now time.Time, reps, dur int, offloads, command, statusDir, build string) string {
+func markdown(d data, configs []string, m bench.Machine, now time.Time, reps, dur, loadPPS int, offloads, command, statusDir, build string) string {
 	var b strings.Builder
 	p := func(format string, a ...any) { fmt.Fprintf(&b, format, a...) }
 	p("# Live benchmark: statewall on a router's forward path\n\n")
@@ -240,7 +246,11 @@ func markdown(d data, configs []string, m bench.Machine, now time.Time, reps, du
 	p("- **TCP bulk**: `iperf3 -c -t %d`, one stream, receiver's Mbit/s.\n", dur)
 	p("- **TCP connections/s**: 4 connectors open, wait for the server's close, and close TCP connections (at most 5000), ")
 	p("from the eight client addresses in turn.\n")
-	p("- **RTT**: 64-byte request and response over one TCP connection (TCP_NODELAY), back to back, p50 and p99, unloaded.\n\n")
+	p("- **RTT**: 64-byte request and response over one TCP connection (TCP_NODELAY), back to back, p50 and p99, unloaded.\n")
+	p("- **RTT under load**: the same probe, for %d s, while a paced UDP stream of %d 64-byte datagrams/s ", dur, loadPPS)
+	p("(`loadgen udpblast -rate`, from the eight client addresses, started 0.3 s before the probe and running %d s) ", dur+1)
+	p("crosses the router: latency with the filter busy, not saturated (the rate is below every configuration's UDP packets/s here). ")
+	p("What the stream delivered and the queue drops during it are in the side table.\n\n")
 	p("Numbers are **median [min-max]** over repetitions. Ratios are to \"no filter\" in the same run: the ratio of the medians, ")
 	p("with [the range of the same-repetition ratios]. For throughput higher is better; for RTT a ratio above 1 is added latency. ")
 	p("All processes share 2 cores (senders, the kernel's forwarding in softirq, the NFQUEUE readers), so absolute numbers are this VM's ")
@@ -287,12 +297,18 @@ func markdown(d data, configs []string, m bench.Machine, now time.Time, reps, du
 	p("- **Two queues.** `--queue-balance` hashes the addresses and the protocol, not the ports: all packets between one pair of ")
 	p("addresses and one protocol go to one queue. UDP and the connection test use eight client addresses for this reason (the hash's seed is drawn at boot, so the split varies from boot to boot); ")
 	p("TCP bulk and RTT are one flow, so with 2 queues they still use one. The per-queue packet counts of `statewall status` are below.\n")
-	p("- **Latency is unloaded**: one request in flight, nothing else on the path.\n\n")
+	p("- **Latency**: one request in flight. \"RTT\" has nothing else on the path; \"under load\" shares it with the paced ")
+	p("UDP stream, which the sender paces in bursts (about rate/5000 datagrams after each sleep of about 200 µs, more when a sleep runs late), so a ")
+	p("probe may queue behind a burst, in the kernel and, for NFQUEUE, in the queue. One probe flow: with 2 queues it lands on one, ")
+	p("shared with the part of the stream whose source address hashes there. Where the queue drops under load are not 0, the filter ")
+	p("did not keep up with the stream and the loaded RTT includes a full queue.\n\n")
 	p("## Drops and side numbers\n\n")
 	p("Queue drops are `queue_dropped + user_dropped` of `/proc/net/netfilter/nfnetlink_queue` in the router namespace, ")
-	p("read at the end of each configuration's run (all four workloads): packets the kernel dropped because the queue ")
+	p("read at the end of each configuration's run (all five workloads): packets the kernel dropped because the queue ")
 	p("(4096 packets) or the reader's socket buffer was full. Fail-closed, as statewall runs by default: a dropped packet is lost. ")
-	p("UDP sent/s is what the sender managed; the difference to UDP packets/s was lost on the way.\n\n| configuration |")
+	p("UDP sent/s is what the sender managed; the difference to UDP packets/s was lost on the way. ")
+	p("Background load delivered/s counts the stream's datagrams at the server's UDP layer (InDatagrams + InErrors of /proc/net/snmp) ")
+	p("over the stream's sending time; queue drops under load are the queue drops during the loaded-latency test alone.\n\n| configuration |")
 	for _, mt := range extras {
 		p(" %s |", mt.title)
 	}

@@ -59,7 +59,7 @@ func TestLiveHarnessSmoke(t *testing.T) {
 		got[r[6]+" "+r[7]] = v
 	}
 	for _, cfg := range []string{"nofilter", "nft", "sw-stateful-q1"} {
-		for _, m := range []string{"udp_pps", "tcp_mbps", "conn_per_s", "rtt_p50_us", "rtt_p99_us"} {
+		for _, m := range []string{"udp_pps", "tcp_mbps", "conn_per_s", "rtt_p50_us", "rtt_p99_us", "rtt_loaded_p50_us", "rtt_loaded_p99_us", "load_pps"} {
 			if v, ok := got[cfg+" "+m]; !ok || v <= 0 {
 				t.Errorf("%s %s: got %v (present %v)", cfg, m, v, ok)
 			}
