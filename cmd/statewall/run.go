@@ -28,8 +28,12 @@ removed first), decide every packet, enforce the verdicts. Needs root.
 
 Signals: SIGHUP reloads the rules file (a file with errors is rejected and
 the old ruleset keeps running; connection state is kept); SIGINT and SIGTERM
-stop cleanly. 'statewall status', 'statewall conntrack' and 'statewall
-reload' talk to the running daemon over its control socket.
+stop cleanly and remove the divert rules; SIGUSR2 stops for a restart: the
+divert rules stay, so until the next statewall runs the kernel drops (or,
+with --fail-open, passes) what would have been diverted, and with
+--state-file connections resume without losing their window state.
+'statewall status', 'statewall conntrack' and 'statewall reload' talk to the
+running daemon over its control socket.
 
 Modes:
   stateful   enforce the stateful engine's verdicts (default)
@@ -104,6 +108,9 @@ the filter.`, stdout)
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
+	usr2 := make(chan os.Signal, 1)
+	signal.Notify(usr2, syscall.SIGUSR2)
+	defer signal.Stop(usr2)
 	go func() {
 		for {
 			select {
@@ -111,6 +118,10 @@ the filter.`, stdout)
 				return
 			case <-hup:
 				d.Reload() // logs its own result
+			case <-usr2:
+				d.StopForRestart()
+				stop()
+				return
 			}
 		}
 	}()

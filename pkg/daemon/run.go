@@ -46,6 +46,9 @@ type Daemon struct {
 	reader  atomic.Pointer[nfq.Reader]
 	started time.Time
 	lastLog [2]atomic.Int64 // shadow logging: last log time per disagreement kind
+
+	// keepDivert: the coming stop is for a restart (StopForRestart).
+	keepDivert atomic.Bool
 }
 
 type loadInfo struct {
@@ -121,6 +124,15 @@ func (d *Daemon) Reload() error {
 	d.log.Info("ruleset reloaded", "file", d.cfg.RulesFile, "rules", len(rs.Rules))
 	return nil
 }
+
+// StopForRestart makes the next stop (cancelling Run's context) leave the
+// divert rules in place: until the next statewall binds the queues, the
+// kernel drops diverted packets (or passes them, with FailOpen) instead of
+// passing them unseen. A TCP peer then retransmits what was dropped, so a
+// connection restored from the state file finds its windows where it left
+// them. The next start replaces the rules in one transaction. Call it
+// before cancelling.
+func (d *Daemon) StopForRestart() { d.keepDivert.Store(true) }
 
 // Run installs the divert rules, reads the queues and enforces verdicts
 // until ctx is done, then removes the divert rules and gives every packet
@@ -224,8 +236,13 @@ func (d *Daemon) Run(ctx context.Context) error {
 		runErr = nil
 	}
 	// Stop diverting first, then drain: packets already queued still get
-	// their verdicts from the engines.
-	if err := divert.Remove(); err != nil {
+	// their verdicts from the engines. For a restart the rules stay, and
+	// what arrives meanwhile waits for nobody: dropped, or passed with
+	// fail-open.
+	restart := d.keepDivert.Load()
+	if restart {
+		d.log.Info("stopping for a restart: divert rules kept", "fail_open", d.cfg.FailOpen)
+	} else if err := divert.Remove(); err != nil {
 		d.log.Error("removing divert rules", "err", err)
 		err2 = errors.Join(err2, err)
 	}
@@ -238,7 +255,9 @@ func (d *Daemon) Run(ctx context.Context) error {
 			err2 = errors.Join(err2, err)
 		}
 	}
-	undoDefrag()
+	if !restart {
+		undoDefrag()
+	}
 	// No packet reaches the engines any more: the table is final.
 	if err := d.saveState(); err != nil {
 		err2 = errors.Join(err2, err)
