@@ -55,6 +55,7 @@ the filter.`, stdout)
 	metrics := fs.String("metrics", "", "serve Prometheus metrics on `ADDR` (host:port), path /metrics")
 	socket := fs.String("socket", daemon.DefaultControlSocket, "control socket `PATH`")
 	backend := fs.String("backend", "", "force iptables `BACKEND`: iptables-nft or iptables-legacy (default: detect)")
+	copyRange := fs.Uint("copy-range", daemon.DefaultCopyRange, "bytes of each packet the kernel copies to statewall (the headers are enough; at least 128, at most 65535)")
 	tag := fs.String("tag", "", "chain name `PREFIX` of the divert rules (default STATEWALL)")
 	stateFile := fs.String("state-file", "", "keep the connection table across restarts in `PATH`: saved at a clean stop (SIGTERM, SIGINT), loaded and removed at start; a corrupt or foreign file is renamed PATH.bad and statewall starts with an empty table")
 	logLevel := fs.String("log-level", "info", "`LEVEL`: debug, info, warn or error")
@@ -97,7 +98,7 @@ the filter.`, stdout)
 	d, err := daemon.New(daemon.Config{
 		RulesFile: *rulesFile, Mode: mode, Hooks: hs, Queues: qs, FailOpen: *failOpen,
 		Loopback: *loopback, Netns: *netnsName, MetricsAddr: *metrics, ControlSocket: *socket,
-		Backend: *backend, Tag: *tag, StateFile: *stateFile,
+		Backend: *backend, Tag: *tag, CopyRange: uint32(min(*copyRange, 0xffff)), StateFile: *stateFile,
 	}, log)
 	if err != nil {
 		fmt.Fprintln(stderr, err)

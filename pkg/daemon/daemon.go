@@ -91,10 +91,21 @@ type Config struct {
 	// clean stop saves it there and the next start loads it (see
 	// statefile.go). Empty: every start begins with an empty table.
 	StateFile string
+	// CopyRange is how many bytes of each packet the kernel copies to
+	// statewall; DefaultCopyRange when zero. The engines read headers only
+	// (IP with options or extension headers, the transport header, and for
+	// ICMP errors the quoted headers), and the kernel keeps the packet
+	// while its verdict is pending, so copying a 64 KiB GSO packet whole
+	// would be wasted work.
+	CopyRange uint32
 	// DisagreementLogEvery rate-limits shadow-mode logging: at most one log
 	// line per interval per disagreement kind. 0 means 1 s.
 	DisagreementLogEvery time.Duration
 }
+
+// DefaultCopyRange covers an IPv6 header with extension headers, a
+// transport header with options, and an ICMP error's quoted headers.
+const DefaultCopyRange = 512
 
 var errNoRules = errors.New("no rules file")
 
@@ -117,6 +128,12 @@ func (c *Config) check() error {
 		if abs, err := filepath.Abs(c.StateFile); err == nil {
 			c.StateFile = abs
 		}
+	}
+	if c.CopyRange == 0 {
+		c.CopyRange = DefaultCopyRange
+	}
+	if c.CopyRange < 128 {
+		return fmt.Errorf("copy range %d is too small to hold the headers (at least 128)", c.CopyRange)
 	}
 	if c.DisagreementLogEvery <= 0 {
 		c.DisagreementLogEvery = time.Second

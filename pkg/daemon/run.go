@@ -181,6 +181,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 		Queues:    d.cfg.Queues,
 		FailOpen:  d.cfg.FailOpen,
 		NetnsName: d.cfg.Netns,
+		CopyRange: d.cfg.CopyRange,
 	}, d.handle, d.log)
 	if err != nil {
 		return errors.Join(fmt.Errorf("opening queues: %w", err), d.saveState())
