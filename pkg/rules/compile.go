@@ -32,9 +32,14 @@ func u32Of(a netip.Addr) uint32 {
 	return binary.BigEndian.Uint32(b[:])
 }
 
-type range4 struct{ lo, hi uint32 }
+// span is an inclusive range of IPv4 addresses or ports; mergeSpans and
+// inSpans serve both. IPv6 ranges (u128, not an ordered Go type) have their
+// own merge6 and in6.
+type span[T uint16 | uint32] struct{ lo, hi T }
+
+type range4 = span[uint32]
 type range6 struct{ lo, hi u128 }
-type range16 struct{ lo, hi uint16 }
+type range16 = span[uint16]
 
 // addrSet is a compiled AddrSpec: positive and negated items merged into
 // sorted, disjoint ranges per family.
@@ -76,12 +81,13 @@ func compileAddrs(s AddrSpec) addrSet {
 			as.hasPos = true
 		}
 	}
-	as.pos4, as.neg4 = merge4(as.pos4), merge4(as.neg4)
+	as.pos4, as.neg4 = mergeSpans(as.pos4), mergeSpans(as.neg4)
 	as.pos6, as.neg6 = merge6(as.pos6), merge6(as.neg6)
 	return as
 }
 
-func merge4(rs []range4) []range4 {
+// mergeSpans sorts rs and merges overlapping and adjacent ranges.
+func mergeSpans[T uint16 | uint32](rs []span[T]) []span[T] {
 	if len(rs) < 2 {
 		return rs
 	}
@@ -89,7 +95,8 @@ func merge4(rs []range4) []range4 {
 	out := rs[:1]
 	for _, r := range rs[1:] {
 		last := &out[len(out)-1]
-		if r.lo <= last.hi || r.lo == last.hi+1 {
+		// r.lo-1 cannot wrap: r.lo > last.hi >= 0 when the first test fails.
+		if r.lo <= last.hi || r.lo-1 == last.hi {
 			if r.hi > last.hi {
 				last.hi = r.hi
 			}
@@ -126,9 +133,9 @@ func merge6(rs []range6) []range6 {
 	return out
 }
 
-// in4 reports whether v is in the sorted disjoint ranges rs: a linear scan
+// inSpans reports whether v is in the sorted disjoint ranges rs: a linear scan
 // for short lists, binary search beyond.
-func in4(rs []range4, v uint32) bool {
+func inSpans[T uint16 | uint32](rs []span[T], v T) bool {
 	if len(rs) <= 8 {
 		for _, r := range rs {
 			if v >= r.lo && v <= r.hi {
@@ -170,37 +177,16 @@ func in6(rs []range6, v u128) bool {
 	return lo < len(rs) && !v.less(rs[lo].lo)
 }
 
-func in16(rs []range16, v uint16) bool {
-	if len(rs) <= 8 {
-		for _, r := range rs {
-			if v >= r.lo && v <= r.hi {
-				return true
-			}
-		}
-		return false
-	}
-	lo, hi := 0, len(rs)
-	for lo < hi {
-		m := int(uint(lo+hi) >> 1)
-		if rs[m].hi < v {
-			lo = m + 1
-		} else {
-			hi = m
-		}
-	}
-	return lo < len(rs) && rs[lo].lo <= v
-}
-
 // contains4 and contains6 take the packet's address already converted, so
 // it is converted once per packet and not once per rule.
 func (s *addrSet) contains4(v uint32) bool {
 	if s.any {
 		return true
 	}
-	if in4(s.neg4, v) {
+	if inSpans(s.neg4, v) {
 		return false
 	}
-	return !s.hasPos || in4(s.pos4, v)
+	return !s.hasPos || inSpans(s.pos4, v)
 }
 
 func (s *addrSet) contains6(v u128) bool {
@@ -230,37 +216,18 @@ func compilePorts(s PortSpec) portSet {
 			ps.hasPos = true
 		}
 	}
-	ps.pos, ps.neg = merge16(ps.pos), merge16(ps.neg)
+	ps.pos, ps.neg = mergeSpans(ps.pos), mergeSpans(ps.neg)
 	return ps
-}
-
-func merge16(rs []range16) []range16 {
-	if len(rs) < 2 {
-		return rs
-	}
-	sort.Slice(rs, func(i, j int) bool { return rs[i].lo < rs[j].lo })
-	out := rs[:1]
-	for _, r := range rs[1:] {
-		last := &out[len(out)-1]
-		if uint32(r.lo) <= uint32(last.hi)+1 {
-			if r.hi > last.hi {
-				last.hi = r.hi
-			}
-			continue
-		}
-		out = append(out, r)
-	}
-	return out
 }
 
 func (s *portSet) contains(v uint16) bool {
 	if s.any {
 		return true
 	}
-	if in16(s.neg, v) {
+	if inSpans(s.neg, v) {
 		return false
 	}
-	return !s.hasPos || in16(s.pos, v)
+	return !s.hasPos || inSpans(s.pos, v)
 }
 
 // crule is one compiled rule.
