@@ -2,6 +2,7 @@ package conntrack
 
 import (
 	"encoding/binary"
+	"fmt"
 	"net/netip"
 	"testing"
 	"time"
@@ -92,4 +93,31 @@ func fuzzPacket(b []byte, hosts4, hosts6 []netip.Addr) packet.Packet {
 		}
 	}
 	return p
+}
+
+// TestFullTableOfExpiredEntriesAdmitsNew pins a bug: early drop looked at a
+// fixed number of index slots, so in a sparse index (a small limit) a new
+// connection found no entry near its home slot and was refused as "table
+// full" while every entry in the table had expired. Each seed places the
+// entries differently.
+func TestFullTableOfExpiredEntriesAdmitsNew(t *testing.T) {
+	for seed := uint64(1); seed <= 200; seed++ {
+		tab := New(Config{Limit: 4, Seed: seed})
+		for i := range 4 {
+			p := pkt(fmt.Sprintf("udp 198.18.0.1:%d > 198.18.0.2:53", 40000+i))
+			r := tab.Track(p, 0)
+			if !tab.Commit(p, &r, 0) {
+				t.Fatalf("seed %d: entry %d refused below the limit", seed, i)
+			}
+		}
+		later := int64(time.Hour)
+		p := pkt("udp 198.18.0.1:41000 > 198.18.0.2:53")
+		r := tab.Track(p, later)
+		if r.Label != LabelNew || r.Reason == ReasonTableFull || !tab.Commit(p, &r, later) {
+			t.Fatalf("seed %d: a new flow into a table of expired entries: %v %q", seed, r.Label, r.ReasonString())
+		}
+		if n := tab.Len(); n > 4 {
+			t.Fatalf("seed %d: %d entries, limit 4", seed, n)
+		}
+	}
 }

@@ -54,10 +54,9 @@ const (
 	sweepEvery = 32
 	sweepSlots = 8
 
-	// evictScan is how many index slots early drop looks at, starting at
-	// the new connection's home slot: about 16 to 24 entries at the
-	// index's load, like the kernel's 8 hash buckets (NF_CT_EVICTION_RANGE)
-	// of a few entries each.
+	// evictScan is how many entries early drop looks at, starting at the
+	// new connection's home slot, like the kernel's 8 hash buckets
+	// (NF_CT_EVICTION_RANGE) of a few entries each.
 	evictScan = 32
 )
 
@@ -356,20 +355,28 @@ func (s *shard) compact() {
 }
 
 // evictNear makes room for a connection with hash h, like the kernel's
-// early_drop: among the entries in the evictScan slots from h's home
-// position, it reaps the first expired one or else drops the first that is
-// not assured. It reports whether an entry went away.
+// early_drop: among the first evictScan entries from h's home position, it
+// reaps the first expired one or else drops the first that is not
+// assured. It reports whether an entry went away.
+//
+// It counts entries, not slots: in a sparse index (a small limit, or a
+// table emptied by expiry) the neighbourhood of h may hold no entry at all,
+// and scanning slots alone would refuse a connection while expired entries
+// sit further on (the kernel's garbage collector would have reaped those
+// meanwhile). Empty slots cost a load each; the scan stops after one turn.
 func (s *shard) evictNear(h uint64, now int64) bool {
 	if s.n == 0 {
 		return false
 	}
 	mask := uint32(len(s.slots) - 1)
 	i := slotPos(h) & mask
-	for n := 0; n < evictScan && n < len(s.slots); n, i = n+1, (i+1)&mask {
+	seen := 0
+	for n := 0; seen < evictScan && n < len(s.slots); n, i = n+1, (i+1)&mask {
 		sl := s.slots[i]
 		if sl == 0 {
 			continue
 		}
+		seen++
 		e := s.at(sl&refMask - 1)
 		switch {
 		case e.expired(now):
