@@ -48,6 +48,7 @@ Counts take k and M: --flows 1k,100k,1M.`, stdout)
 	attacks := fs.String("attacks", "", "mix attack packets into generated traffic, per 1000 packets: `SPEC` like ack-scan=5,fin-scan=5,out-of-window=5,syn-flood=20")
 	out := fs.String("out", "", "write offline.md, offline.csv, offline.json and SVG charts into `DIR`")
 	writePcap := fs.String("write-pcap", "", "write --packets packets of generated traffic (--flows, --seed, --attacks) to `FILE` as raw-IP pcap, and measure nothing")
+	cpuprofile := cpuProfileFlag(fs)
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -117,6 +118,15 @@ Counts take k and M: --flows 1k,100k,1M.`, stdout)
 		fmt.Fprintln(stderr, err)
 		return errReported
 	}
+	stopProfile, err := startCPUProfile(*cpuprofile)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err := stopProfile(); err != nil {
+			fmt.Fprintf(stderr, "statewall: %v\n", err)
+		}
+	}()
 	if len(rs.Local) == 0 && usesDirection(rs) {
 		fmt.Fprintf(stderr, "statewall bench: warning: %s has rules with 'in' or 'out' but no 'set local': they match nothing\n", *rulesFile)
 	}

@@ -28,6 +28,7 @@ Formats:
 	rulesFile := fs.String("rules", "", "the ruleset `FILE` (required)")
 	modeFlag := fs.String("mode", "compare", "`MODE`: compare, stateless or stateful")
 	format := fs.String("format", "text", "output `FORMAT`: text, jsonl or summary")
+	cpuprofile := cpuProfileFlag(fs)
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -46,6 +47,15 @@ Formats:
 		fmt.Fprintln(stderr, err)
 		return errReported
 	}
+	stopProfile, err := startCPUProfile(*cpuprofile)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err := stopProfile(); err != nil {
+			fmt.Fprintf(stderr, "statewall: %v\n", err)
+		}
+	}()
 	if len(rs.Local) == 0 && usesDirection(rs) {
 		fmt.Fprintf(stderr, "statewall replay: warning: %s has rules with 'in' or 'out' but no 'set local': they match nothing in replay\n", *rulesFile)
 	}

@@ -107,6 +107,41 @@ func BenchmarkTrackEstablished(b *testing.B) {
 	}
 }
 
+// BenchmarkTrackEstablishedBatch is BenchmarkTrackEstablished in batches
+// of 16 packets, each batch announced with Prefetch before it is tracked:
+// how replay and the NFQUEUE reader use the table. One op is one packet.
+func BenchmarkTrackEstablishedBatch(b *testing.B) {
+	for _, proto := range []string{"tcp", "udp"} {
+		for _, n := range []int{1000, 100000, 1000000} {
+			b.Run(fmt.Sprintf("%s/conns=%s", proto, count(n)), func(b *testing.B) {
+				bt := getBenchTable(b, proto, n)
+				tmpl := pkt(dnsQuery)
+				if proto == "tcp" {
+					tmpl = pkt(cData)
+				}
+				ps := make([]packet.Packet, prefetchBatch)
+				b.ReportAllocs()
+				b.ResetTimer()
+				j := 0
+				for i := 0; b.Loop(); i++ {
+					k := i % len(ps)
+					if k == 0 {
+						for m := range ps {
+							ps[m] = *tmpl
+							ps[m].Src = client(int(uint64(j) * 2654435761 % uint64(n)))
+							j++
+						}
+						bt.t.Prefetch(ps)
+					}
+					if r := bt.t.Track(&ps[k], 1); r.Label != LabelEstablished {
+						b.Fatalf("%v (%s)", r.Label, r.ReasonString())
+					}
+				}
+			})
+		}
+	}
+}
+
 func count(n int) string {
 	switch {
 	case n >= 1000000:

@@ -124,10 +124,12 @@ func (r Reason) String() string {
 	return "reason?"
 }
 
-// Result is what Track makes of one packet. It is a value, copied freely
-// (128 bytes, most of it the new connection's initial TCP state, so that
-// Commit does not compute it again); it holds no pointers. The zero value
-// is a LabelNew result that Commit ignores.
+// Result is what Track makes of one packet. It is a small value (24
+// bytes), copied freely; it holds no pointers. It does not carry the new
+// connection's tuple or initial TCP state: Commit, which gets the same
+// packet, computes them again, which costs less on the new-connection path
+// than copying them on every packet's costs. The zero value is a LabelNew
+// result that Commit ignores.
 type Result struct {
 	Label Label
 	// Reply: the packet is in the reply direction of its entry (for
@@ -143,12 +145,10 @@ type Result struct {
 	flags     uint8 // initial entry flags (assured)
 	hash      uint64
 	timeout   time.Duration
-	key       Key
-	tcp       tcpstate.Conn
 }
 
 // Summary is what a Result says about the packet, without what Commit
-// needs: 4 bytes where a Result is 128, so decisions that carry it stay
+// needs: 4 bytes where a Result is 24, so decisions that carry it stay
 // cheap to copy.
 type Summary struct {
 	Label     Label
@@ -436,7 +436,7 @@ func (h *hit) seen() {
 // such packet, whatever the rules then decide); when nothing can go, the
 // packet is still new but marked table full, and Commit will refuse it.
 func (t *Table) miss(s *shard, k *Key, h uint64, now int64, timeout time.Duration) Result {
-	r := Result{Label: LabelNew, Reason: ReasonNewConn, insert: true, key: *k, hash: h, timeout: timeout}
+	r := Result{Label: LabelNew, Reason: ReasonNewConn, insert: true, hash: h, timeout: timeout}
 	if t.count.Load() >= t.limit && !s.evictNear(h, now) {
 		r.Reason, r.full = ReasonTableFull, true
 		s.st.refused.Add(1)
@@ -463,10 +463,19 @@ func (t *Table) Commit(p *packet.Packet, r *Result, now int64) bool {
 		// before any rule sees it; the refusal was counted then.
 		return false
 	}
+	var k Key
+	packetKey(&k, p)
+	var conn tcpstate.Conn
+	if k.proto == packet.ProtoTCP {
+		// Track accepted this packet as a connection's first, so Start
+		// and Step accept it again and give the same state.
+		tcpstate.Start(&conn, p)
+		tcpstate.Step(&conn, p, tcpstate.Original, tcpstate.Status{}, &t.to.TCP)
+	}
 	s := t.shard(r.hash)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if pos, idx, _, ok := s.find(&r.key, r.hash); ok {
+	if pos, idx, _, ok := s.find(&k, r.hash); ok {
 		if !s.at(idx).expired(now) {
 			s.st.clash.Add(1)
 			return true
@@ -490,9 +499,9 @@ func (t *Table) Commit(p *packet.Packet, r *Result, now int64) bool {
 	}
 	e := s.at(idx)
 	*e = entry{
-		key:     r.key,
+		key:     k,
 		flags:   r.flags,
-		tcp:     r.tcp,
+		tcp:     conn,
 		expires: now + int64(r.timeout),
 		aux:     now + int64(udpStreamAfter),
 	}

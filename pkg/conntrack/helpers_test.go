@@ -239,5 +239,7 @@ func (tb *tbl) wantInvalid(s string, why Reason) {
 
 // entry returns the entry of the connection s belongs to.
 func (tb *tbl) entry(s string) (EntryInfo, bool) {
-	return tb.Get(packetKey(pkt(s)), tb.now())
+	var k Key
+	packetKey(&k, pkt(s))
+	return tb.Get(k, tb.now())
 }

@@ -77,7 +77,8 @@ func (t *Table) trackICMPv6(p *packet.Packet, now int64) Result {
 // established (the kernel keeps the entry for its timeout for the same
 // reason).
 func (t *Table) trackICMPQuery(p *packet.Packet, now int64, timeout time.Duration) Result {
-	k := packetKey(p)
+	var k Key
+	packetKey(&k, p)
 	h := t.hash.sum(&k)
 	c, ok := t.lookup(&k, h, now)
 	defer c.s.mu.Unlock()
@@ -141,7 +142,8 @@ func (t *Table) trackICMPError(p *packet.Packet, now int64) Result {
 // trackGeneric is the kernel's nf_conntrack_proto_generic: addresses and
 // protocol only, one timeout, never assured.
 func (t *Table) trackGeneric(p *packet.Packet, now int64) Result {
-	k := packetKey(p)
+	var k Key
+	packetKey(&k, p)
 	h := t.hash.sum(&k)
 	c, ok := t.lookup(&k, h, now)
 	defer c.s.mu.Unlock()

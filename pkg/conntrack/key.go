@@ -77,16 +77,36 @@ func hasPorts(proto uint8) bool {
 
 func isICMP(proto uint8) bool { return proto == packet.ProtoICMP || proto == packet.ProtoICMPv6 }
 
-// packetKey is the tuple of p in its own direction.
-func packetKey(p *packet.Packet) Key {
-	k := Key{src: p.Src.As16(), dst: p.Dst.As16(), proto: p.Proto, family: p.IPVersion}
+// packetKey sets k to the tuple of p in its own direction. It fills k in
+// place rather than returning a Key: on the hot path the 38-byte copy of a
+// returned value cost as much as building it.
+func packetKey(k *Key, p *packet.Packet) {
+	k.src, k.dst = p.Src.As16(), p.Dst.As16()
+	k.proto, k.family = p.Proto, p.IPVersion
 	switch {
 	case hasPorts(p.Proto):
 		k.sport, k.dport = p.SrcPort, p.DstPort
 	case isICMP(p.Proto):
 		k.sport, k.dport = p.ICMPID, uint16(p.ICMPType)<<8|uint16(p.ICMPCode)
+	default:
+		k.sport, k.dport = 0, 0
 	}
-	return k
+}
+
+// dirOf reports whether k is e's original tuple (0) or its reply tuple (1).
+// It compares in place what Reply would build, except for ICMP, whose
+// reply type needs the table.
+func (e *Key) dirOf(k *Key) (uint8, bool) {
+	if e.proto != k.proto || e.family != k.family {
+		return 0, false
+	}
+	if e.src == k.src && e.dst == k.dst && e.sport == k.sport && e.dport == k.dport {
+		return 0, true
+	}
+	if isICMP(k.proto) {
+		return 1, *e == k.Reply()
+	}
+	return 1, e.src == k.dst && e.dst == k.src && e.sport == k.dport && e.dport == k.sport
 }
 
 // innerKey is the tuple of the packet quoted in an ICMP error, as the

@@ -111,7 +111,8 @@ func (t *Table) trackSCTP(p *packet.Packet, now int64) Result {
 	case t.checksum && !sctpChecksumOK(p):
 		return t.invalid(p, ReasonBadChecksum)
 	}
-	k := packetKey(p)
+	var k Key
+	packetKey(&k, p)
 	h := t.hash.sum(&k)
 	c, found := t.lookup(&k, h, now)
 	defer c.s.mu.Unlock()

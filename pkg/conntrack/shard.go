@@ -3,6 +3,7 @@ package conntrack
 import (
 	"sync"
 	"sync/atomic"
+	"unsafe"
 
 	"github.com/statewall/statewall/pkg/conntrack/tcpstate"
 )
@@ -26,6 +27,9 @@ import (
 // slab grows by chunks, never by copying, so a growing table does not stall
 // the packets of its shard for a copy of every entry; the index doubles
 // (rehashing touches every entry of the shard once).
+//
+// Slots are stored atomically (and the index and chunk directory published
+// whole) because Prefetch reads them without the lock; see prefetch.go.
 //
 // A chunk is 128 entries, 18432 bytes: exactly one of Go's allocation size
 // classes, so the slab wastes nothing to rounding. (256 entries, 36864
@@ -107,13 +111,14 @@ type shard struct {
 
 	slots  []uint32
 	chunks []*chunk
-	n      uint32        // occupied slots: live entries, expired ones included until reaped
-	used   uint32        // entries handed out of chunks so far
-	free   uint32        // free-list head: index+1, 0 when empty
-	hand   uint32        // incremental sweep position
-	ticks  uint32        // packets since the last incremental sweep
-	hash   *hasher       // the table's, immutable
-	count  *atomic.Int64 // the table's entry count, for the limit
+	n      uint32               // occupied slots: live entries, expired ones included until reaped
+	used   uint32               // entries handed out of chunks so far
+	free   uint32               // free-list head: index+1, 0 when empty
+	hand   uint32               // incremental sweep position
+	ticks  uint32               // packets since the last incremental sweep
+	hash   *hasher              // the table's, immutable
+	count  *atomic.Int64        // the table's entry count, for the limit
+	view   atomic.Pointer[view] // slots and chunks, for Prefetch (see prefetch.go)
 
 	st shardStats
 
@@ -139,8 +144,6 @@ func (s *shard) find(k *Key, h uint64) (pos, idx uint32, dir uint8, ok bool) {
 	}
 	mask := uint32(len(s.slots) - 1)
 	fp := slotFP(h)
-	var kr Key
-	haveReply := false
 	for i := slotPos(h) & mask; ; i = (i + 1) & mask {
 		sl := s.slots[i]
 		if sl == 0 {
@@ -150,15 +153,8 @@ func (s *shard) find(k *Key, h uint64) (pos, idx uint32, dir uint8, ok bool) {
 			continue
 		}
 		x := sl&refMask - 1
-		e := s.at(x)
-		if e.key == *k {
-			return i, x, 0, true
-		}
-		if !haveReply {
-			kr, haveReply = k.Reply(), true
-		}
-		if e.key == kr {
-			return i, x, 1, true
+		if d, ok := s.at(x).key.dirOf(k); ok {
+			return i, x, d, true
 		}
 	}
 }
@@ -186,11 +182,11 @@ func (s *shard) removeSlot(pos uint32) {
 		// The slot at j may fill the hole at i unless its home lies
 		// cyclically in (i, j].
 		if (j > i && (h <= i || h > j)) || (j < i && h <= i && h > j) {
-			s.slots[i] = s.slots[j]
+			atomic.StoreUint32(&s.slots[i], s.slots[j])
 			i = j
 		}
 	}
-	s.slots[i] = 0
+	atomic.StoreUint32(&s.slots[i], 0)
 }
 
 // insertSlot adds entry idx with hash h. Precondition: there is room
@@ -201,7 +197,7 @@ func (s *shard) insertSlot(h uint64, idx uint32) {
 	for s.slots[i] != 0 {
 		i = (i + 1) & mask
 	}
-	s.slots[i] = slotFP(h) | (idx + 1)
+	atomic.StoreUint32(&s.slots[i], slotFP(h)|(idx+1))
 }
 
 // alloc takes an entry off the free list or the slab. It reports false
@@ -217,6 +213,7 @@ func (s *shard) alloc() (uint32, bool) {
 	}
 	if int(s.used) == len(s.chunks)*chunkSize {
 		s.chunks = append(s.chunks, new(chunk))
+		s.publish()
 	}
 	s.used++
 	return s.used - 1, true
@@ -261,6 +258,7 @@ func (s *shard) resize(size int) {
 		s.slots[i] = sl
 	}
 	s.hand = 0
+	s.publish()
 }
 
 // tick runs the incremental sweep every sweepEvery calls. It may move
@@ -282,6 +280,14 @@ func (s *shard) sweep(now int64, n int) int {
 		return 0
 	}
 	mask := uint32(len(s.slots) - 1)
+	// The slots are consecutive but their entries are scattered: start
+	// loading every entry first, so that their cache misses overlap
+	// instead of costing one after another on the packet path.
+	for i, m := s.hand&mask, 0; m < n; i, m = (i+1)&mask, m+1 {
+		if sl := s.slots[i]; sl != 0 {
+			prefetch(unsafe.Pointer(s.at(sl&refMask - 1)))
+		}
+	}
 	reaped := 0
 	for ; n > 0; n-- {
 		i := s.hand & mask
@@ -348,10 +354,11 @@ func (s *shard) compact() {
 			continue
 		}
 		chunks[j>>chunkBits][j&(chunkSize-1)] = *s.at(sl&refMask - 1)
-		s.slots[i] = sl&^refMask | (j + 1)
+		atomic.StoreUint32(&s.slots[i], sl&^refMask|(j+1))
 		j++
 	}
 	s.chunks, s.used, s.free = chunks, j, 0
+	s.publish()
 }
 
 // evictNear makes room for a connection with hash h, like the kernel's

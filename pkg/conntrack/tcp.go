@@ -22,7 +22,8 @@ func (t *Table) trackTCP(p *packet.Packet, now int64) Result {
 		r.tcpReason = why
 		return r
 	}
-	k := packetKey(p)
+	var k Key
+	packetKey(&k, p)
 	h := t.hash.sum(&k)
 	c, ok := t.lookup(&k, h, now)
 	defer c.s.mu.Unlock()
@@ -86,7 +87,7 @@ func (t *Table) trackTCP(p *packet.Packet, now int64) Result {
 		timeout = t.to.TCP.SynSent
 	}
 	r := t.miss(c.s, &k, h, now, timeout)
-	r.tcp, r.tcpReason = conn, res.Reason
+	r.tcpReason = res.Reason
 	if res.SetAssured {
 		r.flags |= flagAssured
 	}

@@ -34,7 +34,8 @@ func (t *Table) trackUDP(p *packet.Packet, now int64) Result {
 		// enforce RFC 8200 (the IPv6 UDP stack drops it later).
 		return t.invalid(p, ReasonBadChecksum)
 	}
-	k := packetKey(p)
+	var k Key
+	packetKey(&k, p)
 	h := t.hash.sum(&k)
 	c, ok := t.lookup(&k, h, now)
 	defer c.s.mu.Unlock()
@@ -68,7 +69,8 @@ func (t *Table) trackUDPLite(p *packet.Packet, now int64) Result {
 	case udpChecksumZero(p) || !t.checksumOK(p):
 		return t.invalid(p, ReasonBadChecksum)
 	}
-	k := packetKey(p)
+	var k Key
+	packetKey(&k, p)
 	h := t.hash.sum(&k)
 	c, ok := t.lookup(&k, h, now)
 	defer c.s.mu.Unlock()

@@ -96,6 +96,11 @@ func NewStateful(rs *rules.Ruleset, ct *conntrack.Table) *Stateful {
 	return e
 }
 
+// Prefetch announces the packets about to be decided, in order, so that
+// their connection-table lookups overlap their cache misses (see
+// conntrack.Table.Prefetch). Optional: it changes no decision.
+func (e *Stateful) Prefetch(ps []packet.Packet) { e.CT.Prefetch(ps) }
+
 // Decide returns the verdict for p at time now (nanoseconds, the caller's
 // clock: packet timestamps in replay, the wall clock in the daemon).
 func (e *Stateful) Decide(p *packet.Packet, dir rules.Dir, now int64) Decision {

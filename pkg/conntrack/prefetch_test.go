@@ -1,0 +1,122 @@
+package conntrack
+
+import (
+	"math/rand/v2"
+	"net/netip"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/statewall/statewall/pkg/packet"
+)
+
+// randomPackets is a mix of what Prefetch may be handed: connections'
+// first packets and replies over a few hundred flows of every protocol,
+// plus packets Track refuses (undecoded, fragments).
+func randomPackets(r *rand.Rand, n int) []packet.Packet {
+	tmpl := []string{cSyn, sSynAck, cAck, cData, sData, dnsQuery, dnsAnswer,
+		"icmp 198.18.0.1 > 198.18.0.2 type=8 id=7", "icmp 198.18.0.2 > 198.18.0.1 type=0 id=7",
+		"icmp 198.18.0.9 > 198.18.0.1 type=3 code=3 [udp 198.18.0.1:5353 > 198.18.0.2:53]",
+		"gre 198.18.0.1 > 198.18.0.2"}
+	ps := make([]packet.Packet, n)
+	for i := range ps {
+		p := *pkt(tmpl[r.IntN(len(tmpl))])
+		// Vary the client (198.18.1.x) so that there are many flows.
+		c := netip.AddrFrom4([4]byte{198, 18, 1, byte(r.IntN(200))})
+		if p.Src == netip.MustParseAddr("198.18.0.1") {
+			p.Src = c
+		} else if p.Dst == netip.MustParseAddr("198.18.0.1") {
+			p.Dst = c
+		}
+		switch r.IntN(40) {
+		case 0:
+			p.Kind = packet.KindMalformed
+		case 1:
+			p.Frag.IsFragment = true
+		}
+		ps[i] = p
+	}
+	return ps
+}
+
+// TestPrefetchChangesNothing: the same packets through two tables with the
+// same seed, one announced with Prefetch in batches, get the same results
+// and leave the same counters: Prefetch is only a hint.
+func TestPrefetchChangesNothing(t *testing.T) {
+	r := rand.New(rand.NewPCG(1, 2))
+	ps := randomPackets(r, 5000)
+	cfg := Config{Seed: 3, Limit: 300, NoChecksum: true}
+	plain, hinted := New(cfg), New(cfg)
+	now := int64(0)
+	for i := 0; i < len(ps); i += 7 {
+		batch := ps[i:min(i+7, len(ps))]
+		hinted.Prefetch(batch)
+		for j := range batch {
+			now += int64(50 * time.Millisecond)
+			a := plain.Track(&batch[j], now)
+			b := hinted.Track(&batch[j], now)
+			if a != b {
+				t.Fatalf("packet %d: %+v without Prefetch, %+v with it", i+j, a, b)
+			}
+			plain.Commit(&batch[j], &a, now)
+			hinted.Commit(&batch[j], &b, now)
+		}
+	}
+	if a, b := plain.Stats(), hinted.Stats(); a != b {
+		t.Fatalf("stats differ:\n%+v\n%+v", a, b)
+	}
+	if plain.Stats().Inserted == 0 || plain.Stats().Evicted+plain.Stats().Expired == 0 {
+		t.Fatalf("the test did not insert and reap entries: %+v", plain.Stats())
+	}
+}
+
+// TestPrefetchConcurrent runs Prefetch against a table that grows (new
+// chunks, index doubling), shrinks (Sweep compacts) and reaps, from other
+// goroutines: under -race it shows that Prefetch reads nothing the writers
+// do not publish for it.
+func TestPrefetchConcurrent(t *testing.T) {
+	tb := New(Config{Seed: 5, Limit: 1 << 16, Shards: 2, NoChecksum: true})
+	var wg sync.WaitGroup
+	stop := make(chan struct{})
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		r := rand.New(rand.NewPCG(7, 8))
+		ps := randomPackets(r, 256)
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			tb.Prefetch(ps)
+		}
+	}()
+	p := pkt(dnsQuery)
+	for round := range 4 {
+		now := int64(round) * int64(time.Hour)
+		for j := range 20000 {
+			p.Src = netip.AddrFrom4([4]byte{198, 18, byte(j >> 8), byte(j)})
+			r := tb.Track(p, now)
+			tb.Commit(p, &r, now)
+		}
+		tb.Sweep(now + int64(time.Hour)) // everything expired: reap and compact
+	}
+	close(stop)
+	wg.Wait()
+	if st := tb.Stats(); st.Inserted != 80000 || st.Entries != 0 {
+		t.Fatalf("stats %+v, want 80000 inserted and none left", st)
+	}
+}
+
+func TestPrefetchNoAllocs(t *testing.T) {
+	tb := New(Config{Seed: 5})
+	ps := randomPackets(rand.New(rand.NewPCG(1, 1)), 40)
+	for i := range ps {
+		r := tb.Track(&ps[i], 0)
+		tb.Commit(&ps[i], &r, 0)
+	}
+	if n := testing.AllocsPerRun(100, func() { tb.Prefetch(ps) }); n != 0 {
+		t.Errorf("Prefetch: %v allocations", n)
+	}
+}
