@@ -12,6 +12,8 @@ import (
 	"net/netip"
 	"time"
 
+	"github.com/gopacket/gopacket"
+
 	"github.com/statewall/statewall/pkg/conntrack"
 	"github.com/statewall/statewall/pkg/defrag"
 	"github.com/statewall/statewall/pkg/engine"
@@ -103,8 +105,16 @@ type Replayer struct {
 	cfg       Config
 	stateless *engine.Stateless
 	stateful  *engine.Stateful
-	pkt       packet.Packet
 	rec       Record
+
+	// The packets of a file are read, decoded and announced to conntrack
+	// (Stateful.Prefetch) batchSize at a time, then decided in order, so
+	// that the connection table's cache misses overlap; see
+	// conntrack.Table.Prefetch. The reader reuses its buffer, so each
+	// packet's bytes are copied into bufs.
+	pkts [batchSize]packet.Packet
+	bufs [batchSize][]byte
+	meta [batchSize]packetMeta
 
 	// Fragments: conntrack sees only whole datagrams, so the stateful
 	// engine decides a fragmented datagram once it is reassembled and every
@@ -116,6 +126,17 @@ type Replayer struct {
 	held     []heldRecord
 	heldBase int // seq of held[0]
 	seq      int
+}
+
+// batchSize is how many packets replay reads ahead.
+const batchSize = 16
+
+// packetMeta is what the capture says about a packet besides its bytes.
+type packetMeta struct {
+	link    packet.LinkType
+	ts      time.Time
+	wireLen int // the length on the wire (0: unknown)
+	capLen  int // the bytes captured
 }
 
 type heldRecord struct {
@@ -175,8 +196,32 @@ func (r *Replayer) ReplayFile(name string, sink Sink) error {
 		return err
 	}
 	defer src.close()
-	for i := 0; ; i++ {
-		data, link, ci, err := src.next()
+	for i := 0; ; {
+		// Read and decode a batch; a read error ends it, after the
+		// packets before it are decided.
+		n := 0
+		var err error
+		for n < batchSize {
+			var data []byte
+			var ci gopacket.CaptureInfo
+			m := &r.meta[n]
+			if data, m.link, ci, err = src.next(); err != nil {
+				break
+			}
+			r.bufs[n] = append(r.bufs[n][:0], data...)
+			m.ts, m.wireLen, m.capLen = ci.Timestamp, ci.Length, len(data)
+			r.pkts[n].Decode(r.bufs[n], m.link)
+			n++
+		}
+		if r.stateful != nil {
+			r.stateful.Prefetch(r.pkts[:n])
+		}
+		for j := range n {
+			if err := r.replayPacket(name, i, &r.pkts[j], &r.meta[j], sink); err != nil {
+				return err
+			}
+			i++
+		}
 		if err != nil {
 			// Datagrams still incomplete at the end of the file will not
 			// be completed: report their fragments now.
@@ -191,18 +236,16 @@ func (r *Replayer) ReplayFile(name string, sink Sink) error {
 			}
 			return &FileError{File: name, Index: i, Err: err}
 		}
-		if err := r.replayPacket(name, i, data, link, ci.Timestamp, ci.Length, sink); err != nil {
-			return err
-		}
 	}
 }
 
 // replayPacket decides one packet and hands its record, and any held
 // records it releases, to sink in file order.
-func (r *Replayer) replayPacket(file string, index int, data []byte, link packet.LinkType, ts time.Time, wireLen int, sink Sink) error {
+func (r *Replayer) replayPacket(file string, index int, p *packet.Packet, m *packetMeta, sink Sink) error {
 	seq := r.seq
 	r.seq++
-	r.decide(file, index, data, link, ts, wireLen)
+	ts := m.ts
+	r.decide(file, index, p, m)
 	if r.defrag == nil {
 		return sink(&r.rec)
 	}
@@ -223,7 +266,7 @@ func (r *Replayer) replayPacket(file string, index int, data []byte, link packet
 		r.heldBase = seq
 	}
 	r.held = append(r.held, heldRecord{rec: r.rec, pending: true})
-	status, whole, tokens := r.defrag.Add(&r.pkt, seq, now)
+	status, whole, tokens := r.defrag.Add(p, seq, now)
 	switch status {
 	case defrag.Pending:
 	case defrag.Complete:
@@ -307,14 +350,13 @@ func (r *Replayer) flushFragments(sink Sink) error {
 	return r.release(sink)
 }
 
-// decide fills r.rec for one packet.
-func (r *Replayer) decide(file string, index int, data []byte, link packet.LinkType, ts time.Time, wireLen int) {
-	p := &r.pkt
-	p.Decode(data, link)
+// decide fills r.rec for one decoded packet.
+func (r *Replayer) decide(file string, index int, p *packet.Packet, m *packetMeta) {
+	ts := m.ts
 	rec := &r.rec
-	*rec = Record{File: file, Index: index, TS: ts, Len: wireLen, Kind: p.Kind}
-	if wireLen == 0 {
-		rec.Len = len(data)
+	*rec = Record{File: file, Index: index, TS: ts, Len: m.wireLen, Kind: p.Kind}
+	if m.wireLen == 0 {
+		rec.Len = m.capLen
 	}
 	rs := r.cfg.Rules
 	if p.Kind == packet.KindOK {
