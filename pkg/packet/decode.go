@@ -183,7 +183,7 @@ func (p *Packet) decodeIPv4(off int) {
 		return // KindOK: a non-first fragment carries no transport header
 	}
 	end := off + tot
-	p.decodeL4(off+ihl, end, min(end, len(p.Data)))
+	p.decodeL4(p.Data, off+ihl, end, min(end, len(p.Data)))
 }
 
 // decodeIPv6 decodes the IPv6 header at off, walks the extension headers
@@ -284,48 +284,25 @@ walk:
 	}
 	p.Proto = nh
 	p.IPHdrLen = pos - off
-	p.decodeL4(pos, end, capEnd)
+	p.decodeL4(data, pos, end, capEnd)
 }
 
 // decodeL4 decodes the transport header at start. end is where the IP
 // header says the datagram (or fragment) ends, capEnd where the captured
 // bytes of it end (capEnd <= end, start <= capEnd).
-func (p *Packet) decodeL4(start, end, capEnd int) {
+func (p *Packet) decodeL4(data []byte, start, end, capEnd int) {
 	l4len := end - start
-	avail := capEnd - start
-	b := p.Data[start:capEnd]
+	b := data[start:capEnd]
 	p.L4Len = l4len
-	hdr := 0 // fixed header length of the protocol, 0 if not decoded
+	var hdr int // the decoded header's length
+	// One switch both picks the protocol's fixed header length and decodes
+	// it: choosing the length first and switching again cost a branch per
+	// packet that mispredicts on mixed traffic.
 	switch p.Proto {
 	case ProtoTCP:
-		hdr = 20
-	case ProtoUDP, ProtoUDPLite, ProtoICMP, ProtoICMPv6:
-		hdr = 8
-	case ProtoSCTP:
-		hdr = 12
-	}
-	if (p.Proto == ProtoICMP && p.IPVersion != 4) || (p.Proto == ProtoICMPv6 && p.IPVersion != 6) {
-		hdr = 0 // the kernel treats them as an unknown protocol too
-	}
-	if hdr == 0 {
-		// Not decoded, but L4Off still says where it starts: the generic
-		// tracker and GRE users can read it from there.
-		p.L4Off = start
-		return
-	}
-	if l4len < hdr {
-		if p.Frag.IsFragment {
-			return // the header continues in the next fragment
+		if !p.fixedHeader(len(b), l4len, 20) {
+			return
 		}
-		p.Kind = KindMalformed
-		return
-	}
-	if avail < hdr {
-		p.Kind = KindTruncated
-		return
-	}
-	switch p.Proto {
-	case ProtoTCP:
 		doff := int(b[12]>>4) * 4
 		if doff < 20 {
 			p.Kind = KindMalformed
@@ -338,7 +315,7 @@ func (p *Packet) decodeL4(start, end, capEnd int) {
 			p.Kind = KindMalformed
 			return
 		}
-		if doff > avail {
+		if doff > len(b) {
 			p.Kind = KindTruncated
 			return
 		}
@@ -355,6 +332,10 @@ func (p *Packet) decodeL4(start, end, capEnd int) {
 		hdr = doff
 		p.PayloadLen = l4len - doff
 	case ProtoUDP, ProtoUDPLite:
+		if !p.fixedHeader(len(b), l4len, 8) {
+			return
+		}
+		hdr = 8
 		p.SrcPort = be16(b[0:])
 		p.DstPort = be16(b[2:])
 		ulen := be16(b[4:])
@@ -379,10 +360,24 @@ func (p *Packet) decodeL4(start, end, capEnd int) {
 			}
 		}
 	case ProtoSCTP:
+		if !p.fixedHeader(len(b), l4len, 12) {
+			return
+		}
+		hdr = 12
 		p.SrcPort = be16(b[0:])
 		p.DstPort = be16(b[2:])
 		p.PayloadLen = l4len - 12
 	case ProtoICMP, ProtoICMPv6:
+		if (p.Proto == ProtoICMP) != (p.IPVersion == 4) {
+			// ICMP in IPv6 or ICMPv6 in IPv4: the kernel treats them as
+			// an unknown protocol too.
+			p.L4Off = start
+			return
+		}
+		if !p.fixedHeader(len(b), l4len, 8) {
+			return
+		}
+		hdr = 8
 		p.ICMPType = b[0]
 		p.ICMPCode = b[1]
 		p.PayloadLen = l4len - 8
@@ -392,9 +387,32 @@ func (p *Packet) decodeL4(start, end, capEnd int) {
 		} else if p.isICMPError() {
 			p.decodeInner(b[8:])
 		}
+	default:
+		// Not decoded, but L4Off still says where it starts: the generic
+		// tracker and GRE users can read it from there.
+		p.L4Off = start
+		return
 	}
 	p.L4Off = start
 	p.PayloadOff = start + hdr
+}
+
+// fixedHeader checks that a transport header of hdr bytes is there, given
+// the captured bytes avail and the bytes l4len the IP header announces. If
+// not, it sets Kind (a first fragment whose header continues in the next
+// one stays KindOK) and returns false.
+func (p *Packet) fixedHeader(avail, l4len, hdr int) bool {
+	if l4len < hdr {
+		if !p.Frag.IsFragment {
+			p.Kind = KindMalformed
+		}
+		return false
+	}
+	if avail < hdr {
+		p.Kind = KindTruncated
+		return false
+	}
+	return true
 }
 
 // hasICMPID reports whether the ICMP message carries an identifier and a
@@ -538,6 +556,26 @@ func (o *TCPOptions) parse(b []byte) {
 		o.TSEcr = be32(b[8:])
 		return
 	}
+	// Fast path: Linux opens (and answers) connections with MSS, SACK
+	// permitted, timestamps, NOP, window scale. Recognising the layout as
+	// a whole costs a third of walking its five options (BenchmarkDecode
+	// tcp-syn-v4 24 -> 14 ns).
+	if len(b) == 20 && be16(b) == 0x0204 && be32(b[4:]) == 0x0402080a && be32(b[16:])>>8 == 0x010303 {
+		o.MSS = be16(b[2:])
+		o.SACKPerm = true
+		o.HasTS = true
+		o.TSVal = be32(b[8:])
+		o.TSEcr = be32(b[12:])
+		o.WScale = b[19]
+		o.HasWScale = true
+		return
+	}
+	o.parseAll(b)
+}
+
+// parseAll walks the options one by one: the general case, and the
+// reference the fast paths in parse are tested against.
+func (o *TCPOptions) parseAll(b []byte) {
 	for i := 0; i < len(b); {
 		kind := b[i]
 		if kind == 0 { // end of option list

@@ -689,3 +689,23 @@ func udpLite6(t testing.TB, cov uint16) []byte {
 	binary.BigEndian.PutUint16(b[46:], ck)
 	return b
 }
+
+// FuzzTCPOptionsFastPaths: the fast paths in parse (NOP, NOP, timestamps;
+// Linux's SYN layout) decode exactly what walking the options does. Seeds
+// are the two layouts, which the fuzzer then perturbs byte by byte.
+func FuzzTCPOptionsFastPaths(f *testing.F) {
+	f.Add([]byte{1, 1, 8, 10, 0, 0, 0, 1, 0, 0, 0, 2})
+	f.Add([]byte{2, 4, 5, 0xb4, 4, 2, 8, 10, 0, 0, 3, 0xe8, 0, 0, 0, 0, 1, 3, 3, 7})
+	f.Add([]byte{2, 4, 5, 0xb4, 4, 2, 8, 10, 0, 0, 3, 0xe8, 0, 0, 0, 0, 1, 3, 4, 7})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		if len(b) > 40 {
+			b = b[:40]
+		}
+		var fast, all TCPOptions
+		fast.parse(b)
+		all.parseAll(b)
+		if fast != all {
+			t.Fatalf("options % x: parse %+v, parseAll %+v", b, fast, all)
+		}
+	})
+}

@@ -128,12 +128,14 @@
 //
 // # Matching
 //
-// Parse compiles every rule into flat integers and sorted range lists
-// (crule), then builds an index: a table by direction, family and protocol,
-// and under it a decision tree that splits on addresses, ports and ICMP
-// type (index.go). Match walks the tree to a short, ordered list of
-// candidate rules and tests them in order, so first-match stays exact. On
-// generated rulesets, 10,000 rules match in about 2.3 times the time of
-// 10 (BenchmarkMatchScale); matchLinear, the plain scan, is kept as the
-// reference the index is tested against.
+// Parse compiles every rule into flat integers, with single ranges inline
+// and longer or negated lists as sorted range lists (crule), then builds an
+// index: a table by direction, family and protocol, and under it a
+// decision tree that splits on addresses, ports and ICMP type, stored flat
+// with bucket hints on wide nodes (index.go). Match walks the tree to a
+// short, ordered list of candidate rules and tests them in order, so
+// first-match stays exact. On generated rulesets, 10,000 rules match in
+// about 1.4 times the time of 10 (BenchmarkMatchScale: 23 ns and 16 ns);
+// matchLinear, the plain scan, is kept as the reference the index is
+// tested against.
 package rules
