@@ -311,9 +311,9 @@ func TestRawErrors(t *testing.T) {
 	}
 }
 
-// TestRawPathAllocs: reading, parsing, deciding and sending verdicts
+// TestNoAllocs (the verdict path): reading, parsing, deciding and sending verdicts
 // allocates nothing, one packet per write or many.
-func TestRawPathAllocs(t *testing.T) {
+func TestNoAllocs(t *testing.T) {
 	pq := newPairQueue(t, QueueConfig{}, func(p *Packet) Verdict { return Verdict(p.ID & 1) })
 	msg := packetMsg(1, bytes.Repeat([]byte{0x45}, 1400))
 	id := uint32(0)

@@ -231,10 +231,37 @@ type Summary struct {
 	Undecoded                 int
 	Stateless                 [2]int // indexed by engine.Verdict
 	Stateful                  [2]int
-	Labels                    map[string]int
+	labels                    []labelCount // the stateful labels seen, in order of appearance
 	Groups                    map[string]*Group
 	HasBoth                   bool
 	ranStateless, ranStateful bool
+}
+
+// labelCount counts one stateful label. A handful of distinct labels
+// exist, all constant strings, so a linear search (whose string compares
+// stop at the equal pointers) beats a map on every packet.
+type labelCount struct {
+	label string
+	n     int
+}
+
+// Labels returns how many stateful decisions got each conntrack label.
+func (s *Summary) Labels() map[string]int {
+	m := make(map[string]int, len(s.labels))
+	for _, c := range s.labels {
+		m[c.label] = c.n
+	}
+	return m
+}
+
+func (s *Summary) countLabel(l string) {
+	for i := range s.labels {
+		if s.labels[i].label == l {
+			s.labels[i].n++
+			return
+		}
+	}
+	s.labels = append(s.labels, labelCount{l, 1})
 }
 
 // Group is one cause of disagreement.
@@ -260,10 +287,7 @@ func (s *Summary) Add(r *Record) error {
 	if r.HasStateful {
 		s.ranStateful = true
 		s.Stateful[r.Stateful.Verdict]++
-		if s.Labels == nil {
-			s.Labels = map[string]int{}
-		}
-		s.Labels[r.Stateful.Label()]++
+		s.countLabel(r.Stateful.Label())
 	}
 	if a := r.Agreement(); a != engine.Agree {
 		cause := engine.Explain(r.Stateless, r.Stateful)
@@ -322,14 +346,15 @@ func (s *Summary) WriteText(w io.Writer) error {
 	}
 	if s.ranStateful {
 		fmt.Fprintf(bw, "stateful:  %d pass, %d block\n", s.Stateful[engine.Pass], s.Stateful[engine.Block])
-		labels := make([]string, 0, len(s.Labels))
-		for l := range s.Labels {
+		counts := s.Labels()
+		labels := make([]string, 0, len(counts))
+		for l := range counts {
 			labels = append(labels, l)
 		}
 		sort.Strings(labels)
 		fmt.Fprintf(bw, "ct:")
 		for _, l := range labels {
-			fmt.Fprintf(bw, " %s %d", l, s.Labels[l])
+			fmt.Fprintf(bw, " %s %d", l, counts[l])
 		}
 		fmt.Fprintln(bw)
 	}
