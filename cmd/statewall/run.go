@@ -56,6 +56,7 @@ the filter.`, stdout)
 	socket := fs.String("socket", daemon.DefaultControlSocket, "control socket `PATH`")
 	backend := fs.String("backend", "", "force iptables `BACKEND`: iptables-nft or iptables-legacy (default: detect)")
 	copyRange := fs.Uint("copy-range", daemon.DefaultCopyRange, "bytes of each packet the kernel copies to statewall (the headers are enough; at least 128, at most 65535)")
+	spin := fs.Duration("spin", nfq.DefaultSpin, "how long a reader polls an empty queue, yielding the CPU, before it sleeps (0: never)")
 	tag := fs.String("tag", "", "chain name `PREFIX` of the divert rules (default STATEWALL)")
 	stateFile := fs.String("state-file", "", "keep the connection table across restarts in `PATH`: saved at a clean stop (SIGTERM, SIGINT), loaded and removed at start; a corrupt or foreign file is renamed PATH.bad and statewall starts with an empty table")
 	logLevel := fs.String("log-level", "info", "`LEVEL`: debug, info, warn or error")
@@ -99,6 +100,7 @@ the filter.`, stdout)
 		RulesFile: *rulesFile, Mode: mode, Hooks: hs, Queues: qs, FailOpen: *failOpen,
 		Loopback: *loopback, Netns: *netnsName, MetricsAddr: *metrics, ControlSocket: *socket,
 		Backend: *backend, Tag: *tag, CopyRange: uint32(min(*copyRange, 0xffff)), StateFile: *stateFile,
+		Spin: spinOf(*spin),
 	}, log)
 	if err != nil {
 		fmt.Fprintln(stderr, err)
@@ -276,4 +278,13 @@ with errors is rejected, with its error, and the old ruleset keeps running.`, st
 	}
 	fmt.Fprintf(stdout, "reloaded %s: %d rules\n", resp.Status.RulesFile, resp.Status.Rules)
 	return nil
+}
+
+// spinOf maps --spin to daemon.Config.Spin, whose zero means the default:
+// --spin 0 means never, a negative Spin.
+func spinOf(d time.Duration) time.Duration {
+	if d <= 0 {
+		return -1
+	}
+	return d
 }

@@ -98,6 +98,8 @@ type Config struct {
 	// while its verdict is pending, so copying a 64 KiB GSO packet whole
 	// would be wasted work.
 	CopyRange uint32
+	// Spin: nfq.QueueConfig.Spin (zero: nfq.DefaultSpin; negative: never).
+	Spin time.Duration
 	// DisagreementLogEvery rate-limits shadow-mode logging: at most one log
 	// line per interval per disagreement kind. 0 means 1 s.
 	DisagreementLogEvery time.Duration

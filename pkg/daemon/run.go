@@ -182,6 +182,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 		FailOpen:  d.cfg.FailOpen,
 		NetnsName: d.cfg.Netns,
 		CopyRange: d.cfg.CopyRange,
+		Spin:      d.cfg.Spin,
 	}, d.handle, d.log)
 	if err != nil {
 		return errors.Join(fmt.Errorf("opening queues: %w", err), d.saveState())

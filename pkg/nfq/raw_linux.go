@@ -20,6 +20,12 @@ import (
 // and a few hundred bytes of attributes, so this holds any.
 const rawBufSize = 256 << 10
 
+// spinBurst: the reader spins (QueueConfig.Spin) only after a burst of at
+// most this many reads: sparse traffic, where a wake-up is what a packet
+// waits for. After a longer burst the CPU is busy with traffic, and a spin
+// would take it from the packets' senders.
+const spinBurst = 2
+
 // rawQueue is ImplRaw's half of a queue: its own reader goroutine on the
 // queue's netlink socket (made by mdlayher/netlink, which also enters the
 // network namespace, and read and written through its syscall.RawConn, so
@@ -50,6 +56,8 @@ type rawQueue struct {
 	rerr   error // and its error
 	readFn func(uintptr) bool
 
+	spin    time.Duration
+	burst   int // reads since the socket was last found empty
 	pending verdicts
 	limit   int
 	since   time.Time // when the first pending verdict was recorded
@@ -126,6 +134,12 @@ func newRawQueue(q *queue, rc syscall.RawConn) *rawQueue {
 		buf:   make([]byte, rawBufSize),
 		limit: batchLimit(q.r.cfg.MaxLen),
 	}
+	switch rq.spin = q.r.cfg.Spin; {
+	case rq.spin == 0:
+		rq.spin = DefaultSpin
+	case rq.spin < 0:
+		rq.spin = 0
+	}
 	rq.pending.init(rq.limit)
 	rq.wbuf = make([]byte, 0, rq.limit*verdictMsgLen)
 	rq.readFn = rq.read
@@ -198,9 +212,24 @@ func (rq *rawQueue) read(fd uintptr) bool {
 		if rq.pending.len() > 0 {
 			rq.flushFD(int(fd))
 		}
-		return false
+		burst := rq.burst
+		rq.burst = 0
+		if rq.spin <= 0 || burst > spinBurst {
+			return false
+		}
+		deadline := time.Now().Add(rq.spin)
+		for {
+			unix.Syscall(unix.SYS_SCHED_YIELD, 0, 0, 0)
+			if n, err = unix.Read(int(fd), rq.buf); err != unix.EAGAIN {
+				break
+			}
+			if rq.q.closing.Load() || time.Now().After(deadline) {
+				return false
+			}
+		}
 	}
 	rq.n, rq.rerr = n, err
+	rq.burst++
 	return true
 }
 

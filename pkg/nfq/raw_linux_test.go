@@ -347,3 +347,49 @@ func TestNoAllocs(t *testing.T) {
 		t.Errorf("errors %d, accepted %d + dropped %d of %d", q.errs.Load(), q.accepted.Load(), q.dropped.Load(), q.packets.Load())
 	}
 }
+
+// TestSpin: after sparse traffic the reader polls an empty socket for
+// Spin and picks up a packet that arrives meanwhile; after a burst it
+// sleeps at once; with nothing arriving it gives up after Spin.
+func TestSpin(t *testing.T) {
+	accept := func(*Packet) Verdict { return Accept }
+	pq := newPairQueue(t, QueueConfig{Spin: 10 * time.Second}, accept)
+	var fd uintptr
+	if err := pq.rc.Control(func(f uintptr) { fd = f }); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.SetNonblock(int(fd), true); err != nil {
+		t.Fatal(err)
+	}
+	msg := packetMsg(1, bytes.Repeat([]byte{0x45}, 40))
+	sent := make(chan error, 1)
+	go func() {
+		time.Sleep(20 * time.Millisecond)
+		_, err := unix.Write(pq.peer, msg)
+		sent <- err
+	}()
+	if !pq.read(fd) || pq.n != len(msg) {
+		t.Fatalf("the spin returned without the packet (n %d, err %v)", pq.n, pq.rerr)
+	}
+	if err := <-sent; err != nil {
+		t.Fatal(err)
+	}
+
+	pq.burst = spinBurst + 1
+	start := time.Now()
+	if pq.read(fd) {
+		t.Fatal("read a packet that was never sent")
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Errorf("spun for %v after a burst", d)
+	}
+
+	pq.spin = 30 * time.Millisecond
+	start = time.Now()
+	if pq.read(fd) {
+		t.Fatal("read a packet that was never sent")
+	}
+	if d := time.Since(start); d < pq.spin {
+		t.Errorf("gave up after %v, before the spin of %v", d, pq.spin)
+	}
+}
