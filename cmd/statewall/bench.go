@@ -49,6 +49,7 @@ Counts take k and M: --flows 1k,100k,1M.`, stdout)
 	out := fs.String("out", "", "write offline.md, offline.csv, offline.json and SVG charts into `DIR`")
 	writePcap := fs.String("write-pcap", "", "write --packets packets of generated traffic (--flows, --seed, --attacks) to `FILE` as raw-IP pcap, and measure nothing")
 	cpuprofile := cpuProfileFlag(fs)
+	checksum := fs.Bool("checksum", false, "conntrack verifies transport checksums, as replay does (default: as the daemon runs, the kernel has checked them)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -143,6 +144,7 @@ Counts take k and M: --flows 1k,100k,1M.`, stdout)
 		WarmRounds: *warm,
 		Seed:       *seed,
 		Traffic:    tc,
+		Checksum:   *checksum,
 		Log:        stderr,
 	}
 	rep, err := bench.Measure(cfg)

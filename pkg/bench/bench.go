@@ -69,6 +69,11 @@ type Config struct {
 	Chunk int
 	// Seed of the generated traffic.
 	Seed uint64
+	// Checksum makes conntrack verify transport checksums, as replay does.
+	// Off by default: the daemon leaves that to the kernel, which has
+	// checked them before a packet reaches NFQUEUE, so the default
+	// measures the daemon's packet path.
+	Checksum bool
 	// Traffic sets the generated traffic's mix, attacks and round; its
 	// Seed and Flows are set per run.
 	Traffic trafficgen.Config
@@ -106,7 +111,9 @@ type Report struct {
 	Reps    int       `json:"reps"`
 	Packets int       `json:"packets_per_rep"`
 	Seed    uint64    `json:"seed"`
-	Runs    []Run     `json:"runs"`
+	// Checksum: conntrack verified transport checksums (Config.Checksum).
+	Checksum bool  `json:"checksum"`
+	Runs     []Run `json:"runs"`
 }
 
 // Groups of runs.
@@ -208,6 +215,8 @@ func Measure(cfg Config) (*Report, error) {
 		Reps:    cfg.Reps,
 		Packets: cfg.Packets,
 		Seed:    cfg.Seed,
+
+		Checksum: cfg.Checksum,
 	}
 	if len(cfg.Captures) > 0 {
 		src, err := loadCaptures(cfg.Captures, cfg.Rules.Timeouts)
@@ -221,7 +230,7 @@ func Measure(cfg Config) (*Report, error) {
 		r := spec{
 			group: GroupCaptures, name: "captures", traffic: traffic,
 			rulesName: cfg.RulesFile, rs: cfg.Rules, src: src,
-			ct:   conntrack.Config{Timeouts: cfg.Rules.Timeouts, Limit: cfg.Rules.LimitStates, Seed: cfg.Seed + 1},
+			ct:   conntrack.Config{Timeouts: cfg.Rules.Timeouts, Limit: cfg.Rules.LimitStates, Seed: cfg.Seed + 1, NoChecksum: !cfg.Checksum},
 			warm: src.b.Len(),
 		}
 		run, err := measure(&cfg, &r)
@@ -270,7 +279,7 @@ func measureGenerated(cfg *Config, group, name string, rs *rules.Ruleset, rulesN
 	limit := max(rs.LimitStates, 4*n)
 	r := spec{
 		group: group, name: name, traffic: traffic, rulesName: rulesName, rs: rs, flows: n, src: src,
-		ct:   conntrack.Config{Timeouts: rs.Timeouts, Limit: limit, Seed: cfg.Seed + 1},
+		ct:   conntrack.Config{Timeouts: rs.Timeouts, Limit: limit, Seed: cfg.Seed + 1, NoChecksum: !cfg.Checksum},
 		warm: cfg.WarmRounds * n,
 	}
 	return measure(cfg, &r)

@@ -22,8 +22,12 @@ func (r *Report) WriteJSON(w io.Writer) error {
 
 // header is what the text and Markdown reports start with.
 func (r *Report) settings() string {
-	return fmt.Sprintf("%d repetitions of %s packets per configuration, interleaved chunk by chunk; medians [min-max over repetitions]; seed %d",
-		r.Reps, thousands(r.Packets), r.Seed)
+	ck := "conntrack as the daemon runs it: transport checksums are the kernel's business (--checksum: verified, as replay does)"
+	if r.Checksum {
+		ck = "conntrack verifies transport checksums, as replay does"
+	}
+	return fmt.Sprintf("%d repetitions of %s packets per configuration, interleaved chunk by chunk; medians [min-max over repetitions]; seed %d; %s",
+		r.Reps, thousands(r.Packets), r.Seed, ck)
 }
 
 func (m Machine) String() string {

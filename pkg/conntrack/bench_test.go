@@ -183,3 +183,55 @@ func BenchmarkNewConnection(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkMemoryLatency is the floor under the large-table numbers: one
+// op is one load from a random cache line of a table of the given size
+// whose address depends on the load before (chain=1: a lookup's index slot
+// then its entry, one packet at a time), or four such chains interleaved
+// (chain=4: what Prefetch lets a batch do). On the development VM a
+// dependent load beyond the caches costs ~160-190 ns, so a packet whose
+// lookup misses twice cannot take less than ~350 ns without batching.
+func BenchmarkMemoryLatency(b *testing.B) {
+	for _, mb := range []int{1, 16, 64, 256} {
+		n := mb << 20 / 64 // cache lines
+		next := make([]uint64, n*8)
+		// One random cycle through every line (Sattolo's algorithm).
+		perm := make([]uint32, n)
+		for i := range perm {
+			perm[i] = uint32(i)
+		}
+		x := uint64(88172645463325252)
+		for i := n - 1; i > 0; i-- {
+			x ^= x << 13
+			x ^= x >> 7
+			x ^= x << 17
+			j := int(x % uint64(i))
+			perm[i], perm[j] = perm[j], perm[i]
+		}
+		for i := range perm {
+			next[int(perm[i])*8] = uint64(perm[(i+1)%n])
+		}
+		for _, chains := range []int{1, 4} {
+			b.Run(fmt.Sprintf("MB=%d/chain=%d", mb, chains), func(b *testing.B) {
+				var p [4]uint64
+				for k := range p {
+					p[k] = uint64(perm[k*n/4])
+				}
+				for i := 0; b.Loop(); i++ {
+					if chains == 1 {
+						p[0] = next[p[0]*8]
+						continue
+					}
+					// Four loads an op would be four times the work:
+					// advance one chain per op, round robin, so the other
+					// three are in flight.
+					k := i & 3
+					p[k] = next[p[k]*8]
+				}
+				if p[0] == ^uint64(0) {
+					b.Fatal("unreachable")
+				}
+			})
+		}
+	}
+}
