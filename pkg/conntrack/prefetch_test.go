@@ -50,7 +50,7 @@ func TestPrefetchChangesNothing(t *testing.T) {
 	now := int64(0)
 	for i := 0; i < len(ps); i += 7 {
 		batch := ps[i:min(i+7, len(ps))]
-		hinted.Prefetch(batch)
+		hinted.prefetchAll(batch) // the table is small: bypass PrefetchPays
 		for j := range batch {
 			now += int64(50 * time.Millisecond)
 			a := plain.Track(&batch[j], now)
@@ -89,7 +89,7 @@ func TestPrefetchConcurrent(t *testing.T) {
 				return
 			default:
 			}
-			tb.Prefetch(ps)
+			tb.prefetchAll(ps)
 		}
 	}()
 	p := pkt(dnsQuery)
@@ -116,7 +116,27 @@ func TestPrefetchNoAllocs(t *testing.T) {
 		r := tb.Track(&ps[i], 0)
 		tb.Commit(&ps[i], &r, 0)
 	}
-	if n := testing.AllocsPerRun(100, func() { tb.Prefetch(ps) }); n != 0 {
+	if n := testing.AllocsPerRun(100, func() { tb.Prefetch(ps); tb.prefetchAll(ps) }); n != 0 {
 		t.Errorf("Prefetch: %v allocations", n)
+	}
+}
+
+// TestPrefetchPays: Prefetch stays out of the way of a table that fits in
+// the caches and starts once it outgrows them.
+func TestPrefetchPays(t *testing.T) {
+	tb := New(Config{Seed: 5, Limit: 2 * prefetchMinEntries, NoChecksum: true})
+	p := pkt(dnsQuery)
+	for j := range prefetchMinEntries {
+		if tb.PrefetchPays() {
+			t.Fatalf("pays at %d entries", j)
+		}
+		p.Src = netip.AddrFrom4([4]byte{198, 18, byte(j >> 8), byte(j)})
+		r := tb.Track(p, 0)
+		if !tb.Commit(p, &r, 0) {
+			t.Fatal("commit refused")
+		}
+	}
+	if !tb.PrefetchPays() {
+		t.Fatalf("does not pay at %d entries", tb.Len())
 	}
 }

@@ -107,14 +107,18 @@ type Replayer struct {
 	stateful  *engine.Stateful
 	rec       Record
 
-	// The packets of a file are read, decoded and announced to conntrack
+	// Once the connection table outgrows the caches, the packets of a
+	// file are read, decoded and announced to conntrack
 	// (Stateful.Prefetch) batchSize at a time, then decided in order, so
-	// that the connection table's cache misses overlap; see
-	// conntrack.Table.Prefetch. The reader reuses its buffer, so each
-	// packet's bytes are copied into bufs.
+	// that the table's cache misses overlap; see conntrack.Table.Prefetch.
+	// The reader reuses its buffer, so each packet of a batch is copied
+	// into bufs.
 	pkts [batchSize]packet.Packet
-	bufs [batchSize][]byte
-	meta [batchSize]packetMeta
+	// batch, for tests: 0 decides by the table's size (above), 1 never
+	// batches, batchSize always does.
+	batch int
+	bufs  [batchSize][]byte
+	meta  [batchSize]packetMeta
 
 	// Fragments: conntrack sees only whole datagrams, so the stateful
 	// engine decides a fragmented datagram once it is reassembled and every
@@ -198,22 +202,35 @@ func (r *Replayer) ReplayFile(name string, sink Sink) error {
 	defer src.close()
 	for i := 0; ; {
 		// Read and decode a batch; a read error ends it, after the
-		// packets before it are decided.
+		// packets before it are decided. While the connection table is
+		// small enough to stay in the caches, prefetching gains nothing
+		// and the batch is one packet, decided before the next read, so
+		// it need not be copied.
+		size := 1
+		if r.stateful != nil && r.stateful.CT.PrefetchPays() {
+			size = batchSize
+		}
+		if r.batch != 0 && r.stateful != nil {
+			size = r.batch
+		}
 		n := 0
 		var err error
-		for n < batchSize {
+		for n < size {
 			var data []byte
 			var ci gopacket.CaptureInfo
 			m := &r.meta[n]
 			if data, m.link, ci, err = src.next(); err != nil {
 				break
 			}
-			r.bufs[n] = append(r.bufs[n][:0], data...)
+			if size > 1 {
+				r.bufs[n] = append(r.bufs[n][:0], data...)
+				data = r.bufs[n]
+			}
 			m.ts, m.wireLen, m.capLen = ci.Timestamp, ci.Length, len(data)
-			r.pkts[n].Decode(r.bufs[n], m.link)
+			r.pkts[n].Decode(data, m.link)
 			n++
 		}
-		if r.stateful != nil {
+		if size > 1 {
 			r.stateful.Prefetch(r.pkts[:n])
 		}
 		for j := range n {
