@@ -72,16 +72,16 @@ func getBenchTable(b *testing.B, proto string, n int) *benchTable {
 // Measured on the development VM (2 vCPU Xeon, shared with other builds, so
 // the times are rough), Go 1.26, 0 allocs/op everywhere:
 //
-//	           tcp ns/op  udp ns/op  B/conn
-//	conns=1k     ~110       ~75       307  (fixed cost: 16 shards' first chunk and index)
-//	conns=100k   ~260      ~200       160
-//	conns=1M     ~500      ~450       153
+//	           tcp ns/op  udp ns/op  B/conn   (batch: BenchmarkTrackEstablishedBatch)
+//	conns=1k     ~105       ~75       290
+//	conns=100k   ~360      ~320       144      tcp ~195, udp ~135-160
+//	conns=1M     ~590      ~480       137      tcp ~215-285, udp ~160-200
 //
 // At 1M the time is memory latency (the index slot and the entry are two
-// cache and TLB misses; the profile shows find and the key compare). The
-// 153 bytes per connection are the 144-byte entry, 4-byte index slots at
-// a load of about 1/2 (8 bytes) and the unused tail of each shard's last
-// 128-entry chunk.
+// dependent cache and TLB misses: BenchmarkMemoryLatency). The 137 bytes
+// per connection are the 128-byte entry, 4-byte index slots at a load of
+// about 1/2 (8 bytes) and the unused tail of each shard's last 128-entry
+// chunk.
 func BenchmarkTrackEstablished(b *testing.B) {
 	for _, proto := range []string{"tcp", "udp"} {
 		for _, n := range []int{1000, 100000, 1000000} {

@@ -503,7 +503,9 @@ func (t *Table) Commit(p *packet.Packet, r *Result, now int64) bool {
 		flags:   r.flags,
 		tcp:     conn,
 		expires: now + int64(r.timeout),
-		aux:     now + int64(udpStreamAfter),
+	}
+	if k.proto == packet.ProtoUDP {
+		*e.streamTS() = now + int64(udpStreamAfter)
 	}
 	e.packets[0] = 1
 	e.bytes[0] = uint64(p.IPLen)

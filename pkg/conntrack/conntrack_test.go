@@ -15,6 +15,8 @@ import (
 	"github.com/gopacket/gopacket/layers"
 
 	"github.com/statewall/statewall/pkg/packet"
+
+	"github.com/statewall/statewall/pkg/conntrack/tcpstate"
 )
 
 const (
@@ -27,8 +29,12 @@ func TestLayout(t *testing.T) {
 	if got := unsafe.Sizeof(Key{}); got != 38 {
 		t.Errorf("Key is %d bytes, want 38", got)
 	}
-	if got := unsafe.Sizeof(entry{}); got != 144 {
-		t.Errorf("entry is %d bytes, want 144", got)
+	if got := unsafe.Sizeof(entry{}); got != 128 {
+		t.Errorf("entry is %d bytes, want 128 (two cache lines)", got)
+	}
+	// streamTS keeps an int64 where the TCP state starts.
+	if off := unsafe.Offsetof(entry{}.tcp); off%8 != 0 || unsafe.Sizeof(tcpstate.Conn{}) < 8 {
+		t.Errorf("the TCP state is at offset %d: no aligned int64 there", off)
 	}
 }
 

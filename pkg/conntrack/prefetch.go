@@ -121,12 +121,9 @@ func (t *Table) prefetch(ps []packet.Packet) {
 		if int(x>>chunkBits) >= len(v.chunks) {
 			continue
 		}
+		// An entry is two cache lines (128 bytes, chunks page aligned).
 		e := unsafe.Pointer(&v.chunks[x>>chunkBits][x&(chunkSize-1)])
 		prefetch(e)
 		prefetch(unsafe.Add(e, 64))
-		if ps[i].Proto == packet.ProtoTCP {
-			// TCP also reads the state machine at the entry's end.
-			prefetch(unsafe.Add(e, 128))
-		}
 	}
 }

@@ -14,7 +14,7 @@ import (
 // fixed-size entries:
 //
 //	slots:  [ fp<<24 | index+1 ] ...     4 bytes, linear probing, load <= 3/4
-//	chunks: [*chunk] -> [128]entry ...   144 bytes per entry, no pointers
+//	chunks: [*chunk] -> [128]entry ...   128 bytes per entry, no pointers
 //
 // A slot holds 8 bits of the hash (bits 24-31, the fingerprint) and the
 // entry's index plus one (0 marks an empty slot), so a probe compares keys
@@ -31,11 +31,10 @@ import (
 // Slots are stored atomically (and the index and chunk directory published
 // whole) because Prefetch reads them without the lock; see prefetch.go.
 //
-// A chunk is 128 entries, 18432 bytes: exactly one of Go's allocation size
-// classes, so the slab wastes nothing to rounding. (256 entries, 36864
-// bytes, is a large object rounded up to 40960: 11% more, measured as 170
-// instead of 153 bytes per connection at 1M.) BenchmarkTrackEstablished
-// reports the bytes per connection.
+// A chunk is 128 entries, 16384 bytes: exactly one of Go's allocation size
+// classes, so the slab wastes nothing to rounding, and page aligned, so an
+// entry is exactly two cache lines. BenchmarkTrackEstablished reports the
+// bytes per connection.
 const (
 	chunkBits = 7
 	chunkSize = 1 << chunkBits
@@ -70,11 +69,13 @@ const (
 	flagAssured                     // IPS_ASSURED: never evicted early
 )
 
-// entry is one connection. 144 bytes: the key (38) and flags (2), two
-// deadlines (16), the counters (24) and the TCP state (64). What every
-// protocol touches comes first, so a UDP packet reads 80 bytes of it, not
-// 144. Packet counters are 32 bits (they wrap after 4G packets) to stay at
-// 144.
+// entry is one connection. 128 bytes, two cache lines: the key (38) and
+// flags (2), the deadline (8), the counters (24) and the TCP state (56). A
+// UDP packet reads the first 80 bytes, a TCP packet all of it. (With UDP's
+// stream timestamp in a field of its own the entry was 144 bytes, and a
+// TCP lookup cost a third cache line; it now lives in the TCP state's
+// place, which a UDP entry does not use: see streamTS.) Packet counters are
+// 32 bits (they wrap after 4G packets) to stay at 128.
 type entry struct {
 	key   Key // original tuple
 	flags uint8
@@ -82,13 +83,16 @@ type entry struct {
 	// expires is the deadline in the caller's clock (ns). While the entry
 	// is on the free list it holds the next free index plus one instead.
 	expires int64
-	// aux: UDP's stream_ts (creation + 2 s: the flow is a stream once a
-	// packet arrives after it).
-	aux     int64
 	packets [2]uint32 // by direction: 0 original, 1 reply
 	bytes   [2]uint64
-	tcp     tcpstate.Conn // TCP entries only
+	tcp     tcpstate.Conn // TCP entries; UDP's stream timestamp otherwise (streamTS)
 }
+
+// streamTS is a UDP entry's stream_ts (creation + 2 s: the flow is a
+// stream once a packet arrives after it), kept in the first 8 bytes of the
+// TCP state, which a UDP entry does not use. tcp sits at offset 72, so the
+// int64 is aligned (TestEntryLayout).
+func (e *entry) streamTS() *int64 { return (*int64)(unsafe.Pointer(&e.tcp)) }
 
 func (e *entry) seenReply() bool { return e.flags&flagSeenReply != 0 }
 func (e *entry) assured() bool   { return e.flags&flagAssured != 0 }

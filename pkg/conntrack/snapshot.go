@@ -34,7 +34,7 @@ import (
 //	 38  flags uint8          bit 0 seen reply, bit 1 assured
 //	 39  reserved uint8       0
 //	 40  remaining int64      ns until the entry expires (> 0)
-//	 48  aux int64            UDP stream_ts, relative to now (ns)
+//	 48  aux int64            UDP stream_ts, relative to now (ns); 0 for other protocols
 //	 56  packets [2]uint32    original, reply
 //	 64  bytes [2]uint64      original, reply
 //	 80  TCP: State, LastDir, LastIndex, Retrans, LastWScale, LastFlags uint8,
@@ -128,14 +128,19 @@ func encodeEntry(b *[snapshotRecordSize]byte, e *entry, now int64) {
 		b[38] |= snapAssured
 	}
 	le.PutUint64(b[40:], uint64(e.expires-now))
-	// aux only says whether udpStreamAfter has passed: clamp it so that it
-	// cannot overflow when added to the next run's clock.
-	aux := min(max(e.aux-now, -int64(udpStreamAfter)), int64(udpStreamAfter))
-	le.PutUint64(b[48:], uint64(aux))
+	if e.key.proto == packet.ProtoUDP {
+		// It only says whether udpStreamAfter has passed: clamp it so that
+		// it cannot overflow when added to the next run's clock.
+		aux := min(max(*e.streamTS()-now, -int64(udpStreamAfter)), int64(udpStreamAfter))
+		le.PutUint64(b[48:], uint64(aux))
+	}
 	le.PutUint32(b[56:], e.packets[0])
 	le.PutUint32(b[60:], e.packets[1])
 	le.PutUint64(b[64:], e.bytes[0])
 	le.PutUint64(b[72:], e.bytes[1])
+	if e.key.proto != packet.ProtoTCP {
+		return // the TCP state's place holds UDP's stream timestamp, written above
+	}
 	c := &e.tcp
 	b[80], b[81], b[82], b[83], b[84], b[85] = uint8(c.State), uint8(c.LastDir), uint8(c.LastIndex), c.Retrans, c.LastWScale, c.LastFlags
 	le.PutUint16(b[86:], c.LastWin)
@@ -148,14 +153,15 @@ func encodeEntry(b *[snapshotRecordSize]byte, e *entry, now int64) {
 		le.PutUint32(b[o+4:], p.MaxEnd)
 		le.PutUint32(b[o+8:], p.MaxWin)
 		le.PutUint32(b[o+12:], p.MaxAck)
-		b[o+16], b[o+17] = p.Scale, p.Flags
+		b[o+16], b[o+17] = c.Scale[i], c.Flags[i]
 	}
 }
 
 // loaded is one decoded record.
 type loaded struct {
-	e         entry // expires and aux relative to the snapshot's now
-	remaining int64
+	e         entry
+	remaining int64 // until the entry expires, from the snapshot's now
+	aux       int64 // UDP stream_ts, relative to the snapshot's now
 }
 
 func decodeEntry(b []byte, i int) (loaded, error) {
@@ -182,9 +188,9 @@ func decodeEntry(b []byte, i int) (loaded, error) {
 	if l.remaining <= 0 {
 		return l, snapErr("record %d: timeout %v is not positive", i, time.Duration(l.remaining))
 	}
-	e.aux = int64(le.Uint64(b[48:]))
-	if e.aux < -int64(udpStreamAfter) || e.aux > int64(udpStreamAfter) {
-		return l, snapErr("record %d: UDP stream time %v out of range", i, time.Duration(e.aux))
+	l.aux = int64(le.Uint64(b[48:]))
+	if l.aux < -int64(udpStreamAfter) || l.aux > int64(udpStreamAfter) {
+		return l, snapErr("record %d: UDP stream time %v out of range", i, time.Duration(l.aux))
 	}
 	e.packets[0], e.packets[1] = le.Uint32(b[56:]), le.Uint32(b[60:])
 	e.bytes[0], e.bytes[1] = le.Uint64(b[64:]), le.Uint64(b[72:])
@@ -196,12 +202,12 @@ func decodeEntry(b []byte, i int) (loaded, error) {
 	for j := range c.Peer {
 		p, o := &c.Peer[j], 100+20*j
 		p.End, p.MaxEnd, p.MaxWin, p.MaxAck = le.Uint32(b[o:]), le.Uint32(b[o+4:]), le.Uint32(b[o+8:]), le.Uint32(b[o+12:])
-		p.Scale, p.Flags = b[o+16], b[o+17]
+		c.Scale[j], c.Flags[j] = b[o+16], b[o+17]
 		if b[o+18] != 0 || b[o+19] != 0 {
 			return l, snapErr("record %d: reserved TCP bytes set", i)
 		}
-		if p.Scale > 14 {
-			return l, snapErr("record %d: TCP window scale %d above 14", i, p.Scale)
+		if c.Scale[j] > 14 {
+			return l, snapErr("record %d: TCP window scale %d above 14", i, c.Scale[j])
 		}
 	}
 	if e.key.proto != packet.ProtoTCP {
@@ -373,7 +379,9 @@ func (t *Table) insertLoaded(l *loaded, now int64) bool {
 	e := s.at(idx)
 	*e = l.e
 	e.expires = now + l.remaining
-	e.aux = now + l.e.aux
+	if e.key.proto == packet.ProtoUDP {
+		*e.streamTS() = now + l.aux
+	}
 	s.insertSlot(h, idx)
 	s.n++
 	t.count.Add(1)

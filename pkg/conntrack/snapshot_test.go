@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/statewall/statewall/pkg/conntrack/tcpstate"
+
+	"github.com/statewall/statewall/pkg/packet"
 )
 
 // snapshotFlows set up one connection of every kind in a table.
@@ -68,7 +70,9 @@ func rawEntries(tab *Table, now int64) map[Key]entry {
 			}
 			e := *s.at(sl&refMask - 1)
 			e.expires -= now
-			e.aux = min(max(e.aux-now, -int64(udpStreamAfter)), int64(udpStreamAfter))
+			if e.key.proto == packet.ProtoUDP {
+				*e.streamTS() = min(max(*e.streamTS()-now, -int64(udpStreamAfter)), int64(udpStreamAfter))
+			}
 			m[e.key] = e
 		}
 		s.mu.Unlock()

@@ -49,7 +49,7 @@ func (t *Table) trackUDP(p *packet.Packet, now int64) Result {
 	// flow only once the flow is more than 2 s old: a DNS query and its
 	// answer never become assured.
 	d := t.to.UDP
-	if c.e.seenReply() && now > c.e.aux {
+	if c.e.seenReply() && now > *c.e.streamTS() {
 		d = t.to.UDPStream
 		c.e.flags |= flagAssured
 	}

@@ -26,16 +26,20 @@ type EntryInfo struct {
 }
 
 func (e *entry) info(now int64) EntryInfo {
-	return EntryInfo{
+	in := EntryInfo{
 		Original:  e.key,
 		Reply:     e.key.Reply(),
-		TCPState:  e.tcp.State,
 		SeenReply: e.seenReply(),
 		Assured:   e.assured(),
 		Timeout:   time.Duration(e.expires - now),
 		Packets:   [2]uint64{uint64(e.packets[0]), uint64(e.packets[1])},
 		Bytes:     e.bytes,
 	}
+	if e.key.proto == packet.ProtoTCP {
+		// Other entries keep something else there (streamTS).
+		in.TCPState = e.tcp.State
+	}
+	return in
 }
 
 // Proto is the IP protocol number.

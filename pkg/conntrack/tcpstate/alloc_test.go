@@ -2,6 +2,7 @@ package tcpstate
 
 import (
 	"testing"
+	"unsafe"
 
 	"github.com/statewall/statewall/pkg/packet"
 )
@@ -75,4 +76,11 @@ func BenchmarkStep(b *testing.B) {
 			Step(&c, syn, Original, Status{}, &DefaultTimeouts)
 		}
 	})
+}
+
+// TestConnSize: 56 bytes keep a conntrack entry at two cache lines.
+func TestConnSize(t *testing.T) {
+	if got := unsafe.Sizeof(Conn{}); got != 56 {
+		t.Errorf("Conn is %d bytes, want 56", got)
+	}
 }

@@ -87,12 +87,12 @@ func Start(c *Conn, p *packet.Packet) (Reason, bool) {
 	s.MaxWin = max(uint32(p.Window), 1)
 	if next == SynSent {
 		s.MaxEnd = s.End
-		tcpOptions(p, s)
+		tcpOptions(p, &c.Scale[Original], &c.Flags[Original])
 	} else {
 		// Mid-stream pickup: "its history is lost for us".
 		s.MaxEnd = s.End + s.MaxWin
-		c.Peer[Original].Flags = PeerSACKPerm | PeerBeLiberal
-		c.Peer[Reply].Flags = PeerSACKPerm | PeerBeLiberal
+		c.Flags[Original] = PeerSACKPerm | PeerBeLiberal
+		c.Flags[Reply] = PeerSACKPerm | PeerBeLiberal
 	}
 	// "tcp_packet will set them".
 	c.LastIndex = IndexNone
@@ -144,7 +144,7 @@ func Step(c *Conn, p *packet.Packet, dir Dir, st Status, t *Timeouts) Result {
 			// connections: either side closed (sent the first FIN), or
 			// the last in-window packet this way was an RST. Then the
 			// entry is killed and the packet looked up again.
-			if (c.Peer[dir].Flags|c.Peer[other].Flags)&PeerCloseInit != 0 ||
+			if (c.Flags[dir]|c.Flags[other])&PeerCloseInit != 0 ||
 				(c.LastDir == dir && c.LastIndex == IndexRst) {
 				return Result{Verdict: Reopen, Reason: ReasonReopen}
 			}
@@ -193,7 +193,7 @@ func Step(c *Conn, p *packet.Packet, dir Dir, st Status, t *Timeouts) Result {
 			break
 		}
 		// td_maxack may be stale if we let a SYN through just before.
-		if c.Peer[other].Flags&PeerMaxAckSet != 0 && c.LastIndex != IndexSyn {
+		if c.Flags[other]&PeerMaxAckSet != 0 && c.LastIndex != IndexSyn {
 			established := c.State == Established && st.Assured // nf_conntrack_tcp_established
 			if seq == 0 && !established {
 				// Most likely the answer to a SYN let through above.
@@ -246,7 +246,7 @@ func Step(c *Conn, p *packet.Packet, dir Dir, st Status, t *Timeouts) Result {
 	c.LastDir = dir
 	c.State = newState
 	if oldState != newState && newState == FinWait {
-		c.Peer[dir].Flags |= PeerCloseInit
+		c.Flags[dir] |= PeerCloseInit
 	}
 
 	unack, retrans := t.get(slotUnack), t.get(slotRetrans)
@@ -257,7 +257,7 @@ func Step(c *Conn, p *packet.Packet, dir Dir, st Status, t *Timeouts) Result {
 	case idx == IndexRst:
 		// Also for an inexact RST that leaves the state ESTABLISHED.
 		timeout = t.get(Close)
-	case (c.Peer[0].Flags|c.Peer[1].Flags)&PeerDataUnacked != 0 && timeout > unack:
+	case (c.Flags[0]|c.Flags[1])&PeerDataUnacked != 0 && timeout > unack:
 		timeout = unack
 	case c.LastWin == 0 && timeout > retrans:
 		// A zero window seen last (or none recorded yet, as for a
@@ -315,15 +315,15 @@ func (c *Conn) annotate(p *packet.Packet, dir Dir, idx Index, oldState State) {
 	// not. Keep its options; a SYN/ACK answering it resyncs us (b),
 	// otherwise the server may answer with a challenge ACK.
 	if idx == IndexSyn && dir == Original {
-		var seen Peer
-		tcpOptions(p, &seen)
+		var scale, flags uint8
+		tcpOptions(p, &scale, &flags)
 		c.LastFlags = 0
 		c.LastWScale = 0
-		if seen.Flags&PeerWScaleOK != 0 {
+		if flags&PeerWScaleOK != 0 {
 			c.LastFlags |= PeerWScaleOK
-			c.LastWScale = seen.Scale
+			c.LastWScale = scale
 		}
-		if seen.Flags&PeerSACKPerm != 0 {
+		if flags&PeerSACKPerm != 0 {
 			c.LastFlags |= PeerSACKPerm
 		}
 		// In LAST_ACK the challenge ACK would look like the last ACK.
@@ -342,17 +342,18 @@ func (c *Conn) annotate(p *packet.Packet, dir Dir, idx Index, oldState State) {
 // annotate, when the SYN/ACK answering it arrives (dir is the SYN/ACK's
 // direction).
 func (c *Conn) resyncFromLast(dir Dir) {
-	s := &c.Peer[c.LastDir&1]
+	ld := c.LastDir & 1
+	s := &c.Peer[ld]
 	s.End = c.LastEnd
 	s.MaxEnd = c.LastEnd
 	s.MaxWin = max(uint32(c.LastWin), 1)
-	s.Scale = c.LastWScale
+	c.Scale[ld] = c.LastWScale
 	c.LastFlags &^= LastChallengeAck
-	s.Flags = c.LastFlags
+	c.Flags[ld] = c.LastFlags
 	// nf_ct_tcp_state_reset.
-	r := &c.Peer[dir]
-	r.End, r.MaxEnd, r.MaxWin, r.MaxAck, r.Scale = 0, 0, 0, 0, 0
-	r.Flags &= PeerBeLiberal
+	c.Peer[dir] = Peer{}
+	c.Scale[dir] = 0
+	c.Flags[dir] &= PeerBeLiberal
 }
 
 // handleInvalid is nf_tcp_handle_invalid. For an assured entry, a FIN or RST

@@ -102,14 +102,13 @@ var DefaultTimeouts = Timeouts{
 }
 
 // Peer is the window-tracking state of one direction (the kernel's
-// struct ip_ct_tcp_state).
+// struct ip_ct_tcp_state), without its scale and flags: those live in
+// Conn.Scale and Conn.Flags, so that Conn has no padding (see Conn).
 type Peer struct {
 	End    uint32 // td_end: highest sequence number sent + length
 	MaxEnd uint32 // td_maxend: highest ack + window seen from the other side
 	MaxWin uint32 // td_maxwin: largest window seen (scaled)
 	MaxAck uint32 // td_maxack: highest ack sent
-	Scale  uint8  // td_scale: window scale shift
-	Flags  uint8  // PeerWScaleOK, PeerSACKPerm, PeerCloseInit, PeerBeLiberal, PeerDataUnacked, PeerMaxAckSet
 }
 
 // Peer flag bits (the kernel's IP_CT_TCP_FLAG_*).
@@ -140,9 +139,15 @@ const (
 // The zero value is a connection in state None; call Start before the first
 // Step. A Conn is not safe for concurrent use: the caller holds the entry's
 // lock around Start and Step.
+//
+// 56 bytes, no padding: with each peer's scale and flags inside Peer (as
+// the kernel has them) it was 64, which made a conntrack entry 144 bytes,
+// three cache lines; at 56 the entry is 128, two (TestConnSize).
 type Conn struct {
+	Peer       [2]Peer  // indexed by Dir
+	Scale      [2]uint8 // td_scale of each peer: window scale shift
+	Flags      [2]uint8 // td_flags of each peer: PeerWScaleOK, PeerSACKPerm, PeerCloseInit, PeerBeLiberal, PeerDataUnacked, PeerMaxAckSet
 	State      State
-	Peer       [2]Peer // indexed by Dir
 	LastDir    Dir
 	LastIndex  Index // flag index of the last in-window or ignored packet (get_conntrack_index)
 	Retrans    uint8 // identical ACK-index segments seen in a row

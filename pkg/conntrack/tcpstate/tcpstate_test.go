@@ -19,10 +19,10 @@ func TestThreeWayHandshake(t *testing.T) {
 	// Window bookkeeping (tcp_in_window): each side's MaxEnd is the other
 	// side's ack + window; MaxAck is its highest ack.
 	c := s.c
-	if got, want := c.Peer[Original], (Peer{End: 1001, MaxEnd: 1001 + 8192, MaxWin: 8192, MaxAck: 5001, Flags: PeerMaxAckSet}); got != want {
+	if got, want := c.Peer[Original], (Peer{End: 1001, MaxEnd: 1001 + 8192, MaxWin: 8192, MaxAck: 5001}); got != want || c.Flags[Original] != PeerMaxAckSet {
 		t.Errorf("client peer = %+v, want %+v", got, want)
 	}
-	if got, want := c.Peer[Reply], (Peer{End: 5001, MaxEnd: 5001 + 8192, MaxWin: 8192, MaxAck: 1001, Flags: PeerMaxAckSet}); got != want {
+	if got, want := c.Peer[Reply], (Peer{End: 5001, MaxEnd: 5001 + 8192, MaxWin: 8192, MaxAck: 1001}); got != want || c.Flags[Reply] != PeerMaxAckSet {
 		t.Errorf("server peer = %+v, want %+v", got, want)
 	}
 }
@@ -56,8 +56,8 @@ func TestSimultaneousOpenSynSent2(t *testing.T) {
 		// simultaneous-open flag moves it to ESTABLISHED.
 		{from: srv, p: seg("A", 3001, 1001, 8192), v: Accept, state: Established, timeout: 5 * days, assured: true},
 	})
-	if s.c.Peer[Original].Scale != 2 || s.c.Peer[Reply].Scale != 3 {
-		t.Errorf("scales = %d/%d, want 2/3", s.c.Peer[Original].Scale, s.c.Peer[Reply].Scale)
+	if s.c.Scale[Original] != 2 || s.c.Scale[Reply] != 3 {
+		t.Errorf("scales = %d/%d, want 2/3", s.c.Scale[Original], s.c.Scale[Reply])
 	}
 }
 
@@ -83,7 +83,7 @@ func TestSynAckAfterIgnoredSynResyncs(t *testing.T) {
 		{from: srv, p: seg("SA", 90000, 70001, 8192, sackOK()), v: Accept, state: SynRecv, timeout: 60 * sec},
 		{from: cli, p: seg("A", 70001, 90001, 4096), v: Accept, state: Established, timeout: 5 * days},
 	}))
-	if got := s.c.Peer[Original]; got.End != 70001 || got.Flags&PeerSACKPerm == 0 {
+	if got := s.c.Peer[Original]; got.End != 70001 || s.c.Flags[Original]&PeerSACKPerm == 0 {
 		t.Errorf("client peer after resync = %+v, want End 70001 with SACK permitted", got)
 	}
 	if got := s.c.Peer[Reply].End; got != 90001 {
@@ -109,8 +109,8 @@ func TestFullCloseSequence(t *testing.T) {
 		// Retransmitted last ACK: TIME_WAIT again, timer refreshed.
 		{from: cli, p: seg("A", 1002, 5002, 8192), v: Accept, state: TimeWait, timeout: 120 * sec},
 	}))
-	if s.c.Peer[Original].Flags&PeerCloseInit == 0 || s.c.Peer[Reply].Flags&PeerCloseInit != 0 {
-		t.Errorf("close-init flags = %#x/%#x, want only the client's", s.c.Peer[Original].Flags, s.c.Peer[Reply].Flags)
+	if s.c.Flags[Original]&PeerCloseInit == 0 || s.c.Flags[Reply]&PeerCloseInit != 0 {
+		t.Errorf("close-init flags = %#x/%#x, want only the client's", s.c.Flags[Original], s.c.Flags[Reply])
 	}
 }
 
@@ -283,7 +283,7 @@ func TestLoosePickupACK(t *testing.T) {
 		{from: cli, p: seg("A", 1010, 5020, 1000), v: Accept, state: Established, timeout: 5 * days, assured: true, label: "established"},
 	})
 	for d := range 2 {
-		if f := s.c.Peer[d].Flags; f&(PeerBeLiberal|PeerSACKPerm) != PeerBeLiberal|PeerSACKPerm {
+		if f := s.c.Flags[d]; f&(PeerBeLiberal|PeerSACKPerm) != PeerBeLiberal|PeerSACKPerm {
 			t.Errorf("peer %d flags = %#x, want liberal and SACK", d, f)
 		}
 	}
@@ -421,8 +421,8 @@ func TestWindowScaleBothSYNs(t *testing.T) {
 		{from: cli, p: seg("A", 1001, 5001, 1024), v: Accept, state: Established, timeout: 5 * days, assured: true},
 		{from: srv, p: seg("PA", 105001, 1001, 1024, data(100)), v: Accept, state: Established, timeout: 300 * sec},
 	})
-	if s.c.Peer[0].Scale != 7 || s.c.Peer[1].Scale != 7 {
-		t.Errorf("scales = %d/%d, want 7/7", s.c.Peer[0].Scale, s.c.Peer[1].Scale)
+	if s.c.Scale[0] != 7 || s.c.Scale[1] != 7 {
+		t.Errorf("scales = %d/%d, want 7/7", s.c.Scale[0], s.c.Scale[1])
 	}
 	// A shift above 14 is capped (RFC 7323).
 	s = &sim{}
@@ -430,8 +430,8 @@ func TestWindowScaleBothSYNs(t *testing.T) {
 		{from: cli, p: seg("S", 1000, 0, 1024, wscale(15)), v: Accept, state: SynSent, timeout: 120 * sec},
 		{from: srv, p: seg("SA", 5000, 1001, 1024, wscale(20)), v: Accept, state: SynRecv, timeout: 60 * sec},
 	})
-	if s.c.Peer[0].Scale != 14 || s.c.Peer[1].Scale != 14 {
-		t.Errorf("capped scales = %d/%d, want 14/14", s.c.Peer[0].Scale, s.c.Peer[1].Scale)
+	if s.c.Scale[0] != 14 || s.c.Scale[1] != 14 {
+		t.Errorf("capped scales = %d/%d, want 14/14", s.c.Scale[0], s.c.Scale[1])
 	}
 }
 
@@ -452,8 +452,8 @@ func TestWindowScaleOnlyOneSide(t *testing.T) {
 				{from: cli, p: seg("A", 1001, 5001, 1024), v: Accept, state: Established, timeout: 5 * days, assured: true},
 				{from: srv, p: seg("PA", 105001, 1001, 1024, data(100)), v: Invalid, reason: ReasonSeqBeyondWindow, state: Established, label: "invalid"},
 			})
-			if s.c.Peer[0].Scale != 0 || s.c.Peer[1].Scale != 0 {
-				t.Errorf("scales = %d/%d, want 0/0", s.c.Peer[0].Scale, s.c.Peer[1].Scale)
+			if s.c.Scale[0] != 0 || s.c.Scale[1] != 0 {
+				t.Errorf("scales = %d/%d, want 0/0", s.c.Scale[0], s.c.Scale[1])
 			}
 		})
 	}

@@ -62,22 +62,23 @@ func maxAckWindow(sender *Peer) uint32 {
 }
 
 // tcpOptions is the kernel's tcp_options: it records the window scale and
-// SACK-permitted options of a SYN or SYN/ACK in s. Like the kernel it leaves
-// s untouched when the header carries no options at all, and otherwise
-// clears every flag but PeerBeLiberal first (so data-unacked, close-init and
-// max-ack-set go too). A scale above 14 is capped at 14 (RFC 7323).
-func tcpOptions(p *packet.Packet, s *Peer) {
+// SACK-permitted options of a SYN or SYN/ACK in a peer's scale and flags.
+// Like the kernel it leaves them untouched when the header carries no
+// options at all, and otherwise clears every flag but PeerBeLiberal first
+// (so data-unacked, close-init and max-ack-set go too). A scale above 14 is
+// capped at 14 (RFC 7323).
+func tcpOptions(p *packet.Packet, scale, flags *uint8) {
 	if p.TCPHdrLen <= 20 {
 		return
 	}
-	s.Scale = 0
-	s.Flags &= PeerBeLiberal
+	*scale = 0
+	*flags &= PeerBeLiberal
 	if p.TCPOpts.SACKPerm {
-		s.Flags |= PeerSACKPerm
+		*flags |= PeerSACKPerm
 	}
 	if p.TCPOpts.HasWScale {
-		s.Scale = min(p.TCPOpts.WScale, 14)
-		s.Flags |= PeerWScaleOK
+		*scale = min(p.TCPOpts.WScale, 14)
+		*flags |= PeerWScaleOK
 	}
 }
 
@@ -100,17 +101,18 @@ func highestSack(p *packet.Packet, sack uint32) uint32 {
 // initSender is tcp_init_sender: set up the sender's window from a SYN/ACK
 // in reply to a SYN, or a SYN from the reply direction (simultaneous open),
 // or a SYN that reinitialises a connection in SYN_SENT/SYN_RECV.
-func initSender(sender, receiver *Peer, p *packet.Packet, end, win uint32, dir Dir) {
+func (c *Conn) initSender(p *packet.Packet, end, win uint32, dir Dir) {
+	sender := &c.Peer[dir]
 	sender.End = end
 	sender.MaxEnd = end
 	sender.MaxWin = max(win, 1)
-	tcpOptions(p, sender)
+	tcpOptions(p, &c.Scale[dir], &c.Flags[dir])
 	// RFC 7323: window scaling is on in either direction only if both
 	// SYNs carried the option. The kernel decides this when the reply
 	// direction's SYN (or SYN/ACK) arrives.
-	if dir == Reply && !(sender.Flags&PeerWScaleOK != 0 && receiver.Flags&PeerWScaleOK != 0) {
-		sender.Scale = 0
-		receiver.Scale = 0
+	if dir == Reply && !(c.Flags[dir]&PeerWScaleOK != 0 && c.Flags[dir^1]&PeerWScaleOK != 0) {
+		c.Scale[dir] = 0
+		c.Scale[dir^1] = 0
 	}
 }
 
@@ -118,8 +120,8 @@ func initSender(sender, receiver *Peer, p *packet.Packet, end, win uint32, dir D
 // sender's PeerBeLiberal, set by loose pickup, or the global sysctl) a
 // window violation is accepted. The kernel then returns from tcp_in_window
 // at once, so such a packet updates no window data.
-func logInvalid(sender *Peer, v Verdict, r Reason) (Verdict, Reason) {
-	if beLiberal || sender.Flags&PeerBeLiberal != 0 {
+func logInvalid(senderFlags uint8, v Verdict, r Reason) (Verdict, Reason) {
+	if beLiberal || senderFlags&PeerBeLiberal != 0 {
 		return Accept, ReasonNone
 	}
 	return v, r
@@ -143,7 +145,7 @@ func (c *Conn) inWindow(p *packet.Packet, dir Dir, idx Index) (Verdict, Reason) 
 	win := uint32(winRaw)
 	end := segmentEnd(p)
 
-	if receiver.Flags&PeerSACKPerm != 0 {
+	if c.Flags[dir^1]&PeerSACKPerm != 0 {
 		sack = highestSack(p, sack)
 	}
 	// The kernel subtracts a NAT sequence offset (nf_ct_seq_offset) here;
@@ -152,7 +154,7 @@ func (c *Conn) inWindow(p *packet.Packet, dir Dir, idx Index) (Verdict, Reason) 
 	if sender.MaxWin == 0 {
 		// First packet seen from this direction.
 		if syn {
-			initSender(sender, receiver, p, end, win, dir)
+			c.initSender(p, end, win, dir)
 			if !hasAck {
 				// Simultaneous open: a SYN from the reply direction.
 				return Accept, ReasonNone
@@ -161,7 +163,7 @@ func (c *Conn) inWindow(p *packet.Packet, dir Dir, idx Index) (Verdict, Reason) 
 			// "We are in the middle of a connection, its history is lost
 			// for us. Let's try to use the data from the packet."
 			sender.End = end
-			swin := win << sender.Scale
+			swin := win << c.Scale[dir]
 			sender.MaxWin = max(swin, 1)
 			sender.MaxEnd = end + sender.MaxWin
 			if receiver.MaxWin == 0 {
@@ -179,7 +181,7 @@ func (c *Conn) inWindow(p *packet.Packet, dir Dir, idx Index) (Verdict, Reason) 
 		// numbers larger than those recently used". Re-init this
 		// direction as for the first SYN(/ACK): seq, ack or options may
 		// differ.
-		initSender(sender, receiver, p, end, win, dir)
+		c.initSender(p, end, win, dir)
 		if dir == Reply && !hasAck {
 			return Accept, ReasonNone
 		}
@@ -211,30 +213,30 @@ func (c *Conn) inWindow(p *packet.Packet, dir Dir, idx Index) (Verdict, Reason) 
 			// only the sequence check fails, record the data anyway so
 			// that the peer's ACK for it is not "over upper bound" later.
 			sender.End = end
-			sender.Flags |= PeerDataUnacked
-			return logInvalid(sender, Ignore, ReasonOvershoot)
+			c.Flags[dir] |= PeerDataUnacked
+			return logInvalid(c.Flags[dir], Ignore, ReasonOvershoot)
 		}
-		return logInvalid(sender, Invalid, ReasonSeqBeyondWindow)
+		return logInvalid(c.Flags[dir], Invalid, ReasonSeqBeyondWindow)
 	}
 
 	// III. Upper bound for (s)ack: no ACK for data the receiver never sent.
 	if !before(sack, receiver.End+1) {
-		return logInvalid(sender, Invalid, ReasonAckUnsent)
+		return logInvalid(c.Flags[dir], Invalid, ReasonAckUnsent)
 	}
 
 	// II. Lower bound for data: older than one window is a retransmission
 	// of data already acknowledged; pass it, learn nothing.
 	if receiver.MaxWin != 0 && !after(end, sender.End-receiver.MaxWin-1) {
-		return logInvalid(sender, Ignore, ReasonSeqTooOld)
+		return logInvalid(c.Flags[dir], Ignore, ReasonSeqTooOld)
 	}
 	// IV. Lower bound for (s)ack: a very late ACK, likewise.
 	if !after(sack, receiver.End-maxAckWindow(sender)-1) {
-		return logInvalid(sender, Ignore, ReasonAckTooOld)
+		return logInvalid(c.Flags[dir], Ignore, ReasonAckTooOld)
 	}
 
 	// Window scaling (RFC 7323) never applies to SYN segments.
 	if !syn {
-		win <<= sender.Scale
+		win <<= c.Scale[dir]
 	}
 
 	// Update the sender.
@@ -243,12 +245,12 @@ func (c *Conn) inWindow(p *packet.Packet, dir Dir, idx Index) (Verdict, Reason) 
 	}
 	if after(end, sender.End) {
 		sender.End = end
-		sender.Flags |= PeerDataUnacked
+		c.Flags[dir] |= PeerDataUnacked
 	}
 	if hasAck {
-		if sender.Flags&PeerMaxAckSet == 0 {
+		if c.Flags[dir]&PeerMaxAckSet == 0 {
 			sender.MaxAck = ack
-			sender.Flags |= PeerMaxAckSet
+			c.Flags[dir] |= PeerMaxAckSet
 		} else if after(ack, sender.MaxAck) {
 			sender.MaxAck = ack
 		}
@@ -265,7 +267,7 @@ func (c *Conn) inWindow(p *packet.Packet, dir Dir, idx Index) (Verdict, Reason) 
 		}
 	}
 	if ack == receiver.End {
-		receiver.Flags &^= PeerDataUnacked
+		c.Flags[dir^1] &^= PeerDataUnacked
 	}
 
 	// Count retransmissions: the same ACK-index segment again and again
