@@ -8,15 +8,17 @@ import (
 )
 
 // Batches. A lookup in a table larger than the CPU caches costs two
-// dependent cache misses, the index slot and then the entry, about 160 ns
-// each on the development VM: one packet at a time, a table of 100k
+// dependent cache misses, the index slot and then the entry, 110-210 ns
+// each on the development VM (BenchmarkMemoryLatency): one packet at a
+// time, a table of 100k
 // connections cannot go faster than that, whatever the code does. The
 // misses of different packets are independent, though, and the CPU can
 // wait for ten of them at once. Prefetch is the batch half of Track:
 // given the packets about to be tracked, it hashes each and starts loading
 // its index slot, then (once those lines arrive) the entry the slot names,
 // so that the Track calls that follow find both in the cache. Measured by
-// BenchmarkTrackEstablished's batch runs.
+// BenchmarkTrackEstablishedBatch. What then limits a batch is how many
+// lines the core keeps in flight (about ten), hence entries of two lines.
 //
 // Prefetch runs without the shard locks (taking them would cost more than
 // it saves). It reads only what the writers publish for it: the shard's
@@ -45,8 +47,8 @@ const prefetchBatch = 16
 // prefetchProbe is how many slots of a probe Prefetch follows.
 const prefetchProbe = 4
 
-// prefetchMinEntries: below this many entries (about 2.4 MB of them, the
-// size of a core's L2 cache on the development VM) the table stays in the
+// prefetchMinEntries: below this many entries (2 MB of them, a core's L2
+// cache on the development VM) the table stays in the
 // caches and Prefetch would only add its own hashing, 15-20% of a small
 // table's lookup (measured side by side at 1k flows).
 const prefetchMinEntries = 16384
