@@ -3,6 +3,7 @@ package daemon
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"os/exec"
 	"strings"
@@ -21,31 +22,56 @@ import (
 // packet; with the table below present, every packet passed, and the
 // daemon saw one reassembled datagram per ping.
 //
-// So the daemon becomes such a user while it runs: a table of its own
-// holding one rule that references ct state, in a chain that no hook
-// calls, so no packet ever runs it. Its only effect is that the namespace
-// has conntrack and defragmentation on, as most hosts (NAT, Docker, any ct
-// rule) already do. It is removed at a clean stop, and replaced, with the
-// leftovers of a crashed run, in one transaction at start.
+// So the daemon makes the kernel register them while it runs: a table of
+// its own holding one rule, in a chain that no hook calls, so no packet
+// ever runs it, whose expression needs defragmentation. A tproxy
+// statement needs it and nothing else (nft_tproxy enables the IPv4 and
+// IPv6 defragmentation hooks when the rule is added); a rule that
+// references ct state would also switch on the kernel's own connection
+// tracking, which then keeps a second table of every connection beside
+// statewall's, with its own limit (nf_conntrack_max) and drops when that
+// fills. The ct rule is the fallback for a kernel without nft_tproxy. The
+// table is removed at a clean stop, and replaced, with the leftovers of a
+// crashed run, in one transaction at start. TestRouterOutboundOnly checks
+// that fragmented pings pass and that the kernel tracks nothing.
 
 // defragTable is the name of the table for a tag; nft names cannot be
 // quoted in nft 1.0.6, so it starts with a letter whatever the tag is.
 func defragTable(tag string) string { return "statewall-defrag-" + tag }
 
-func defragScript(tag string, enable bool) string {
+// The rules that need defragmentation, preferred first (see above).
+var defragRules = []string{"meta l4proto tcp tproxy to :1", "ct state invalid counter"}
+
+func defragScript(tag, rule string) string {
 	t := "inet " + defragTable(tag)
 	// "table" then "delete table": removes the table if it is there, and
 	// does not fail if it is not.
 	s := "table " + t + "\ndelete table " + t + "\n"
-	if enable {
-		s += "table " + t + " {\n\tchain defrag {\n\t\tct state invalid counter\n\t}\n}\n"
+	if rule != "" {
+		s += "table " + t + " {\n\tchain defrag {\n\t\t" + rule + "\n\t}\n}\n"
 	}
 	return s
 }
 
 // setDefrag installs (enable) or removes the defragmentation table in the
-// named network namespace (the caller's if empty), with nft.
-func setDefrag(netns, tag string, enable bool) error {
+// named network namespace (the caller's if empty), with nft. It returns the
+// rule it installed.
+func setDefrag(netns, tag string, enable bool) (string, error) {
+	if !enable {
+		return "", runNft(netns, defragScript(tag, ""))
+	}
+	var errs []error
+	for _, rule := range defragRules {
+		err := runNft(netns, defragScript(tag, rule))
+		if err == nil {
+			return rule, nil
+		}
+		errs = append(errs, err)
+	}
+	return "", errors.Join(errs...)
+}
+
+func runNft(netns, script string) error {
 	name, args := "nft", []string{"-f", "-"}
 	if netns != "" {
 		name, args = "ip", append([]string{"netns", "exec", netns, "nft"}, args...)
@@ -53,7 +79,7 @@ func setDefrag(netns, tag string, enable bool) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, name, args...)
-	cmd.Stdin = strings.NewReader(defragScript(tag, enable))
+	cmd.Stdin = strings.NewReader(script)
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	if err := cmd.Run(); err != nil {

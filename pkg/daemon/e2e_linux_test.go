@@ -62,6 +62,16 @@ func TestRouterOutboundOnly(t *testing.T) {
 		if n := pingCount(tp.client, serverV6, 2, 3000); n != 2 {
 			t.Errorf("fragmented ping over IPv6: %d of 2 replies", n)
 		}
+		// Defragmentation without the kernel's own connection tracking
+		// (defrag.go): unless this kernel lacks nft_tproxy and the daemon
+		// fell back to a ct rule, the kernel tracked none of the above.
+		if table := mustNS(t, tp.router, "", "nft", "list", "table", "inet", "statewall-defrag-STATEWALL"); strings.Contains(table, "tproxy") {
+			if n, err := inNS(tp.router, "", "cat", "/proc/sys/net/netfilter/nf_conntrack_count"); err == nil && strings.TrimSpace(n) != "0" {
+				t.Errorf("the kernel tracks %s connections: its conntrack is on", strings.TrimSpace(n))
+			}
+		} else {
+			t.Logf("no nft_tproxy here: the daemon switched on the kernel's conntrack for defragmentation:\n%s", table)
+		}
 		// The other way is closed: it is a filter.
 		if n := pingCount(tp.server, clientV4, 2, 0); n != 0 {
 			t.Errorf("the server side reached the client side: %d of 2 pings", n)
