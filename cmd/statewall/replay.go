@@ -28,6 +28,7 @@ Formats:
 	rulesFile := fs.String("rules", "", "the ruleset `FILE` (required)")
 	modeFlag := fs.String("mode", "compare", "`MODE`: compare, stateless or stateful")
 	format := fs.String("format", "text", "output `FORMAT`: text, jsonl or summary")
+	noChecksum := fs.Bool("no-checksum", false, "do not verify transport checksums (the kernel's nf_conntrack_checksum=0): for captures taken on the sending host, whose checksums the NIC had yet to fill in")
 	cpuprofile := cpuProfileFlag(fs)
 	if err := parseFlags(fs, args); err != nil {
 		return err
@@ -59,7 +60,7 @@ Formats:
 	if len(rs.Local) == 0 && usesDirection(rs) {
 		fmt.Fprintf(stderr, "statewall replay: warning: %s has rules with 'in' or 'out' but no 'set local': they match nothing in replay\n", *rulesFile)
 	}
-	rp, err := replay.New(replay.Config{Rules: rs, Mode: mode})
+	rp, err := replay.New(replay.Config{Rules: rs, Mode: mode, NoChecksum: *noChecksum})
 	if err != nil {
 		return err
 	}

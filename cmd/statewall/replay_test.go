@@ -11,6 +11,8 @@ import (
 	"testing"
 
 	"github.com/gopacket/gopacket/pcapgo"
+
+	"github.com/statewall/statewall/pkg/packet"
 )
 
 // countPackets counts a pcap's packets with pcapgo and returns the byte
@@ -214,5 +216,48 @@ func TestReplayWarnsDirection(t *testing.T) {
 	code, _, errs := statewall(t, "replay", "--rules", rf, "--format", "summary", testdata+"/ping-v4.pcap")
 	if code != 0 || !strings.Contains(errs, "warning") || !strings.Contains(errs, "set local") {
 		t.Errorf("exit %d, stderr %q", code, errs)
+	}
+}
+
+// TestReplayNoChecksum: a TCP checksum broken in the capture makes the SYN
+// invalid for conntrack, as in the kernel; --no-checksum (the kernel's
+// nf_conntrack_checksum=0) tracks it as new.
+func TestReplayNoChecksum(t *testing.T) {
+	src := testdata + "/http-curl-v4.pcap"
+	b, err := os.ReadFile(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := pcapgo.NewReader(strings.NewReader(string(b)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, _, err := r.ReadPacketData()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var p packet.Packet
+	p.Decode(data, packet.LinkType(r.LinkType()))
+	if p.Kind != packet.KindOK || p.Proto != packet.ProtoTCP || p.TCPFlags&packet.TCPSyn == 0 || !p.L4ChecksumOK() {
+		t.Fatalf("%s: the first packet is not a SYN with a good checksum", src)
+	}
+	b[24+16+p.L4Off+16] ^= 0xff // the TCP checksum's first byte
+	f := filepath.Join(t.TempDir(), "badsum.pcap")
+	if err := os.WriteFile(f, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		flags []string
+		want  string
+	}{{nil, "invalid"}, {[]string{"--no-checksum"}, "new"}} {
+		args := append([]string{"replay", "--rules", rulesDir + "/webserver.rules", "--mode", "stateful", "--format", "jsonl"}, tc.flags...)
+		code, out, errs := statewall(t, append(args, f)...)
+		if code != 0 {
+			t.Fatalf("%v: exit %d, stderr %q", tc.flags, code, errs)
+		}
+		recs := jsonLines(t, out)
+		if len(recs) == 0 || recs[0]["ct"] != tc.want {
+			t.Errorf("%v: the SYN is %v, want %s", tc.flags, recs[0]["ct"], tc.want)
+		}
 	}
 }

@@ -200,7 +200,8 @@ type Config struct {
 	// nf_conntrack_checksum=0). By default, as in the kernel, a bad TCP,
 	// UDP or ICMP checksum makes a packet invalid. Captures made on the
 	// sending host carry unfinished checksums (offload), which the kernel
-	// never checks on its output path; replay them with NoChecksum.
+	// never checks on its output path; replay them with NoChecksum
+	// (statewall replay --no-checksum).
 	NoChecksum bool
 }
 

@@ -59,6 +59,12 @@ func ParseMode(s string) (Mode, error) {
 type Config struct {
 	Rules *rules.Ruleset
 	Mode  Mode
+	// NoChecksum: conntrack does not verify transport checksums (the
+	// kernel's nf_conntrack_checksum=0). By default it does, and a packet
+	// with a wrong one is invalid, as in the kernel. Captures taken on the
+	// sending host carry checksums the NIC had yet to fill in; replay those
+	// with NoChecksum.
+	NoChecksum bool
 }
 
 // Record is what the replay says about one packet. The Replayer reuses one
@@ -159,8 +165,9 @@ func New(cfg Config) (*Replayer, error) {
 	}
 	if cfg.Mode != Stateless {
 		ct := conntrack.New(conntrack.Config{
-			Timeouts: cfg.Rules.Timeouts,
-			Limit:    cfg.Rules.LimitStates,
+			Timeouts:   cfg.Rules.Timeouts,
+			Limit:      cfg.Rules.LimitStates,
+			NoChecksum: cfg.NoChecksum,
 		})
 		r.stateful = engine.NewStateful(cfg.Rules, ct)
 		r.defrag = defrag.New(defrag.Config{})
