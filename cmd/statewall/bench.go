@@ -119,15 +119,11 @@ Counts take k and M: --flows 1k,100k,1M.`, stdout)
 		fmt.Fprintln(stderr, err)
 		return errReported
 	}
-	stopProfile, err := startCPUProfile(*cpuprofile)
+	stopProfile, err := startCPUProfile(*cpuprofile, stderr)
 	if err != nil {
 		return err
 	}
-	defer func() {
-		if err := stopProfile(); err != nil {
-			fmt.Fprintf(stderr, "statewall: %v\n", err)
-		}
-	}()
+	defer stopProfile()
 	if len(rs.Local) == 0 && usesDirection(rs) {
 		fmt.Fprintf(stderr, "statewall bench: warning: %s has rules with 'in' or 'out' but no 'set local': they match nothing\n", *rulesFile)
 	}

@@ -3,6 +3,7 @@ package main
 import (
 	"flag"
 	"fmt"
+	"io"
 	"os"
 	"runtime/pprof"
 )
@@ -15,10 +16,11 @@ func cpuProfileFlag(fs *flag.FlagSet) *string {
 }
 
 // startCPUProfile starts profiling into path (nothing when path is empty)
-// and returns the function that stops it and closes the file.
-func startCPUProfile(path string) (stop func() error, err error) {
+// and returns the function that stops it and closes the file, reporting a
+// failure to stderr: defer it.
+func startCPUProfile(path string, stderr io.Writer) (stop func(), err error) {
 	if path == "" {
-		return func() error { return nil }, nil
+		return func() {}, nil
 	}
 	f, err := os.Create(path)
 	if err != nil {
@@ -28,8 +30,10 @@ func startCPUProfile(path string) (stop func() error, err error) {
 		f.Close()
 		return nil, fmt.Errorf("cpu profile: %w", err)
 	}
-	return func() error {
+	return func() {
 		pprof.StopCPUProfile()
-		return f.Close()
+		if err := f.Close(); err != nil {
+			fmt.Fprintf(stderr, "statewall: cpu profile: %v\n", err)
+		}
 	}, nil
 }

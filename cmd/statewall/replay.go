@@ -48,15 +48,11 @@ Formats:
 		fmt.Fprintln(stderr, err)
 		return errReported
 	}
-	stopProfile, err := startCPUProfile(*cpuprofile)
+	stopProfile, err := startCPUProfile(*cpuprofile, stderr)
 	if err != nil {
 		return err
 	}
-	defer func() {
-		if err := stopProfile(); err != nil {
-			fmt.Fprintf(stderr, "statewall: %v\n", err)
-		}
-	}()
+	defer stopProfile()
 	if len(rs.Local) == 0 && usesDirection(rs) {
 		fmt.Fprintf(stderr, "statewall replay: warning: %s has rules with 'in' or 'out' but no 'set local': they match nothing in replay\n", *rulesFile)
 	}

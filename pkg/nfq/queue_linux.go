@@ -167,6 +167,20 @@ func Open(cfg QueueConfig, h Handler, log *slog.Logger) (*Reader, error) {
 
 // openQueue binds one queue.
 //
+// newQueue is the part of a queue both implementations share, before it
+// is bound.
+func (r *Reader) newQueue(num uint16) *queue {
+	q := &queue{
+		r:       r,
+		num:     num,
+		drained: make(chan struct{}),
+		resend:  make(chan struct{}, 1),
+		stopped: make(chan struct{}),
+	}
+	q.pkt.Queue = num
+	return q
+}
+
 // go-nfqueue binds in request/response steps (bind, copy mode, flags and
 // length), and once the copy mode lets packets through the kernel queues
 // them, so a packet can arrive where the next step's answer is expected:
@@ -177,14 +191,7 @@ func Open(cfg QueueConfig, h Handler, log *slog.Logger) (*Reader, error) {
 // message whose answer (only an error would come) is read by the reader
 // goroutine, which also reads the packets.
 func (r *Reader) openQueue(num uint16, nsfd int, flags uint32) (*queue, error) {
-	q := &queue{
-		r:       r,
-		num:     num,
-		drained: make(chan struct{}),
-		resend:  make(chan struct{}, 1),
-		stopped: make(chan struct{}),
-	}
-	q.pkt.Queue = num
+	q := r.newQueue(num)
 	nf, err := nfqueue.Open(&nfqueue.Config{
 		NetNS:       nsfd,
 		NfQueue:     num,

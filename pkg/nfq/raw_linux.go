@@ -75,14 +75,7 @@ type rawQueue struct {
 // error would come) is read by the reader goroutine. The bind, the queue
 // length and the flags go in one acknowledged message.
 func (r *Reader) openRawQueue(num uint16, nsfd int, flags uint32) (*queue, error) {
-	q := &queue{
-		r:       r,
-		num:     num,
-		drained: make(chan struct{}),
-		resend:  make(chan struct{}, 1),
-		stopped: make(chan struct{}),
-	}
-	q.pkt.Queue = num
+	q := r.newQueue(num)
 	con, err := netlink.Dial(unix.NETLINK_NETFILTER, &netlink.Config{NetNS: nsfd})
 	if err != nil {
 		return nil, err

@@ -151,7 +151,7 @@ func newPairQueue(t testing.TB, cfg QueueConfig, h Handler) pairQueue {
 		t.Fatal(err)
 	}
 	r := &Reader{cfg: cfg, h: h, log: slog.New(slog.DiscardHandler), fatal: make(chan error, 1)}
-	q := &queue{r: r, num: 7, drained: make(chan struct{}), resend: make(chan struct{}, 1), stopped: make(chan struct{})}
+	q := r.newQueue(7)
 	return pairQueue{newRawQueue(q, rc), fds[1]}
 }
 
