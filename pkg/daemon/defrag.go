@@ -1,13 +1,11 @@
 package daemon
 
 import (
-	"bytes"
 	"context"
 	"errors"
-	"fmt"
-	"os/exec"
-	"strings"
-	"time"
+
+	// Renamed: this package's tests have a helper named command.
+	cmdpkg "github.com/statewall/statewall/pkg/internal/command"
 )
 
 // The stateful engine must see whole datagrams (the precondition of
@@ -71,19 +69,9 @@ func setDefrag(netns, tag string, enable bool) (string, error) {
 	return "", errors.Join(errs...)
 }
 
+// runNft runs an nft script in the named network namespace (the caller's
+// if empty).
 func runNft(netns, script string) error {
-	name, args := "nft", []string{"-f", "-"}
-	if netns != "" {
-		name, args = "ip", append([]string{"netns", "exec", netns, "nft"}, args...)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, name, args...)
-	cmd.Stdin = strings.NewReader(script)
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	if err := cmd.Run(); err != nil {
-		return fmt.Errorf("%s %s: %w: %s", name, strings.Join(args, " "), err, strings.TrimSpace(stderr.String()))
-	}
-	return nil
+	_, err := cmdpkg.Run(context.Background(), cmdpkg.Cmd{Netns: netns, Stdin: script}, "nft", "-f", "-")
+	return err
 }

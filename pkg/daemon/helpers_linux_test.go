@@ -44,6 +44,9 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	// Renamed: command is the helper below.
+	cmdpkg "github.com/statewall/statewall/pkg/internal/command"
 )
 
 const (
@@ -140,31 +143,13 @@ func waitFor(d time.Duration, cond func() bool) bool {
 // command runs name with a deadline and returns its standard output and
 // error output; err includes the latter.
 func command(timeout time.Duration, stdin, name string, args ...string) (string, string, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), timeout)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, name, args...)
-	if stdin != "" {
-		cmd.Stdin = strings.NewReader(stdin)
-	}
-	var out, errb bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	err := cmd.Run()
-	if err != nil {
-		err = fmt.Errorf("%s %s: %w: %s", name, strings.Join(args, " "), err, strings.TrimSpace(errb.String()))
-	}
-	return out.String(), errb.String(), err
-}
-
-// nsArgs prefixes a command with "ip netns exec NS".
-func nsArgs(ns, name string, args ...string) (string, []string) {
-	return "ip", append([]string{"netns", "exec", ns, name}, args...)
+	return cmdpkg.Output(context.Background(), cmdpkg.Cmd{Stdin: stdin, Timeout: timeout}, name, args...)
 }
 
 // inNS runs a command inside ns (at most 30 s).
 func inNS(ns, stdin, name string, args ...string) (string, error) {
-	n, a := nsArgs(ns, name, args...)
-	out, _, err := command(30*time.Second, stdin, n, a...)
-	return out, err
+	c := cmdpkg.Cmd{Netns: ns, Stdin: stdin, Timeout: 30 * time.Second}
+	return cmdpkg.Run(context.Background(), c, name, args...)
 }
 
 func mustNS(t *testing.T, ns, stdin, name string, args ...string) string {
@@ -359,7 +344,7 @@ type proc struct {
 // then SIGKILL after 3 s) in t.Cleanup, and also dies with the test binary.
 func start(t *testing.T, ns, name string, args ...string) *proc {
 	t.Helper()
-	n, a := nsArgs(ns, name, args...)
+	n, a := cmdpkg.InNetns(ns, name, args...)
 	p := &proc{name: name, cmd: exec.Command(n, a...), out: &syncBuffer{}, done: make(chan struct{})}
 	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
 	p.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
@@ -610,7 +595,7 @@ func (tp *topo) echoServer(t *testing.T, port int) {
 // tick is called.
 func (tp *topo) dialEcho(t *testing.T, port, sport int) *echoConn {
 	t.Helper()
-	n, a := nsArgs(tp.client, "socat", "-T", "60", "-",
+	n, a := cmdpkg.InNetns(tp.client, "socat", "-T", "60", "-",
 		fmt.Sprintf("TCP:%s:%d,bind=%s,sourceport=%d,connect-timeout=3", serverV4, port, clientV4, sport))
 	e := &echoConn{stopW: make(chan struct{}), wdone: make(chan struct{})}
 	p := &proc{name: "socat", cmd: exec.Command(n, a...), out: &syncBuffer{}, done: make(chan struct{})}

@@ -3,14 +3,14 @@
 package nfq
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
-	"os/exec"
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/statewall/statewall/pkg/internal/command"
 )
 
 // cmdTimeout bounds every iptables command; restore also waits at most
@@ -23,23 +23,15 @@ const (
 // runner runs commands, inside a named network namespace if netns is set.
 type runner struct{ netns string }
 
+// run returns the command's standard output, or an error that names the
+// command and carries what it printed.
 func (r runner) run(stdin, name string, args ...string) (string, error) {
-	if r.netns != "" {
-		args = append([]string{"netns", "exec", r.netns, name}, args...)
-		name = "ip"
+	c := command.Cmd{Netns: r.netns, Stdin: stdin, Timeout: cmdTimeout}
+	out, err := command.Run(context.Background(), c, name, args...)
+	if err != nil {
+		return "", fmt.Errorf("nfq: %w", err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), cmdTimeout)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, name, args...)
-	if stdin != "" {
-		cmd.Stdin = strings.NewReader(stdin)
-	}
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	if err := cmd.Run(); err != nil {
-		return "", fmt.Errorf("nfq: %s %s: %w: %s", name, strings.Join(args, " "), err, strings.TrimSpace(stderr.String()))
-	}
-	return stdout.String(), nil
+	return out, nil
 }
 
 // Divert is a set of installed divert rules. It is safe for concurrent use.

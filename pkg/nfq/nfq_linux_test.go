@@ -22,6 +22,8 @@ import (
 	"time"
 
 	"github.com/vishvananda/netns"
+
+	"github.com/statewall/statewall/pkg/internal/command"
 )
 
 // These tests need root: they make network namespaces (sw-nfq-PID-N), a
@@ -53,19 +55,7 @@ func needRoot(t testing.TB) {
 // sh runs a command with a deadline and returns its standard output.
 func sh(t testing.TB, stdin string, name string, args ...string) (string, error) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, name, args...)
-	if stdin != "" {
-		cmd.Stdin = strings.NewReader(stdin)
-	}
-	var out, errb bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	err := cmd.Run()
-	if err != nil {
-		err = fmt.Errorf("%s %s: %w: %s", name, strings.Join(args, " "), err, strings.TrimSpace(errb.String()))
-	}
-	return out.String(), err
+	return command.Run(context.Background(), command.Cmd{Stdin: stdin, Timeout: 30 * time.Second}, name, args...)
 }
 
 func mustSh(t testing.TB, stdin string, name string, args ...string) string {

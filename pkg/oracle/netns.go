@@ -3,23 +3,22 @@
 package oracle
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"os"
-	"os/exec"
 	"os/signal"
 	"path/filepath"
 	"regexp"
 	"runtime"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
 
 	"github.com/vishvananda/netns"
+
+	"github.com/statewall/statewall/pkg/internal/command"
 )
 
 // Namespaces are named sw-oracle-PID-N. A registry of the live ones lets a
@@ -41,19 +40,11 @@ const nsPrefix = "sw-oracle-"
 
 var nsNameRE = regexp.MustCompile(`^sw-oracle-(\d+)-\d+$`)
 
-// run executes a command (setup and teardown helpers: ip, nft, iptables) and
-// returns its combined output in the error.
+// run executes a command (setup and teardown helpers: ip, nft, iptables);
+// the error carries what the command printed.
 func run(ctx context.Context, stdin string, name string, args ...string) error {
-	cmd := exec.CommandContext(ctx, name, args...)
-	if stdin != "" {
-		cmd.Stdin = strings.NewReader(stdin)
-	}
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	if err := cmd.Run(); err != nil {
-		return fmt.Errorf("%s %s: %v: %s", name, strings.Join(args, " "), err, strings.TrimSpace(out.String()))
-	}
-	return nil
+	_, err := command.Run(ctx, command.Cmd{Stdin: stdin}, name, args...)
+	return err
 }
 
 // namespace is one named network namespace created for a capture.
@@ -75,9 +66,10 @@ func newNamespace(ctx context.Context) (*namespace, error) {
 	return n, nil
 }
 
-// exec runs a command inside the namespace.
+// exec runs a command (args[0] is the program) inside the namespace.
 func (n *namespace) exec(ctx context.Context, stdin string, args ...string) error {
-	return run(ctx, stdin, "ip", append([]string{"netns", "exec", n.name}, args...)...)
+	_, err := command.Run(ctx, command.Cmd{Netns: n.name, Stdin: stdin}, args[0], args[1:]...)
+	return err
 }
 
 // remove deletes the namespace (idempotent). It does not use the caller's
