@@ -8,7 +8,6 @@ import (
 	"strings"
 
 	"github.com/statewall/statewall/pkg/bench"
-	"github.com/statewall/statewall/pkg/rules"
 	"github.com/statewall/statewall/pkg/trafficgen"
 )
 
@@ -114,19 +113,15 @@ Counts take k and M: --flows 1k,100k,1M.`, stdout)
 	if !set["flows"] && fs.NArg() == 0 {
 		flows = []int{10000}
 	}
-	rs, err := rules.ParseFile(*rulesFile)
+	rs, err := loadRules("bench", *rulesFile, stderr)
 	if err != nil {
-		fmt.Fprintln(stderr, err)
-		return errReported
+		return err
 	}
 	stopProfile, err := startCPUProfile(*cpuprofile, stderr)
 	if err != nil {
 		return err
 	}
 	defer stopProfile()
-	if len(rs.Local) == 0 && usesDirection(rs) {
-		fmt.Fprintf(stderr, "statewall bench: warning: %s has rules with 'in' or 'out' but no 'set local': they match nothing\n", *rulesFile)
-	}
 
 	cfg := bench.Config{
 		Rules:      rs,

@@ -43,19 +43,15 @@ Formats:
 	if err != nil {
 		return usagef("%v", err)
 	}
-	rs, err := rules.ParseFile(*rulesFile)
+	rs, err := loadRules("replay", *rulesFile, stderr)
 	if err != nil {
-		fmt.Fprintln(stderr, err)
-		return errReported
+		return err
 	}
 	stopProfile, err := startCPUProfile(*cpuprofile, stderr)
 	if err != nil {
 		return err
 	}
 	defer stopProfile()
-	if len(rs.Local) == 0 && usesDirection(rs) {
-		fmt.Fprintf(stderr, "statewall replay: warning: %s has rules with 'in' or 'out' but no 'set local': they match nothing in replay\n", *rulesFile)
-	}
 	rp, err := replay.New(replay.Config{Rules: rs, Mode: mode, NoChecksum: *noChecksum})
 	if err != nil {
 		return err
@@ -107,6 +103,22 @@ Formats:
 		return readErr
 	}
 	return nil
+}
+
+// loadRules parses the rules file of an offline command (replay, bench),
+// printing a parse error as it is (it names file:line), and warns when
+// rules say in or out but the file has no 'set local': offline, only 'set
+// local' gives packets a direction, so such rules would match nothing.
+func loadRules(cmd, path string, stderr io.Writer) (*rules.Ruleset, error) {
+	rs, err := rules.ParseFile(path)
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return nil, errReported
+	}
+	if len(rs.Local) == 0 && usesDirection(rs) {
+		fmt.Fprintf(stderr, "statewall %s: warning: %s has rules with 'in' or 'out' but no 'set local': they match nothing in %s\n", cmd, path, cmd)
+	}
+	return rs, nil
 }
 
 // usesDirection reports whether any rule says in or out.
