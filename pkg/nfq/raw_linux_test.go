@@ -246,7 +246,7 @@ func TestRawVerdictRuns(t *testing.T) {
 }
 
 // TestRawBatchBounds: at most batchLimit verdicts wait, and none longer
-// than maxBatchDelay once the next packet is decided.
+// than maxBatchDelay once batchClockEvery more packets are decided.
 func TestRawBatchBounds(t *testing.T) {
 	slow := false
 	pq := newPairQueue(t, QueueConfig{MaxLen: 8}, func(p *Packet) Verdict {
@@ -267,11 +267,24 @@ func TestRawBatchBounds(t *testing.T) {
 	}
 	pq.flush()
 	pq.written(t)
+	// A slow handler under a steady stream: the socket is never found
+	// empty, and the batch limit is far; the age check sends the batch.
 	slow = true
-	pq.process(packetMsg(10, nil))
-	pq.process(packetMsg(11, nil))
-	if got := pq.written(t); fmt.Sprint(got) != "[[{true 11 1}]]" {
-		t.Errorf("slow handler: written %v", got)
+	sq := newPairQueue(t, QueueConfig{}, func(p *Packet) Verdict {
+		if slow {
+			time.Sleep(maxBatchDelay / 2)
+		}
+		return Accept
+	})
+	for id := range uint32(batchClockEvery - 1) {
+		sq.process(packetMsg(id, nil))
+	}
+	if got := sq.written(t); len(got) != 0 {
+		t.Errorf("slow handler: written %v before the age check", got)
+	}
+	sq.process(packetMsg(batchClockEvery-1, nil))
+	if got, want := fmt.Sprint(sq.written(t)), fmt.Sprintf("[[{true %d 1}]]", batchClockEvery-1); got != want {
+		t.Errorf("slow handler: written %v, want %v", got, want)
 	}
 	if n := batchLimit(defaultMaxLen); n != maxBatch {
 		t.Errorf("batchLimit(%d) = %d", defaultMaxLen, n)
