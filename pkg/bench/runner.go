@@ -122,7 +122,8 @@ func (r *runner) runStateless(c *chunk) {
 	p := &r.p
 	for i := range c.b.Len() {
 		p.Decode(c.b.At(i), link(c, i))
-		d := r.sl.Decide(p, direction(r.rs, p))
+		var d engine.Decision
+		r.sl.DecideInto(&d, p, direction(r.rs, p))
 		r.c.verdict[d.Verdict&1]++
 	}
 }
@@ -143,7 +144,8 @@ func (r *runner) runStateful(c *chunk, off int64) {
 		n := r.decodeBatch(c, i)
 		for j := range n {
 			p := &r.batch[j]
-			d := r.sf.Decide(p, direction(r.rs, p), c.b.Time[i+j]+off)
+			var d engine.Decision
+			r.sf.DecideInto(&d, p, direction(r.rs, p), c.b.Time[i+j]+off)
 			r.c.verdict[d.Verdict&1]++
 			if d.Tracked {
 				r.c.labels[d.CT.Label%5]++
@@ -159,8 +161,10 @@ func (r *runner) runCompare(c *chunk, off int64) {
 		for j := range n {
 			p := &r.batch[j]
 			dir := direction(r.rs, p)
-			a := r.sl.Decide(p, dir)
-			b := r.sf.Decide(p, dir, c.b.Time[i+j]+off)
+			var a engine.Decision
+			r.sl.DecideInto(&a, p, dir)
+			var b engine.Decision
+			r.sf.DecideInto(&b, p, dir, c.b.Time[i+j]+off)
 			r.c.verdict[b.Verdict&1]++
 			if b.Tracked {
 				r.c.labels[b.CT.Label%5]++
@@ -197,15 +201,19 @@ func (r *runner) step(c *chunk, i int) {
 	case Decode:
 		r.c.kinds[p.Kind&7]++
 	case Stateless:
-		d := r.sl.Decide(p, direction(r.rs, p))
+		var d engine.Decision
+		r.sl.DecideInto(&d, p, direction(r.rs, p))
 		r.c.verdict[d.Verdict&1]++
 	case Stateful:
-		d := r.sf.Decide(p, direction(r.rs, p), c.b.Time[i]+c.tsOff)
+		var d engine.Decision
+		r.sf.DecideInto(&d, p, direction(r.rs, p), c.b.Time[i]+c.tsOff)
 		r.c.verdict[d.Verdict&1]++
 	case Compare:
 		dir := direction(r.rs, p)
-		a := r.sl.Decide(p, dir)
-		b := r.sf.Decide(p, dir, c.b.Time[i]+c.tsOff)
+		var a engine.Decision
+		r.sl.DecideInto(&a, p, dir)
+		var b engine.Decision
+		r.sf.DecideInto(&b, p, dir, c.b.Time[i]+c.tsOff)
 		if engine.Compare(a, b) != engine.Agree {
 			r.c.differ++
 		}

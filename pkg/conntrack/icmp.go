@@ -36,67 +36,77 @@ func icmpError(typ uint8) bool {
 
 // trackICMP is the kernel's nf_conntrack_icmpv4_error followed, for
 // queries and replies, by nf_conntrack_icmp_packet.
-func (t *Table) trackICMP(p *packet.Packet, now int64) Result {
+func (t *Table) trackICMP(r *Result, p *packet.Packet, now int64) {
 	switch {
 	case p.L4Len < 8:
-		return t.invalid(p, ReasonShortHeader)
+		t.invalid(r, p, ReasonShortHeader)
+		return
 	case !t.checksumOK(p):
 		// The kernel checks the checksum of every ICMP message, errors
 		// included, before anything else.
-		return t.invalid(p, ReasonBadChecksum)
+		t.invalid(r, p, ReasonBadChecksum)
+		return
 	case p.ICMPType > 18:
 		// RFC 1122 3.2.2: unknown types are discarded.
-		return t.invalid(p, ReasonICMPType)
+		t.invalid(r, p, ReasonICMPType)
+		return
 	case icmpError(p.ICMPType):
-		return t.trackICMPError(p, now)
+		t.trackICMPError(r, p, now)
+		return
 	}
-	return t.trackICMPQuery(p, now, t.to.ICMP)
+	t.trackICMPQuery(r, p, now, t.to.ICMP)
 }
 
 // trackICMPv6 is the kernel's nf_conntrack_icmpv6_error followed, for
 // informational messages that are not ND or MLD, by
 // nf_conntrack_icmpv6_packet.
-func (t *Table) trackICMPv6(p *packet.Packet, now int64) Result {
+func (t *Table) trackICMPv6(r *Result, p *packet.Packet, now int64) {
 	switch {
 	case p.L4Len < 8:
-		return t.invalid(p, ReasonShortHeader)
+		t.invalid(r, p, ReasonShortHeader)
+		return
 	case !t.checksumOK(p):
-		return t.invalid(p, ReasonBadChecksum)
+		t.invalid(r, p, ReasonBadChecksum)
+		return
 	case icmpv6Untracked[p.ICMPType]:
-		return Result{Label: LabelUntracked, Reason: ReasonNDMLD}
+		r.Label, r.Reason = LabelUntracked, ReasonNDMLD
+		return
 	case p.ICMPType < 128:
 		// Every type below 128 is an error for the kernel, defined by RFC
 		// 4443 or not.
-		return t.trackICMPError(p, now)
+		t.trackICMPError(r, p, now)
+		return
 	}
-	return t.trackICMPQuery(p, now, t.to.ICMPv6)
+	t.trackICMPQuery(r, p, now, t.to.ICMPv6)
 }
 
 // trackICMPQuery tracks echo and the other query/reply pairs. A reply
 // refreshes the entry and leaves it in place: duplicate replies stay
 // established (the kernel keeps the entry for its timeout for the same
 // reason).
-func (t *Table) trackICMPQuery(p *packet.Packet, now int64, timeout time.Duration) Result {
+func (t *Table) trackICMPQuery(r *Result, p *packet.Packet, now int64, timeout time.Duration) {
 	var k Key
 	packetKey(&k, p)
 	h := t.hash.sum(&k)
 	c, ok := t.lookup(&k, h, now)
 	defer c.s.mu.Unlock()
 	if ok {
-		r := c.label()
+		c.label(r)
 		c.accept(p, now, timeout)
-		return r
+		return
 	}
 	row := icmpTable(p.Proto)
 	switch {
 	case icmpQuery[row][p.ICMPType]:
-		return t.miss(c.s, &k, h, now, timeout)
+		t.miss(r, c.s, &k, h, now, timeout)
+		return
 	case icmpInverse[row][p.ICMPType] != 0:
 		c.s.st.invalid.Add(1)
-		return Result{Label: LabelInvalid, Reason: ReasonReplyNoRequest}
+		r.Label, r.Reason = LabelInvalid, ReasonReplyNoRequest
+		return
 	}
 	c.s.st.invalid.Add(1)
-	return Result{Label: LabelInvalid, Reason: ReasonICMPUnsolicited}
+	r.Label, r.Reason = LabelInvalid, ReasonICMPUnsolicited
 }
 
 // trackICMPError is the kernel's nf_conntrack_inet_error: an error is
@@ -108,21 +118,24 @@ func (t *Table) trackICMPQuery(p *packet.Packet, now int64, timeout time.Duratio
 // about A's connection delivered, as related, to a third host. The error
 // is labelled in the direction of the tuple found, and changes nothing in
 // the entry (no refresh, no counters).
-func (t *Table) trackICMPError(p *packet.Packet, now int64) Result {
+func (t *Table) trackICMPError(r *Result, p *packet.Packet, now int64) {
 	in := &p.Inner
 	if !in.Valid || in.IPVersion != p.IPVersion {
-		return t.invalid(p, ReasonErrorNoQuote)
+		t.invalid(r, p, ReasonErrorNoQuote)
+		return
 	}
 	if in.NonFirstFragment {
 		// A quoted non-first fragment has no ports: the kernel finds no
 		// connection for it.
-		return t.invalid(p, ReasonErrorUnknownConn)
+		t.invalid(r, p, ReasonErrorUnknownConn)
+		return
 	}
 	q := innerKey(in)
 	if isICMP(q.proto) && !icmpInvertible(q.proto, uint8(q.dport>>8)) {
 		// The quote of an error or an unknown type has no inverse
 		// (nf_ct_invert_tuple fails).
-		return t.invalid(p, ReasonErrorUnknownConn)
+		t.invalid(r, p, ReasonErrorUnknownConn)
+		return
 	}
 	k := q.Reply()
 	h := t.hash.sum(&k)
@@ -131,26 +144,28 @@ func (t *Table) trackICMPError(p *packet.Packet, now int64) Result {
 	switch {
 	case !ok:
 		c.s.st.invalid.Add(1)
-		return Result{Label: LabelInvalid, Reason: ReasonErrorUnknownConn}
+		r.Label, r.Reason = LabelInvalid, ReasonErrorUnknownConn
+		return
 	case p.Dst.As16() != k.dst:
 		c.s.st.invalid.Add(1)
-		return Result{Label: LabelInvalid, Reason: ReasonErrorOuterDst}
+		r.Label, r.Reason = LabelInvalid, ReasonErrorOuterDst
+		return
 	}
-	return Result{Label: LabelRelated, Reply: c.dir == 1, Reason: ReasonICMPError}
+	r.Label, r.Reply, r.Reason = LabelRelated, c.dir == 1, ReasonICMPError
 }
 
 // trackGeneric is the kernel's nf_conntrack_proto_generic: addresses and
 // protocol only, one timeout, never assured.
-func (t *Table) trackGeneric(p *packet.Packet, now int64) Result {
+func (t *Table) trackGeneric(r *Result, p *packet.Packet, now int64) {
 	var k Key
 	packetKey(&k, p)
 	h := t.hash.sum(&k)
 	c, ok := t.lookup(&k, h, now)
 	defer c.s.mu.Unlock()
 	if !ok {
-		return t.miss(c.s, &k, h, now, t.to.Generic)
+		t.miss(r, c.s, &k, h, now, t.to.Generic)
+		return
 	}
-	r := c.label()
+	c.label(r)
 	c.accept(p, now, t.to.Generic)
-	return r
 }

@@ -140,3 +140,33 @@ func TestPrefetchPays(t *testing.T) {
 		t.Fatalf("does not pay at %d entries", tb.Len())
 	}
 }
+
+// TestTrackIntoReusedResult: TrackInto into one Result reused for every
+// packet, as the engine's hot path may, gives what Track gives on a twin
+// table: nothing of the previous packet's result survives (the trackers
+// set only the fields they mean, on a Result TrackInto zeroes).
+func TestTrackIntoReusedResult(t *testing.T) {
+	r := rand.New(rand.NewPCG(5, 6))
+	ps := randomPackets(r, 5000)
+	cfg := Config{Seed: 3, Limit: 300, NoChecksum: true}
+	fresh, reused := New(cfg), New(cfg)
+	var got Result
+	now := int64(0)
+	for i := range ps {
+		now += int64(50 * time.Millisecond)
+		want := fresh.Track(&ps[i], now)
+		reused.TrackInto(&got, &ps[i], now)
+		if got != want {
+			t.Fatalf("packet %d: TrackInto %+v, Track %+v", i, got, want)
+		}
+		if want.Label == LabelNew && i%3 != 0 {
+			okF, okR := fresh.Commit(&ps[i], &want, now), reused.Commit(&ps[i], &got, now)
+			if okF != okR {
+				t.Fatalf("packet %d: Commit %v after Track, %v after TrackInto", i, okF, okR)
+			}
+		}
+	}
+	if fresh.Len() != reused.Len() {
+		t.Errorf("%d entries after Track, %d after TrackInto", fresh.Len(), reused.Len())
+	}
+}

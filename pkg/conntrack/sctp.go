@@ -101,15 +101,18 @@ func sctpOpens(typ uint8) bool {
 	return false
 }
 
-func (t *Table) trackSCTP(p *packet.Packet, now int64) Result {
+func (t *Table) trackSCTP(r *Result, p *packet.Packet, now int64) {
 	first, ok := sctpChunks(p)
 	switch {
 	case p.L4Len < 12:
-		return t.invalid(p, ReasonShortHeader)
+		t.invalid(r, p, ReasonShortHeader)
+		return
 	case !ok:
-		return t.invalid(p, ReasonSCTPChunks)
+		t.invalid(r, p, ReasonSCTPChunks)
+		return
 	case t.checksum && !sctpChecksumOK(p):
-		return t.invalid(p, ReasonBadChecksum)
+		t.invalid(r, p, ReasonBadChecksum)
+		return
 	}
 	var k Key
 	packetKey(&k, p)
@@ -119,11 +122,12 @@ func (t *Table) trackSCTP(p *packet.Packet, now int64) Result {
 	if !found {
 		if !sctpOpens(first) {
 			t.shards[h&t.mask].st.invalid.Add(1)
-			return Result{Label: LabelInvalid, Reason: ReasonSCTPNoInit}
+			r.Label, r.Reason = LabelInvalid, ReasonSCTPNoInit
+			return
 		}
-		return t.miss(c.s, &k, h, now, sctpTimeout)
+		t.miss(r, c.s, &k, h, now, sctpTimeout)
+		return
 	}
-	r := c.label()
+	c.label(r)
 	c.accept(p, now, sctpTimeout)
-	return r
 }

@@ -10,17 +10,18 @@ import (
 // trackTCP is the kernel's nf_conntrack_tcp_packet around the state machine
 // in package tcpstate: tcp_error (header, checksum, flags), then tcp_new for
 // a packet without an entry, then tcp_packet.
-func (t *Table) trackTCP(p *packet.Packet, now int64) Result {
+func (t *Table) trackTCP(r *Result, p *packet.Packet, now int64) {
 	// tcp_error's order is header length, checksum, flags; Check does the
 	// first and the last, so the checksum is checked first when the header
 	// is whole and a truncated header stays "short".
 	if p.TCPHdrLen >= 20 && p.L4Len >= p.TCPHdrLen && !t.checksumOK(p) {
-		return t.invalid(p, ReasonBadChecksum)
+		t.invalid(r, p, ReasonBadChecksum)
+		return
 	}
 	if why, ok := tcpstate.Check(p); !ok {
-		r := t.invalid(p, ReasonTCP)
+		t.invalid(r, p, ReasonTCP)
 		r.tcpReason = why
-		return r
+		return
 	}
 	var k Key
 	packetKey(&k, p)
@@ -30,7 +31,8 @@ func (t *Table) trackTCP(p *packet.Packet, now int64) Result {
 	reopen := false
 	if ok {
 		st := tcpstate.Status{SeenReply: c.e.seenReply(), Assured: c.e.assured()}
-		res := tcpstate.Step(&c.e.tcp, p, tcpstate.Dir(c.dir), st, &t.to.TCP)
+		var res tcpstate.Result
+		tcpstate.StepInto(&res, &c.e.tcp, p, tcpstate.Dir(c.dir), st, &t.to.TCP)
 		switch res.Verdict {
 		case tcpstate.Invalid:
 			// An out-of-window FIN or RST right after one from the
@@ -41,7 +43,8 @@ func (t *Table) trackTCP(p *packet.Packet, now int64) Result {
 				c.e.expires = now + int64(d)
 			}
 			c.s.st.invalid.Add(1)
-			return Result{Label: LabelInvalid, Reason: ReasonTCP, tcpReason: res.Reason}
+			r.Label, r.Reason, r.tcpReason = LabelInvalid, ReasonTCP, res.Reason
+			return
 		case tcpstate.Reopen:
 			// A SYN on a closed connection: the old entry goes and the
 			// packet is tracked as the first of a new one (the kernel
@@ -50,7 +53,7 @@ func (t *Table) trackTCP(p *packet.Packet, now int64) Result {
 			c.s.st.deleted.Add(1)
 			reopen = true
 		default: // Accept or Ignore
-			r := c.label()
+			c.label(r)
 			r.tcpReason = res.Reason
 			if res.SetAssured {
 				c.e.flags |= flagAssured
@@ -69,24 +72,26 @@ func (t *Table) trackTCP(p *packet.Packet, now int64) Result {
 				c.s.remove(c.pos)
 				c.s.st.deleted.Add(1)
 			}
-			return r
+			return
 		}
 	}
 	var conn tcpstate.Conn
 	if why, ok := tcpstate.Start(&conn, p); !ok {
 		c.s.st.invalid.Add(1)
-		return Result{Label: LabelInvalid, Reason: ReasonTCP, tcpReason: why}
+		r.Label, r.Reason, r.tcpReason = LabelInvalid, ReasonTCP, why
+		return
 	}
 	res := tcpstate.Step(&conn, p, tcpstate.Original, tcpstate.Status{}, &t.to.TCP)
 	if res.Verdict != tcpstate.Accept && res.Verdict != tcpstate.Ignore {
 		c.s.st.invalid.Add(1)
-		return Result{Label: LabelInvalid, Reason: ReasonTCP, tcpReason: res.Reason}
+		r.Label, r.Reason, r.tcpReason = LabelInvalid, ReasonTCP, res.Reason
+		return
 	}
 	timeout := res.Timeout
 	if timeout <= 0 {
 		timeout = t.to.TCP.SynSent
 	}
-	r := t.miss(c.s, &k, h, now, timeout)
+	t.miss(r, c.s, &k, h, now, timeout)
 	r.tcpReason = res.Reason
 	if res.SetAssured {
 		r.flags |= flagAssured
@@ -94,5 +99,4 @@ func (t *Table) trackTCP(p *packet.Packet, now int64) Result {
 	if reopen && r.Reason == ReasonNewConn {
 		r.Reason = ReasonReopen
 	}
-	return r
 }

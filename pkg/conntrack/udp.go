@@ -22,17 +22,20 @@ func udpChecksumZero(p *packet.Packet) bool {
 }
 
 // trackUDP is the kernel's nf_conntrack_udp_packet with udp_error.
-func (t *Table) trackUDP(p *packet.Packet, now int64) Result {
+func (t *Table) trackUDP(r *Result, p *packet.Packet, now int64) {
 	switch {
 	case p.L4Len < 8:
-		return t.invalid(p, ReasonShortHeader)
+		t.invalid(r, p, ReasonShortHeader)
+		return
 	case p.UDPLen < 8 || int(p.UDPLen) > p.L4Len:
 		// Shorter than the IP payload is allowed: the rest is padding.
-		return t.invalid(p, ReasonBadLength)
+		t.invalid(r, p, ReasonBadLength)
+		return
 	case !udpChecksumZero(p) && !t.checksumOK(p):
 		// A zero checksum means none, for IPv6 too: conntrack does not
 		// enforce RFC 8200 (the IPv6 UDP stack drops it later).
-		return t.invalid(p, ReasonBadChecksum)
+		t.invalid(r, p, ReasonBadChecksum)
+		return
 	}
 	var k Key
 	packetKey(&k, p)
@@ -40,9 +43,10 @@ func (t *Table) trackUDP(p *packet.Packet, now int64) Result {
 	c, ok := t.lookup(&k, h, now)
 	defer c.s.mu.Unlock()
 	if !ok {
-		return t.miss(c.s, &k, h, now, t.to.UDP)
+		t.miss(r, c.s, &k, h, now, t.to.UDP)
+		return
 	}
-	r := c.label()
+	c.label(r)
 	// The packet that brings the first reply still sees the entry as
 	// unreplied (seen-reply is set after the protocol handler runs), so it
 	// refreshes by 30 s; a later packet extends to 120 s and assures the
@@ -54,20 +58,22 @@ func (t *Table) trackUDP(p *packet.Packet, now int64) Result {
 		c.e.flags |= flagAssured
 	}
 	c.accept(p, now, d)
-	return r
 }
 
 // trackUDPLite is the kernel's nf_conntrack_udplite_packet: like UDP, but
 // the length field is the checksum coverage, the checksum is mandatory, and
 // any packet after a reply makes the flow a stream.
-func (t *Table) trackUDPLite(p *packet.Packet, now int64) Result {
+func (t *Table) trackUDPLite(r *Result, p *packet.Packet, now int64) {
 	switch {
 	case p.L4Len < 8:
-		return t.invalid(p, ReasonShortHeader)
+		t.invalid(r, p, ReasonShortHeader)
+		return
 	case p.UDPLen != 0 && (p.UDPLen < 8 || int(p.UDPLen) > p.L4Len):
-		return t.invalid(p, ReasonBadLength)
+		t.invalid(r, p, ReasonBadLength)
+		return
 	case udpChecksumZero(p) || !t.checksumOK(p):
-		return t.invalid(p, ReasonBadChecksum)
+		t.invalid(r, p, ReasonBadChecksum)
+		return
 	}
 	var k Key
 	packetKey(&k, p)
@@ -75,14 +81,14 @@ func (t *Table) trackUDPLite(p *packet.Packet, now int64) Result {
 	c, ok := t.lookup(&k, h, now)
 	defer c.s.mu.Unlock()
 	if !ok {
-		return t.miss(c.s, &k, h, now, t.to.UDP)
+		t.miss(r, c.s, &k, h, now, t.to.UDP)
+		return
 	}
-	r := c.label()
+	c.label(r)
 	d := t.to.UDP
 	if c.e.seenReply() {
 		d = t.to.UDPStream
 		c.e.flags |= flagAssured
 	}
 	c.accept(p, now, d)
-	return r
 }

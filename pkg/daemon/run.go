@@ -332,12 +332,13 @@ func (d *Daemon) handle(p *nfq.Packet) nfq.Verdict {
 	var dec engine.Decision
 	switch d.cfg.Mode {
 	case Stateless:
-		dec = d.stateless.Decide(pk, dir)
+		d.stateless.DecideInto(&dec, pk, dir)
 	case Stateful:
-		dec = d.stateful.Decide(pk, dir, d.clock.Load())
+		d.stateful.DecideInto(&dec, pk, dir, d.clock.Load())
 	case Shadow:
-		dec = d.stateful.Decide(pk, dir, d.clock.Load())
-		shadow := d.stateless.Decide(pk, dir)
+		d.stateful.DecideInto(&dec, pk, dir, d.clock.Load())
+		var shadow engine.Decision
+		d.stateless.DecideInto(&shadow, pk, dir)
 		if a := engine.Compare(shadow, dec); a != engine.Agree {
 			d.disagree(a, shadow, dec, pk)
 		}

@@ -86,10 +86,11 @@ func TestNoAllocs(t *testing.T) {
 		// Decoding into a reused Packet, as a worker does, and deciding.
 		data := p.Data
 		var q packet.Packet
+		var d engine.Decision
 		if n := testing.AllocsPerRun(100, func() {
 			q.Decode(data, packet.LinkIP)
-			st.Decide(&q, dir, now)
-			sl.Decide(&q, dir)
+			st.DecideInto(&d, &q, dir, now)
+			sl.DecideInto(&d, &q, dir)
 		}); n != 0 {
 			t.Errorf("decode and decide (%s): %v allocations", tc.name, n)
 		}
@@ -115,9 +116,10 @@ func BenchmarkStateless(b *testing.B) {
 			dir := dirOf(rs, &p)
 			b.ReportAllocs()
 			b.SetBytes(int64(len(data)))
+			var d engine.Decision
 			for b.Loop() {
 				p.Decode(data, packet.LinkIP)
-				sl.Decide(&p, dir)
+				sl.DecideInto(&d, &p, dir)
 			}
 		})
 	}
@@ -140,9 +142,10 @@ func BenchmarkStatefulEstablished(b *testing.B) {
 			}
 			b.ReportAllocs()
 			b.SetBytes(int64(len(data)))
+			var d engine.Decision
 			for b.Loop() {
 				p.Decode(data, packet.LinkIP)
-				st.Decide(&p, dir, now)
+				st.DecideInto(&d, &p, dir, now)
 			}
 		})
 	}

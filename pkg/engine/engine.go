@@ -24,20 +24,22 @@ func (h *ruleHolder) SetRules(rs *rules.Ruleset) { h.rs.Store(rs) }
 // no IP pass (netfilter's IP hooks never see them) and packets that could
 // not be decoded get the `set invalid` verdict in both modes, so that a
 // malformed packet cannot slip past a rule it would otherwise have hit.
-func undecoded(p *packet.Packet, rs *rules.Ruleset) (Decision, bool) {
+func undecoded(d *Decision, p *packet.Packet, rs *rules.Ruleset) bool {
 	switch p.Kind {
 	case packet.KindOK:
-		return Decision{}, false
+		return false
 	case packet.KindNotIP:
-		return Decision{Verdict: Pass, Cause: CauseNotIP}, true
+		d.Verdict, d.Cause = Pass, CauseNotIP
+		return true
 	}
-	return Decision{Verdict: verdictOf(rs.Invalid), Cause: CauseMalformed}, true
+	d.Verdict, d.Cause = verdictOf(rs.Invalid), CauseMalformed
+	return true
 }
 
-// byRules is the rule lookup both engines share.
-// newConn selects MatchNew, the stateful reading of the rules for the
-// first packet of a connection.
-func byRules(rs *rules.Ruleset, p *packet.Packet, dir rules.Dir, cause Cause, newConn bool) Decision {
+// byRules is the rule lookup both engines share; it sets the verdict,
+// cause and rule of d. newConn selects MatchNew, the stateful reading of
+// the rules for the first packet of a connection.
+func byRules(d *Decision, rs *rules.Ruleset, p *packet.Packet, dir rules.Dir, cause Cause, newConn bool) {
 	var r *rules.Rule
 	if newConn {
 		r = rs.MatchNew(p, dir)
@@ -48,9 +50,10 @@ func byRules(rs *rules.Ruleset, p *packet.Packet, dir rules.Dir, cause Cause, ne
 		if cause == CauseDefault {
 			cause = CauseRule
 		}
-		return Decision{Verdict: verdictOf(r.Action), Cause: cause, Rule: r}
+		d.Verdict, d.Cause, d.Rule = verdictOf(r.Action), cause, r
+		return
 	}
-	return Decision{Verdict: verdictOf(rs.Default), Cause: cause}
+	d.Verdict, d.Cause = verdictOf(rs.Default), cause
 }
 
 // Stateless judges every packet alone by the rules. It is safe for
@@ -66,12 +69,22 @@ func NewStateless(rs *rules.Ruleset) *Stateless {
 
 // Decide returns the verdict for p, travelling in direction dir relative to
 // the host.
-func (e *Stateless) Decide(p *packet.Packet, dir rules.Dir) Decision {
+func (e *Stateless) Decide(p *packet.Packet, dir rules.Dir) (d Decision) {
+	e.DecideInto(&d, p, dir)
+	return d
+}
+
+// DecideInto is Decide storing the decision in *d, for the per-packet
+// path: a Decision built whole and returned by value is assembled on the
+// stack by narrow stores and copied by wide loads, a store-forwarding
+// stall per packet (see conntrack.Table.TrackInto).
+func (e *Stateless) DecideInto(d *Decision, p *packet.Packet, dir rules.Dir) {
+	*d = Decision{}
 	rs := e.Rules()
-	if d, done := undecoded(p, rs); done {
-		return d
+	if undecoded(d, p, rs) {
+		return
 	}
-	return byRules(rs, p, dir, CauseDefault, false)
+	byRules(d, rs, p, dir, CauseDefault, false)
 }
 
 // Stateful puts connection tracking in front of the rules, as the kernel's
@@ -103,32 +116,41 @@ func (e *Stateful) Prefetch(ps []packet.Packet) { e.CT.Prefetch(ps) }
 
 // Decide returns the verdict for p at time now (nanoseconds, the caller's
 // clock: packet timestamps in replay, the wall clock in the daemon).
-func (e *Stateful) Decide(p *packet.Packet, dir rules.Dir, now int64) Decision {
+func (e *Stateful) Decide(p *packet.Packet, dir rules.Dir, now int64) (d Decision) {
+	e.DecideInto(&d, p, dir, now)
+	return d
+}
+
+// DecideInto is Decide storing the decision in *d, for the per-packet
+// path (see Stateless.DecideInto).
+func (e *Stateful) DecideInto(d *Decision, p *packet.Packet, dir rules.Dir, now int64) {
+	*d = Decision{}
 	rs := e.Rules()
-	if d, done := undecoded(p, rs); done {
-		return d
+	if undecoded(d, p, rs) {
+		return
 	}
-	r := e.CT.Track(p, now)
+	var r conntrack.Result
+	e.CT.TrackInto(&r, p, now)
+	d.CT, d.Tracked = r.Summary(), true
 	switch r.Label {
 	case conntrack.LabelEstablished, conntrack.LabelRelated:
-		return Decision{Verdict: Pass, Cause: CauseState, CT: r.Summary(), Tracked: true}
+		d.Verdict, d.Cause = Pass, CauseState
+		return
 	case conntrack.LabelInvalid:
-		return Decision{Verdict: verdictOf(rs.Invalid), Cause: CauseInvalid, CT: r.Summary(), Tracked: true}
+		d.Verdict, d.Cause = verdictOf(rs.Invalid), CauseInvalid
+		return
 	case conntrack.LabelUntracked:
-		d := byRules(rs, p, dir, CauseUntracked, false)
-		d.CT, d.Tracked = r.Summary(), true
-		return d
+		byRules(d, rs, p, dir, CauseUntracked, false)
+		return
 	}
 	// New: the rules decide, read as for a connection's first packet
 	// (MatchNew: a TCP pass rule without flags wants a SYN), and an accepted
 	// first packet creates the entry.
-	d := byRules(rs, p, dir, CauseDefault, true)
-	d.CT, d.Tracked = r.Summary(), true
+	byRules(d, rs, p, dir, CauseDefault, true)
 	d.Midstream = p.Proto == packet.ProtoTCP && p.TCPFlags&(packet.TCPSyn|packet.TCPAck) != packet.TCPSyn
 	if d.Verdict == Pass && (d.Rule == nil || !d.Rule.NoState) {
 		if !e.CT.Commit(p, &r, now) {
 			d.Verdict, d.Cause = Block, CauseTableFull
 		}
 	}
-	return d
 }

@@ -179,11 +179,19 @@ func TestDecide(t *testing.T) {
 			sl := engine.NewStateless(rs)
 			st := engine.NewStateful(rs, newTable(rs))
 			now := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC).UnixNano()
+			// Every other step decides with DecideInto into the previous
+			// step's decisions, as replay and the daemon reuse theirs:
+			// nothing of the old decision may survive. fresh, a second
+			// stateful engine fed the same packets through Decide, says
+			// what each decision must be, field for field.
+			var reusedSL, reusedST engine.Decision
+			fresh := engine.NewStateful(rs, newTable(rs))
 			for i, s := range tc.steps {
 				if s.reload != "" {
 					rs, src = ruleset(t, s.reload), s.reload
 					sl.SetRules(rs)
 					st.SetRules(rs)
+					fresh.SetRules(rs)
 					if sl.Rules() != rs || st.Rules() != rs {
 						t.Fatal("Rules() is not the ruleset just set")
 					}
@@ -192,8 +200,21 @@ func TestDecide(t *testing.T) {
 				now += int64(time.Millisecond)
 				p := pkt(t, s.pkt)
 				dir := dirOf(rs, p)
-				gotSL := sl.Decide(p, dir)
-				gotST := st.Decide(p, dir, now)
+				var gotSL, gotST engine.Decision
+				if i%2 == 1 {
+					sl.DecideInto(&reusedSL, p, dir)
+					st.DecideInto(&reusedST, p, dir, now)
+					gotSL, gotST = reusedSL, reusedST
+				} else {
+					gotSL, gotST = sl.Decide(p, dir), st.Decide(p, dir, now)
+					reusedSL, reusedST = gotSL, gotST
+				}
+				if want := sl.Decide(p, dir); gotSL != want {
+					t.Errorf("step %d: %s: stateless DecideInto gave %+v, Decide %+v", i, s.pkt, gotSL, want)
+				}
+				if want := fresh.Decide(p, dir, now); gotST != want {
+					t.Errorf("step %d: %s: stateful DecideInto gave %+v, Decide %+v", i, s.pkt, gotST, want)
+				}
 				if want := expandRule(t, rs, src, s.stateless); verdict(gotSL) != want {
 					t.Errorf("step %d: %s\n\tstateless: %s\n\twant:      %s", i, s.pkt, verdict(gotSL), want)
 				}

@@ -80,6 +80,7 @@ func BenchmarkStatefulKnown(b *testing.B) {
 			ps := make([]packet.Packet, batch)
 			var dirs [batch]rules.Dir
 			next := uint64(0)
+			var d engine.Decision
 			b.ReportAllocs()
 			b.ResetTimer()
 			for i := 0; b.Loop(); i++ {
@@ -99,7 +100,7 @@ func BenchmarkStatefulKnown(b *testing.B) {
 					}
 					st.Prefetch(ps)
 				}
-				if d := st.Decide(&ps[k], dirs[k], now); d.Cause != engine.CauseState {
+				if st.DecideInto(&d, &ps[k], dirs[k], now); d.Cause != engine.CauseState {
 					b.Fatalf("packet %d: %v, want a pass by state", i, d)
 				}
 			}

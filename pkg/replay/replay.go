@@ -401,14 +401,15 @@ func (r *Replayer) decide(file string, index int, p *packet.Packet, m *packetMet
 		rec.Dir = direction(rs, p)
 	}
 	if r.stateless != nil {
-		rec.Stateless, rec.HasStateless = r.stateless.Decide(p, rec.Dir), true
+		r.stateless.DecideInto(&rec.Stateless, p, rec.Dir)
+		rec.HasStateless = true
 	}
 	if r.stateful != nil {
 		rec.HasStateful = true
 		// Fragments wait for their datagram (replayPacket); the rest are
 		// decided now.
 		if !rec.Fragment {
-			rec.Stateful = r.stateful.Decide(p, rec.Dir, tsNanos(ts))
+			r.stateful.DecideInto(&rec.Stateful, p, rec.Dir, tsNanos(ts))
 		}
 	}
 }

@@ -116,6 +116,11 @@ type sim struct {
 	c      Conn
 	st     Status
 	to     Timeouts
+	// last is the Result every packet of the entry is stepped into
+	// (StepInto), left from the packet before, as conntrack's hot path
+	// may reuse one: a field StepInto failed to reset would show up in
+	// the scenarios.
+	last Result
 }
 
 // outcome is what the table makes of one packet.
@@ -139,7 +144,8 @@ func (s *sim) send(from side, p *packet.Packet) outcome {
 	if dir == Original && !s.st.SeenReply {
 		label = "new"
 	}
-	r := Step(&s.c, p, dir, s.st, &s.to)
+	StepInto(&s.last, &s.c, p, dir, s.st, &s.to)
+	r := s.last
 	switch r.Verdict {
 	case Reopen:
 		// nf_ct_kill, then NF_REPEAT: the packet is looked up again and

@@ -110,9 +110,22 @@ func Start(c *Conn, p *packet.Packet) (Reason, bool) {
 // Ignore (accept the packet, leave the timer), Invalid (label the packet
 // invalid; see ShrinkTo), Reopen (delete the entry and track the packet as
 // the first of a new one: Start, then Step with Original).
-func Step(c *Conn, p *packet.Packet, dir Dir, st Status, t *Timeouts) Result {
+func Step(c *Conn, p *packet.Packet, dir Dir, st Status, t *Timeouts) (res Result) {
+	StepInto(&res, c, p, dir, st, t)
+	return res
+}
+
+// StepInto is Step storing its result in *res, for the per-packet path.
+// Returned by value, a Result (six fields, more than the compiler keeps
+// in registers) is assembled on the stack by byte stores and then copied
+// by 16-byte loads, which the CPU cannot forward from those stores: a
+// store-forwarding stall on every packet. StepInto sets the fields in
+// place instead.
+func StepInto(res *Result, c *Conn, p *packet.Packet, dir Dir, st Status, t *Timeouts) {
+	*res = Result{}
 	if r, ok := Check(p); !ok {
-		return Result{Verdict: Invalid, Reason: r}
+		res.Verdict, res.Reason = Invalid, r
+		return
 	}
 	if t == nil {
 		t = &DefaultTimeouts
@@ -122,7 +135,8 @@ func Step(c *Conn, p *packet.Packet, dir Dir, st Status, t *Timeouts) Result {
 	}
 	if c.State >= NumStates {
 		// Only a Conn corrupted from outside gets here.
-		return Result{Verdict: Invalid, Reason: ReasonBadState}
+		res.Verdict, res.Reason = Invalid, ReasonBadState
+		return
 	}
 	other := dir ^ 1
 	idx := FlagIndex(p.TCPFlags)
@@ -135,7 +149,8 @@ func Step(c *Conn, p *packet.Packet, dir Dir, st Status, t *Timeouts) Result {
 	case v == Invalid:
 		// TCP_CONNTRACK_MAX. (The kernel's SYN-proxy keep-alive exception
 		// does not apply: statewall has no SYN proxy.)
-		return Result{Verdict: Invalid, Reason: badStateReason(idx)}
+		res.Verdict, res.Reason = Invalid, badStateReason(idx)
+		return
 
 	case v == Ignore || (newState == SynSent && oldState >= TimeWait):
 		if v == Accept {
@@ -146,7 +161,8 @@ func Step(c *Conn, p *packet.Packet, dir Dir, st Status, t *Timeouts) Result {
 			// entry is killed and the packet looked up again.
 			if (c.Flags[dir]|c.Flags[other])&PeerCloseInit != 0 ||
 				(c.LastDir == dir && c.LastIndex == IndexRst) {
-				return Result{Verdict: Reopen, Reason: ReasonReopen}
+				res.Verdict, res.Reason = Reopen, ReasonReopen
+				return
 			}
 			// Otherwise the kernel falls through to the ignore case.
 		}
@@ -161,7 +177,8 @@ func Step(c *Conn, p *packet.Packet, dir Dir, st Status, t *Timeouts) Result {
 			break
 		}
 		c.annotate(p, dir, idx, oldState)
-		return Result{Verdict: Ignore, Reason: ReasonIgnored}
+		res.Verdict, res.Reason = Ignore, ReasonIgnored
+		return
 
 	case newState == TimeWait:
 		// RFC 5961: a stack answers a spurious SYN with a challenge ACK.
@@ -170,7 +187,8 @@ func Step(c *Conn, p *packet.Packet, dir Dir, st Status, t *Timeouts) Result {
 		if oldState == LastAck && idx == IndexAck && c.LastDir != dir &&
 			c.LastIndex == IndexSyn && c.LastFlags&LastChallengeAck != 0 {
 			c.LastFlags &^= LastChallengeAck
-			return Result{Verdict: Ignore, Reason: ReasonChallengeAck}
+			res.Verdict, res.Reason = Ignore, ReasonChallengeAck
+			return
 		}
 
 	case newState == SynSent2:
@@ -202,7 +220,8 @@ func Step(c *Conn, p *packet.Packet, dir Dir, st Status, t *Timeouts) Result {
 			if before(seq, c.Peer[other].MaxAck) && !ignoreInvalidRst {
 				// Below what the peer has acknowledged: blind injection
 				// or a stale RST.
-				return Result{Verdict: Invalid, Reason: ReasonInvalidRst}
+				res.Verdict, res.Reason = Invalid, ReasonInvalidRst
+				return
 			}
 			if !established || seq == c.Peer[other].MaxAck {
 				break
@@ -235,9 +254,11 @@ func Step(c *Conn, p *packet.Packet, dir Dir, st Status, t *Timeouts) Result {
 	if !skipWindow {
 		switch v, r := c.inWindow(p, dir, idx); v {
 		case Ignore:
-			return Result{Verdict: Ignore, Reason: r}
+			res.Verdict, res.Reason = Ignore, r
+			return
 		case Invalid:
-			return Result{Verdict: Invalid, Reason: r, ShrinkTo: c.handleInvalid(dir, idx, st, t)}
+			res.Verdict, res.Reason, res.ShrinkTo = Invalid, r, c.handleInvalid(dir, idx, st, t)
+			return
 		}
 	}
 
@@ -265,19 +286,19 @@ func Step(c *Conn, p *packet.Packet, dir Dir, st Status, t *Timeouts) Result {
 		timeout = retrans
 	}
 
-	res := Result{Verdict: Accept}
+	res.Verdict = Accept
 	if !st.SeenReply {
 		if p.TCPFlags&packet.TCPRst != 0 {
 			// "If only reply is a RST, we can consider ourselves not to
 			// have an established connection" (either direction).
 			res.Kill = true
 			res.Reason = ReasonRstBeforeReply
-			return res
+			return
 		}
 		if idx == IndexSyn && oldState == SynSent {
 			// A retransmitted SYN does not renew the timer, else port
 			// reuse by a client or NAT could keep the entry alive forever.
-			return res
+			return
 		}
 		// Mid-stream pickup without a reply: no 5-day ESTABLISHED timer.
 		if newState == Established && timeout > unack {
@@ -290,7 +311,6 @@ func Step(c *Conn, p *packet.Packet, dir Dir, st Status, t *Timeouts) Result {
 		res.SetAssured = true
 	}
 	res.Timeout = timeout
-	return res
 }
 
 // canEarlyDrop is tcp_can_early_drop: the closing states.
