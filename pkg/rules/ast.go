@@ -72,7 +72,8 @@ type Ruleset struct {
 	has      settingBits
 	timeouts []namedTimeout // in file order
 
-	m matcher
+	m     matcher
+	local addrSet // Local, compiled for IsLocal
 }
 
 type settingBits uint8

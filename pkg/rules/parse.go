@@ -39,6 +39,7 @@ func Parse(file string, src []byte) (*Ruleset, error) {
 		return nil, err
 	}
 	p.rs.m = compile(p.rs.Rules)
+	p.rs.local = compileLocal(p.rs.Local)
 	return p.rs, nil
 }
 
