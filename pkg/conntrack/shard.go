@@ -284,16 +284,8 @@ func (s *shard) sweep(now int64, n int) int {
 		return 0
 	}
 	mask := uint32(len(s.slots) - 1)
-	// The slots are consecutive but their entries are scattered: start
-	// loading every entry first, so that their cache misses overlap
-	// instead of costing one after another on the packet path.
-	for i, m := s.hand&mask, 0; m < n; i, m = (i+1)&mask, m+1 {
-		if sl := s.slots[i]; sl != 0 {
-			prefetch(unsafe.Pointer(s.at(sl&refMask - 1)))
-		}
-	}
 	reaped := 0
-	for ; n > 0; n-- {
+	for m := n; m > 0; m-- {
 		i := s.hand & mask
 		if sl := s.slots[i]; sl != 0 && s.at(sl&refMask-1).expired(now) {
 			// The hole is refilled by the shift; look at i again.
@@ -305,6 +297,17 @@ func (s *shard) sweep(now int64, n int) int {
 		if s.hand == 0 {
 			s.compact()
 			mask = uint32(len(s.slots) - 1)
+		}
+	}
+	// The slots are consecutive but their entries are scattered: start
+	// loading the entries the next sweep will look at now, so that they
+	// have arrived by then (sweepEvery packets later) and their misses do
+	// not stall the packet that runs it. (A removal or compaction
+	// meanwhile only wastes a prefetch.)
+	mask = uint32(len(s.slots) - 1)
+	for i, m := s.hand&mask, 0; m < n; i, m = (i+1)&mask, m+1 {
+		if sl := s.slots[i]; sl != 0 {
+			prefetch(unsafe.Pointer(s.at(sl&refMask - 1)))
 		}
 	}
 	if reaped > 0 {
