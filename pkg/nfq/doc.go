@@ -53,12 +53,13 @@
 // # Implementations and costs
 //
 // QueueConfig.Impl selects the receive and verdict path. The default,
-// ImplRaw (raw_linux.go), reads each queue's netlink socket itself: one
-// read(2) per datagram (the kernel sends every packet as one) into one
-// reused 256 KiB buffer, no peek, the messages parsed in place, the
-// Handler given a reused Packet whose Payload points into that buffer. The
-// verdicts wait until a read finds the socket empty (at most 64 of them,
-// half the queue length, or 1 ms after the first) and then go out in one
+// ImplRaw (raw_linux.go), reads each queue's netlink socket itself: up to
+// 16 datagrams (the kernel sends every packet as one) per recvmmsg(2),
+// each into a reused buffer of the copy range plus 16 KiB, no peek, the
+// messages parsed in place, the Handler given a reused Packet whose
+// Payload points into that buffer. The verdicts wait until a read finds
+// the socket empty (at most 64 of them, half the queue length, or about
+// 1 ms after the first) and then go out in one
 // write, each run of equal verdicts as one NFQNL_MSG_VERDICT_BATCH (see
 // verdicts in batch.go for why that gives every packet exactly its own
 // verdict). It allocates nothing per packet.

@@ -332,7 +332,7 @@ func TestNoAllocs(t *testing.T) {
 	id := uint32(0)
 	drain := func() {
 		for {
-			if _, err := unix.Read(pq.peer, pq.buf); err != nil {
+			if _, err := unix.Read(pq.peer, pq.bufs[0]); err != nil {
 				return
 			}
 		}
@@ -381,7 +381,7 @@ func TestSpin(t *testing.T) {
 		_, err := unix.Write(pq.peer, msg)
 		sent <- err
 	}()
-	if !pq.read(fd) || pq.n != len(msg) {
+	if !pq.read(fd) || pq.n != 1 || pq.mmsgs[0].len != uint32(len(msg)) {
 		t.Fatalf("the spin returned without the packet (n %d, err %v)", pq.n, pq.rerr)
 	}
 	if err := <-sent; err != nil {
@@ -404,5 +404,81 @@ func TestSpin(t *testing.T) {
 	}
 	if d := time.Since(start); d < pq.spin {
 		t.Errorf("gave up after %v, before the spin of %v", d, pq.spin)
+	}
+}
+
+// TestRawRecvBatch: one read takes up to rawBatch datagrams, each whole in
+// its own buffer, the next read the rest; reading allocates nothing; a
+// datagram too large for its buffer is counted, not parsed.
+func TestRawRecvBatch(t *testing.T) {
+	var seen []uint32
+	pq := newPairQueue(t, QueueConfig{CopyRange: 512}, func(p *Packet) Verdict {
+		seen = append(seen, p.ID)
+		if len(p.Payload) != 100 {
+			t.Errorf("packet %d: %d bytes of payload, want 100", p.ID, len(p.Payload))
+		}
+		return Accept
+	})
+	send := func(id uint32, payload []byte) {
+		t.Helper()
+		if _, err := unix.Write(pq.peer, packetMsg(id, payload)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var (
+		rn   int
+		rerr error
+	)
+	recvFn := func(fd uintptr) { rn, rerr = pq.recv(fd) }
+	recv := func() (int, error) {
+		if err := pq.rc.Control(recvFn); err != nil {
+			t.Fatal(err)
+		}
+		pq.n = rn
+		return rn, rerr
+	}
+	for id := range uint32(rawBatch + 4) {
+		send(id, bytes.Repeat([]byte{0x45}, 100))
+	}
+	for _, want := range []int{rawBatch, 4} {
+		if n, err := recv(); n != want || err != nil {
+			t.Fatalf("read %d datagrams (%v), want %d", n, err, want)
+		}
+		pq.processRead()
+	}
+	if _, err := recv(); err != unix.EAGAIN {
+		t.Fatalf("read of an empty socket: %v, want EAGAIN", err)
+	}
+	if len(seen) != rawBatch+4 || seen[0] != 0 || seen[len(seen)-1] != rawBatch+3 {
+		t.Errorf("handler saw %v", seen)
+	}
+	pq.flush()
+	pq.written(t)
+
+	msg1, msg2 := packetMsg(1, bytes.Repeat([]byte{0x45}, 100)), packetMsg(2, bytes.Repeat([]byte{0x45}, 100))
+	if n := testing.AllocsPerRun(200, func() {
+		unix.Write(pq.peer, msg1)
+		unix.Write(pq.peer, msg2)
+		recv()
+		pq.processRead()
+		pq.flush()
+		for {
+			if _, err := unix.Read(pq.peer, pq.bufs[0]); err != nil {
+				break
+			}
+		}
+	}); n != 0 {
+		t.Errorf("reading and deciding: %v allocations", n)
+	}
+
+	errs := pq.q.errs.Load()
+	seen = seen[:0]
+	send(99, bytes.Repeat([]byte{0x45}, len(pq.bufs[0])))
+	if n, err := recv(); n != 1 || err != nil {
+		t.Fatalf("read %d datagrams (%v), want the large one", n, err)
+	}
+	pq.processRead()
+	if len(seen) != 0 || pq.q.errs.Load() != errs+1 {
+		t.Errorf("a truncated datagram: handler saw %v, errors %d -> %d", seen, errs, pq.q.errs.Load())
 	}
 }
