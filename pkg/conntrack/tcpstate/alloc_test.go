@@ -30,6 +30,11 @@ func TestNoAllocs(t *testing.T) {
 			c := base
 			Step(&c, ack, Original, st, &DefaultTimeouts)
 		},
+		"StepInto established ACK": func() {
+			c := base
+			var r Result
+			StepInto(&r, &c, ack, Original, st, &DefaultTimeouts)
+		},
 		"Step established data": func() {
 			c := base
 			Step(&c, dataSeg, Original, st, &DefaultTimeouts)
