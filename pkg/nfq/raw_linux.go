@@ -20,7 +20,7 @@ import (
 // range (below 64 KiB) and a few hundred bytes of attributes. A raw queue
 // reads up to rawBatch of them with one recvmmsg(2), each into a buffer of
 // its own of rawSlack bytes more than the copy range, so a datagram never
-// comes truncated (one that did would be dropped: see process).
+// comes truncated (see processRead for what would happen if one did).
 //
 // Why batch the reads: under load the reader's CPU is what the senders
 // lack (two cores shared with them on the development VM), and entering
@@ -56,8 +56,8 @@ const batchClockEvery = 8
 // The goroutine reads up to rawBatch datagrams at a time, each into a
 // buffer of its own (no peek: a buffer holds the largest message), parses
 // them in place, hands the Handler a reused Packet whose Payload points
-// into the buffer, and records the verdict. When a read finds the socket empty, the verdicts recorded since
-// the last write go out in one write, runs of equal verdicts as one batch
+// into the buffer, and records the verdict. When a read finds the socket
+// empty, the verdicts recorded since the last write go out in one write, runs of equal verdicts as one batch
 // verdict (see verdicts); also when batchLimit verdicts are waiting or
 // maxBatchDelay has passed since the first, for a steady stream never
 // empties the socket. Nothing is allocated per packet.
@@ -276,10 +276,10 @@ func (rq *rawQueue) processRead() {
 		m := &rq.mmsgs[i]
 		if m.hdr.Flags&unix.MSG_TRUNC != 0 {
 			// Cannot happen with buffers sized for the copy range. The
-			// packet in it cannot be told apart from a damaged one: it
-			// waits until the socket closes (fail-closed), and is
-			// counted.
-			rq.unexpected("truncated netlink datagram", int(m.len))
+			// packet in it is not read: it waits until the socket
+			// closes (fail-closed), and, as for a packet without id, no
+			// batch verdict may cover it from now on.
+			rq.unreadable("a truncated netlink datagram")
 			continue
 		}
 		rq.process(rq.bufs[i][:m.len])
@@ -311,6 +311,18 @@ func (rq *rawQueue) process(b []byte) {
 	}
 }
 
+// unreadable counts a packet that cannot be given a verdict: it waits
+// until the socket closes, and a batch verdict for a later id would cover
+// it, so no more batches.
+func (rq *rawQueue) unreadable(what string) {
+	q := rq.q
+	if !rq.noBatch {
+		rq.noBatch = true
+		q.r.log.Error("nfq: "+what+": it waits until the queue closes; no more batch verdicts", "queue", q.num)
+	}
+	q.errs.Add(1)
+}
+
 // packet hands one packet to the Handler and records its verdict.
 func (rq *rawQueue) packet(body []byte) {
 	q := rq.q
@@ -318,14 +330,7 @@ func (rq *rawQueue) packet(body []byte) {
 	*p = Packet{Queue: q.num}
 	haveID, ok := parsePacket(p, body)
 	if !haveID {
-		// Nothing to give a verdict to: the packet waits until the
-		// socket closes, and a batch verdict for a later id would cover
-		// it, so no more batches.
-		if !rq.noBatch {
-			rq.noBatch = true
-			q.r.log.Error("nfq: a queued packet without id: it waits until the queue closes; no more batch verdicts", "queue", q.num)
-		}
-		q.errs.Add(1)
+		rq.unreadable("a queued packet without id")
 		return
 	}
 	q.lastID.Store(p.ID)

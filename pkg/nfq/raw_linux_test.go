@@ -409,7 +409,8 @@ func TestSpin(t *testing.T) {
 
 // TestRawRecvBatch: one read takes up to rawBatch datagrams, each whole in
 // its own buffer, the next read the rest; reading allocates nothing; a
-// datagram too large for its buffer is counted, not parsed.
+// datagram too large for its buffer is counted, not parsed, and no batch
+// verdict may cover its packet afterwards.
 func TestRawRecvBatch(t *testing.T) {
 	var seen []uint32
 	pq := newPairQueue(t, QueueConfig{CopyRange: 512}, func(p *Packet) Verdict {
@@ -478,7 +479,7 @@ func TestRawRecvBatch(t *testing.T) {
 		t.Fatalf("read %d datagrams (%v), want the large one", n, err)
 	}
 	pq.processRead()
-	if len(seen) != 0 || pq.q.errs.Load() != errs+1 {
-		t.Errorf("a truncated datagram: handler saw %v, errors %d -> %d", seen, errs, pq.q.errs.Load())
+	if len(seen) != 0 || pq.q.errs.Load() != errs+1 || !pq.noBatch {
+		t.Errorf("a truncated datagram: handler saw %v, errors %d -> %d, batch verdicts still on: %v", seen, errs, pq.q.errs.Load(), !pq.noBatch)
 	}
 }

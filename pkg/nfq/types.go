@@ -192,8 +192,9 @@ const DefaultSpin = 20 * time.Microsecond
 
 // Implementations of the receive and verdict path (QueueConfig.Impl).
 const (
-	// ImplRaw reads each queue's netlink socket directly into one reused
-	// buffer, parses the messages itself and sends the verdicts decided
+	// ImplRaw reads each queue's netlink socket directly, up to 16
+	// datagrams per recvmmsg(2) into reused buffers, parses the messages
+	// itself and sends the verdicts decided
 	// since the socket was last empty in one write, runs of equal
 	// verdicts as one NFQNL_MSG_VERDICT_BATCH. No allocation per packet.
 	ImplRaw = "raw"
