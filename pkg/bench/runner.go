@@ -123,7 +123,7 @@ func (r *runner) runStateless(c *chunk) {
 	for i := range c.b.Len() {
 		p.Decode(c.b.At(i), link(c, i))
 		var d engine.Decision
-		r.sl.DecideInto(&d, p, direction(r.rs, p))
+		r.sl.DecideInto(&d, p, r.rs.Direction(p.Src, p.Dst))
 		r.c.verdict[d.Verdict&1]++
 	}
 }
@@ -145,7 +145,7 @@ func (r *runner) runStateful(c *chunk, off int64) {
 		for j := range n {
 			p := &r.batch[j]
 			var d engine.Decision
-			r.sf.DecideInto(&d, p, direction(r.rs, p), c.b.Time[i+j]+off)
+			r.sf.DecideInto(&d, p, r.rs.Direction(p.Src, p.Dst), c.b.Time[i+j]+off)
 			r.c.verdict[d.Verdict&1]++
 			if d.Tracked {
 				r.c.labels[d.CT.Label%5]++
@@ -160,7 +160,7 @@ func (r *runner) runCompare(c *chunk, off int64) {
 		n := r.decodeBatch(c, i)
 		for j := range n {
 			p := &r.batch[j]
-			dir := direction(r.rs, p)
+			dir := r.rs.Direction(p.Src, p.Dst)
 			var a engine.Decision
 			r.sl.DecideInto(&a, p, dir)
 			var b engine.Decision
@@ -177,21 +177,6 @@ func (r *runner) runCompare(c *chunk, off int64) {
 	}
 }
 
-// direction is replay's: a packet from a `set local` address is out, one to
-// a local address in, any other unknown.
-func direction(rs *rules.Ruleset, p *packet.Packet) rules.Dir {
-	if p.Kind != packet.KindOK {
-		return rules.DirUnknown
-	}
-	switch {
-	case rs.IsLocal(p.Src):
-		return rules.DirOut
-	case rs.IsLocal(p.Dst):
-		return rules.DirIn
-	}
-	return rules.DirUnknown
-}
-
 // step processes packet i of c (first pass only): the per-packet form of
 // run, for Go benchmarks that count one packet as one op.
 func (r *runner) step(c *chunk, i int) {
@@ -202,14 +187,14 @@ func (r *runner) step(c *chunk, i int) {
 		r.c.kinds[p.Kind&7]++
 	case Stateless:
 		var d engine.Decision
-		r.sl.DecideInto(&d, p, direction(r.rs, p))
+		r.sl.DecideInto(&d, p, r.rs.Direction(p.Src, p.Dst))
 		r.c.verdict[d.Verdict&1]++
 	case Stateful:
 		var d engine.Decision
-		r.sf.DecideInto(&d, p, direction(r.rs, p), c.b.Time[i]+c.tsOff)
+		r.sf.DecideInto(&d, p, r.rs.Direction(p.Src, p.Dst), c.b.Time[i]+c.tsOff)
 		r.c.verdict[d.Verdict&1]++
 	case Compare:
-		dir := direction(r.rs, p)
+		dir := r.rs.Direction(p.Src, p.Dst)
 		var a engine.Decision
 		r.sl.DecideInto(&a, p, dir)
 		var b engine.Decision

@@ -450,12 +450,12 @@ func (h *hit) seen() {
 	}
 }
 
-// miss prepares the Result of a packet that may start a connection with
-// key k, in shard s (locked). At the limit it makes room now, as the
+// miss sets r for a packet that may start a connection with hash h, in
+// shard s (locked). At the limit it makes room now, as the
 // kernel's allocation of the new entry does (early_drop runs for every
 // such packet, whatever the rules then decide); when nothing can go, the
 // packet is still new but marked table full, and Commit will refuse it.
-func (t *Table) miss(r *Result, s *shard, k *Key, h uint64, now int64, timeout time.Duration) {
+func (t *Table) miss(r *Result, s *shard, h uint64, now int64, timeout time.Duration) {
 	r.Label, r.Reason, r.insert, r.hash, r.timeout = LabelNew, ReasonNewConn, true, h, timeout
 	if t.count.Load() >= t.limit && !s.evictNear(h, now) {
 		r.Reason, r.full = ReasonTableFull, true

@@ -98,7 +98,7 @@ func (t *Table) trackICMPQuery(r *Result, p *packet.Packet, now int64, timeout t
 	row := icmpTable(p.Proto)
 	switch {
 	case icmpQuery[row][p.ICMPType]:
-		t.miss(r, c.s, &k, h, now, timeout)
+		t.miss(r, c.s, h, now, timeout)
 		return
 	case icmpInverse[row][p.ICMPType] != 0:
 		c.s.st.invalid.Add(1)
@@ -163,7 +163,7 @@ func (t *Table) trackGeneric(r *Result, p *packet.Packet, now int64) {
 	c, ok := t.lookup(&k, h, now)
 	defer c.s.mu.Unlock()
 	if !ok {
-		t.miss(r, c.s, &k, h, now, t.to.Generic)
+		t.miss(r, c.s, h, now, t.to.Generic)
 		return
 	}
 	c.label(r)

@@ -125,7 +125,7 @@ func (t *Table) trackSCTP(r *Result, p *packet.Packet, now int64) {
 			r.Label, r.Reason = LabelInvalid, ReasonSCTPNoInit
 			return
 		}
-		t.miss(r, c.s, &k, h, now, sctpTimeout)
+		t.miss(r, c.s, h, now, sctpTimeout)
 		return
 	}
 	c.label(r)

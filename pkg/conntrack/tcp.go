@@ -91,7 +91,7 @@ func (t *Table) trackTCP(r *Result, p *packet.Packet, now int64) {
 	if timeout <= 0 {
 		timeout = t.to.TCP.SynSent
 	}
-	t.miss(r, c.s, &k, h, now, timeout)
+	t.miss(r, c.s, h, now, timeout)
 	r.tcpReason = res.Reason
 	if res.SetAssured {
 		r.flags |= flagAssured

@@ -43,7 +43,7 @@ func (t *Table) trackUDP(r *Result, p *packet.Packet, now int64) {
 	c, ok := t.lookup(&k, h, now)
 	defer c.s.mu.Unlock()
 	if !ok {
-		t.miss(r, c.s, &k, h, now, t.to.UDP)
+		t.miss(r, c.s, h, now, t.to.UDP)
 		return
 	}
 	c.label(r)
@@ -81,7 +81,7 @@ func (t *Table) trackUDPLite(r *Result, p *packet.Packet, now int64) {
 	c, ok := t.lookup(&k, h, now)
 	defer c.s.mu.Unlock()
 	if !ok {
-		t.miss(r, c.s, &k, h, now, t.to.UDP)
+		t.miss(r, c.s, h, now, t.to.UDP)
 		return
 	}
 	c.label(r)

@@ -241,15 +241,7 @@ func expandRule(t testing.TB, rs *rules.Ruleset, src, want string) string {
 }
 
 // dirOf tells in from out by `set local`, as replay does.
-func dirOf(rs *rules.Ruleset, p *packet.Packet) rules.Dir {
-	switch {
-	case rs.IsLocal(p.Src):
-		return rules.DirOut
-	case rs.IsLocal(p.Dst):
-		return rules.DirIn
-	}
-	return rules.DirUnknown
-}
+func dirOf(rs *rules.Ruleset, p *packet.Packet) rules.Dir { return rs.Direction(p.Src, p.Dst) }
 
 // newTable is the table a ruleset asks for, as replay and the daemon make
 // it.

@@ -61,15 +61,7 @@ func reassemble(t *testing.T, frags []rawPacket) []byte {
 	return buf.Bytes()
 }
 
-func dirOf(rs *rules.Ruleset, p *packet.Packet) rules.Dir {
-	switch {
-	case rs.IsLocal(p.Src):
-		return rules.DirOut
-	case rs.IsLocal(p.Dst):
-		return rules.DirIn
-	}
-	return rules.DirUnknown
-}
+func dirOf(rs *rules.Ruleset, p *packet.Packet) rules.Dir { return rs.Direction(p.Src, p.Dst) }
 
 // TestFragmentsShareTheDatagramsDecision: conntrack sees the reassembled
 // datagram only, so every fragment gets its decision and label, as in the

@@ -296,7 +296,7 @@ func (r *Replayer) replayPacket(file string, index int, p *packet.Packet, m *pac
 	case defrag.Complete:
 		p := &r.whole
 		p.Decode(whole, packet.LinkIP)
-		d := r.stateful.Decide(p, direction(r.cfg.Rules, p), now)
+		d := r.stateful.Decide(p, r.cfg.Rules.Direction(p.Src, p.Dst), now)
 		r.resolve(tokens, d)
 	default:
 		r.resolve(tokens, engine.FragmentDropped(dropReason(status)))
@@ -398,7 +398,7 @@ func (r *Replayer) decide(file string, index int, p *packet.Packet, m *packetMet
 				rec.TCPFlags = p.TCPFlags
 			}
 		}
-		rec.Dir = direction(rs, p)
+		rec.Dir = rs.Direction(p.Src, p.Dst)
 	}
 	if r.stateless != nil {
 		r.stateless.DecideInto(&rec.Stateless, p, rec.Dir)
@@ -412,19 +412,4 @@ func (r *Replayer) decide(file string, index int, p *packet.Packet, m *packetMet
 			r.stateful.DecideInto(&rec.Stateful, p, rec.Dir, tsNanos(ts))
 		}
 	}
-}
-
-// direction tells in from out by the ruleset's `set local` addresses: a
-// packet to a local address is in, one from a local address is out (a
-// packet between two local addresses counts as out, the way it leaves the
-// sending socket first). Without `set local` every packet is DirUnknown and
-// rules that say in or out match nothing.
-func direction(rs *rules.Ruleset, p *packet.Packet) rules.Dir {
-	switch {
-	case rs.IsLocal(p.Src):
-		return rules.DirOut
-	case rs.IsLocal(p.Dst):
-		return rules.DirIn
-	}
-	return rules.DirUnknown
 }

@@ -531,6 +531,21 @@ func (rs *Ruleset) match(p *packet.Packet, dir Dir, newConn bool) *Rule {
 	return &rs.Rules[i]
 }
 
+// Direction is the direction `set local` gives a packet from src to dst,
+// for offline use (replay, the benchmarks), where no hook says it: from a
+// local address it is out, to one in (between two local addresses out,
+// the way it leaves the sending socket first), else DirUnknown, so that
+// without `set local` rules that say in or out match nothing.
+func (rs *Ruleset) Direction(src, dst netip.Addr) Dir {
+	switch {
+	case rs.IsLocal(src):
+		return DirOut
+	case rs.IsLocal(dst):
+		return DirIn
+	}
+	return DirUnknown
+}
+
 // compileLocal compiles the `set local` prefixes into sorted ranges, as
 // rule addresses are compiled.
 func compileLocal(local []netip.Prefix) addrSet {

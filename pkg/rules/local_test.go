@@ -67,3 +67,30 @@ func TestIsLocalDifferential(t *testing.T) {
 		t.Errorf("%d of 60000 addresses local: the sets and addresses do not exercise both answers", locals)
 	}
 }
+
+// TestDirection: from a local address out, to one in, between two local
+// addresses out, otherwise (and without `set local`) unknown.
+func TestDirection(t *testing.T) {
+	rs := mustParse(t, "set local { 198.18.0.2, 198.18.0.3 }\n")
+	a := netip.MustParseAddr
+	for _, tt := range []struct {
+		src, dst string
+		want     Dir
+	}{
+		{"198.18.0.2", "198.18.1.1", DirOut},
+		{"198.18.1.1", "198.18.0.3", DirIn},
+		{"198.18.0.2", "198.18.0.3", DirOut},
+		{"198.18.1.1", "198.18.1.2", DirUnknown},
+	} {
+		if got := rs.Direction(a(tt.src), a(tt.dst)); got != tt.want {
+			t.Errorf("Direction(%s, %s) = %v, want %v", tt.src, tt.dst, got, tt.want)
+		}
+	}
+	if got := mustParse(t, "pass all\n").Direction(a("198.18.0.2"), a("198.18.0.3")); got != DirUnknown {
+		t.Errorf("without set local: %v", got)
+	}
+	var zero netip.Addr
+	if got := rs.Direction(zero, zero); got != DirUnknown {
+		t.Errorf("undecoded packet (zero addresses): %v", got)
+	}
+}
