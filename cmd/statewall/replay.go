@@ -13,7 +13,11 @@ func runReplay(args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("replay", "[flags] FILE...", `Replay pcap or pcapng files through the rules and print every packet's
 verdict, with its reason. Files are replayed in order, as one stream: their
 packets share connection state, and their timestamps are the connection
-tracker's clock, so a replay is deterministic.
+tracker's clock. That clock never goes back: a packet stamped earlier than
+the latest one seen is decided at the latest time, and the summary counts
+such steps (--strict-time refuses the capture instead). With the hash seed
+fixed (--seed, 1 by default), a replay gives the same output every time,
+full connection tables included.
 
 Modes:
   compare    both engines on every packet; disagreements are marked and
@@ -29,6 +33,8 @@ Formats:
 	modeFlag := fs.String("mode", "compare", "`MODE`: compare, stateless or stateful")
 	format := fs.String("format", "text", "output `FORMAT`: text, jsonl or summary")
 	noChecksum := fs.Bool("no-checksum", false, "do not verify transport checksums (the kernel's nf_conntrack_checksum=0): for captures taken on the sending host, whose checksums the NIC had yet to fill in")
+	seed := fs.Uint64("seed", replay.DefaultSeed, "conntrack's hash `SEED` (positive): it decides which unassured entry early drop evicts in a full table; the same seed gives the same output")
+	strictTime := fs.Bool("strict-time", false, "refuse a capture whose timestamps go back, instead of deciding such packets at the latest time seen")
 	cpuprofile := cpuProfileFlag(fs)
 	if err := parseFlags(fs, args); err != nil {
 		return err
@@ -43,6 +49,9 @@ Formats:
 	if err != nil {
 		return usagef("%v", err)
 	}
+	if *seed == 0 {
+		return usagef("--seed 0: the seed must be positive (the default is %d)", replay.DefaultSeed)
+	}
 	rs, err := loadRules("replay", *rulesFile, stderr)
 	if err != nil {
 		return err
@@ -52,7 +61,7 @@ Formats:
 		return err
 	}
 	defer stopProfile()
-	rp, err := replay.New(replay.Config{Rules: rs, Mode: mode, NoChecksum: *noChecksum})
+	rp, err := replay.New(replay.Config{Rules: rs, Mode: mode, NoChecksum: *noChecksum, Seed: *seed, StrictTime: *strictTime})
 	if err != nil {
 		return err
 	}
@@ -72,15 +81,28 @@ Formats:
 				return err
 			}
 			fmt.Fprintln(stdout)
+			sum.Finish(rp)
 			return sum.WriteText(stdout)
 		}
 	case "jsonl":
 		jw := replay.NewJSONLWriter(stdout)
-		sink = jw.Write
-		flush = jw.Flush
+		sink = func(r *replay.Record) error {
+			sum.Add(r)
+			return jw.Write(r)
+		}
+		flush = func() error {
+			sum.Finish(rp)
+			if err := jw.WriteSummary(&sum); err != nil {
+				return err
+			}
+			return jw.Flush()
+		}
 	case "summary":
 		sink = sum.Add
-		flush = func() error { return sum.WriteText(stdout) }
+		flush = func() error {
+			sum.Finish(rp)
+			return sum.WriteText(stdout)
+		}
 	default:
 		return usagef("unknown format %q (want text, jsonl or summary)", *format)
 	}

@@ -42,19 +42,38 @@ func countPackets(t *testing.T, name string) []int {
 	}
 }
 
-// jsonLines parses every line of out as a JSON object.
+// jsonLines parses every line of out as a JSON object and returns the
+// packet records; the last line must be the summary record, and only it.
 func jsonLines(t *testing.T, out string) []map[string]any {
 	t.Helper()
-	var recs []map[string]any
+	recs, _ := jsonRecords(t, out)
+	return recs
+}
+
+// jsonRecords is jsonLines that also returns the summary record's object.
+func jsonRecords(t *testing.T, out string) (recs []map[string]any, summary map[string]any) {
+	t.Helper()
 	sc := bufio.NewScanner(strings.NewReader(out))
 	for sc.Scan() {
 		var m map[string]any
 		if err := json.Unmarshal(sc.Bytes(), &m); err != nil {
 			t.Fatalf("line %d is not JSON: %v: %s", len(recs)+1, err, sc.Text())
 		}
+		if summary != nil {
+			t.Fatalf("line %d follows the summary record: %s", len(recs)+2, sc.Text())
+		}
+		if s, ok := m["summary"]; ok {
+			if summary, ok = s.(map[string]any); !ok {
+				t.Fatalf("summary record %s: not an object", sc.Text())
+			}
+			continue
+		}
 		recs = append(recs, m)
 	}
-	return recs
+	if summary == nil {
+		t.Fatal("no summary record at the end of the JSONL output")
+	}
+	return recs, summary
 }
 
 // TestReplayJSONL: --format jsonl prints one object per packet, in file
@@ -82,7 +101,22 @@ func TestReplayJSONL(t *testing.T) {
 			}
 			got := map[string]int{}
 			fi := 0
-			for i, m := range jsonLines(t, out) {
+			recs, sum := jsonRecords(t, out)
+			if n, _ := sum["packets"].(float64); int(n) != len(recs) {
+				t.Errorf("summary record: %v packets, %d records", sum["packets"], len(recs))
+			}
+			for k, on := range map[string]bool{"stateless": tc.stateless, "stateful": tc.full, "ct": tc.full, "disagreements": tc.stateless && tc.full} {
+				if _, ok := sum[k]; ok != on {
+					t.Errorf("summary record: key %q present %v in mode %s: %v", k, ok, tc.mode, sum)
+				}
+			}
+			// The files were captured in another order than given: the
+			// clock steps back where a file starts before the previous
+			// one's end.
+			if _, ok := sum["clock_steps_back"].(float64); sum["seed"] != float64(1) || !ok {
+				t.Errorf("summary record: seed %v, clock steps back %v; want the default seed 1 and a count", sum["seed"], sum["clock_steps_back"])
+			}
+			for i, m := range recs {
 				where := "line " + strconv.Itoa(i+1)
 				f, _ := m["file"].(string)
 				for fi < len(files) && f != files[fi] {

@@ -11,12 +11,24 @@
 // sleeping, and replays are deterministic. The TCP state machine is the
 // pure package tcpstate.
 //
+// The table's clock never goes back. Every call takes the latest now the
+// table has been given (clock): a caller whose time steps back (a capture
+// merged from several hosts, a stepped wall clock) has its packets decided
+// at the latest time seen instead. So whether an entry is alive depends
+// only on its deadline and that clock, never on whether the incremental
+// sweep happened to reap it: an entry reaped at time T is dead at every
+// later time, and no earlier time is ever asked about again. The same
+// holds at the limit: before a live entry is evicted early or a new
+// connection is refused, every expired entry of the table is reaped
+// (reapExpired), so the table is full only when its live entries fill it.
+//
 // Like the kernel, a connection's entry is created only when its first
 // packet is accepted: Track labels the packet, the rules decide, and Commit
 // stores the entry.
 package conntrack
 
 import (
+	"math"
 	"math/rand/v2"
 	"sync/atomic"
 	"time"
@@ -225,6 +237,17 @@ type Table struct {
 	_     [64]byte
 	count atomic.Int64 // entries, expired ones included until reaped
 	_     [56]byte
+
+	// latest is the table's clock: the latest now it was given. Read by
+	// every packet, written when time advances (once per packet in
+	// replay, once per clock tick in the daemon).
+	latest atomic.Int64
+	// soonest is a lower bound of every entry's deadline (math.MaxInt64
+	// when there is none): while now < soonest, no entry has expired,
+	// and reapExpired has nothing to do. Lowered by a shard whose own
+	// bound goes below it, recomputed by reapExpired.
+	soonest atomic.Int64
+	_       [48]byte
 }
 
 // New returns an empty table.
@@ -265,16 +288,47 @@ func New(cfg Config) *Table {
 		checksum: !cfg.NoChecksum,
 		to:       cfg.Timeouts.WithDefaults(),
 	}
+	t.latest.Store(math.MinInt64)
+	t.soonest.Store(math.MaxInt64)
 	for i := range t.shards {
-		t.shards[i].hash = &t.hash
-		t.shards[i].count = &t.count
+		s := &t.shards[i]
+		s.hash = &t.hash
+		s.count = &t.count
+		s.tableSoonest = &t.soonest
+		s.soonest.Store(math.MaxInt64)
 	}
 	return t
 }
 
+// clock advances the table's clock to now, if now is later, and returns
+// the clock: the time every call decides at. It never goes back.
+func (t *Table) clock(now int64) int64 {
+	for {
+		l := t.latest.Load()
+		if now <= l {
+			return l
+		}
+		if t.latest.CompareAndSwap(l, now) {
+			return now
+		}
+	}
+}
+
+// Now returns the table's clock: the latest time it was given
+// (math.MinInt64 before the first).
+func (t *Table) Now() int64 { return t.latest.Load() }
+
 // Len returns the number of entries, counting expired entries not yet
-// reaped.
+// reaped: Live counts only the live ones.
 func (t *Table) Len() int { return int(t.count.Load()) }
+
+// Live reaps the entries expired at now (or at the table's clock, if that
+// is later) and returns the number of entries left: the live ones. What
+// status and metrics show.
+func (t *Table) Live(now int64) int {
+	t.reapExpired(t.clock(now))
+	return int(t.count.Load())
+}
 
 // Stats are the table's counters since New.
 type Stats struct {
@@ -289,7 +343,8 @@ type Stats struct {
 }
 
 // Stats returns the counters. It takes no lock; each counter is exact, the
-// set is not a single snapshot.
+// set is not a single snapshot. Entries counts expired entries not yet
+// reaped: call Live (or Sweep) first for the live count.
 func (t *Table) Stats() Stats {
 	st := Stats{Entries: uint64(max(t.count.Load(), 0))}
 	for i := range t.shards {
@@ -305,19 +360,55 @@ func (t *Table) Stats() Stats {
 	return st
 }
 
-// Sweep reaps every expired entry now, one shard at a time, and returns how
-// many. Track already reaps as it goes; Sweep is for a periodic timer in a
-// daemon whose traffic may stop, and for tests.
+// Sweep reaps every expired entry now (or at the table's clock, if that is
+// later), one shard at a time, and returns how many. Track already reaps
+// as it goes; Sweep is for a periodic timer in a daemon whose traffic may
+// stop, and for tests.
 func (t *Table) Sweep(now int64) int {
+	return t.reapExpired(t.clock(now))
+}
+
+// reapExpired reaps every entry expired at now, in every shard whose
+// deadline bound says it may hold one, and recomputes the bounds. Shards
+// are locked one at a time: the caller holds no shard lock. It costs
+// nothing while now is before every deadline, and one pass over the
+// shards that hold an expired entry otherwise.
+//
+// The bounds are exact for one caller at a time; with concurrent packets
+// a deadline lowered during the pass is caught by the second look below.
+func (t *Table) reapExpired(now int64) int {
+	if now < t.soonest.Load() {
+		return 0
+	}
 	n := 0
+	next := int64(math.MaxInt64)
 	for i := range t.shards {
 		s := &t.shards[i]
-		s.mu.Lock()
-		n += s.sweepAll(now)
-		s.compact()
-		s.mu.Unlock()
+		if s.soonest.Load() <= now {
+			s.mu.Lock()
+			n += s.sweepAll(now)
+			s.compact()
+			s.mu.Unlock()
+		}
+		next = min(next, s.soonest.Load())
+	}
+	t.soonest.Store(next)
+	// A shard that lowered its bound after the loop read it, and before
+	// the store, compared itself with the old table bound: look again.
+	for i := range t.shards {
+		lowerBound(&t.soonest, t.shards[i].soonest.Load())
 	}
 	return n
+}
+
+// lowerBound lowers b to v, if v is lower.
+func lowerBound(b *atomic.Int64, v int64) {
+	for {
+		cur := b.Load()
+		if v >= cur || b.CompareAndSwap(cur, v) {
+			return
+		}
+	}
 }
 
 func (t *Table) shard(h uint64) *shard { return &t.shards[h&t.mask] }
@@ -352,6 +443,7 @@ func (t *Table) Track(p *packet.Packet, now int64) (r Result) {
 // tcpstate.StepInto took a decision in the caches from 134 to 102 ns.
 func (t *Table) TrackInto(r *Result, p *packet.Packet, now int64) {
 	*r = Result{}
+	now = t.clock(now)
 	if p.Kind != packet.KindOK || p.Frag.IsFragment || (p.IPVersion != 4 && p.IPVersion != 6) {
 		t.invalid(r, p, ReasonNotDecoded)
 		return
@@ -435,7 +527,7 @@ func (h *hit) label(r *Result) {
 // nf_conntrack_in.
 func (h *hit) accept(p *packet.Packet, now int64, d time.Duration) {
 	if d > 0 {
-		h.e.expires = now + int64(d)
+		h.s.setDeadline(h.e, now+int64(d))
 	}
 	h.e.packets[h.dir]++
 	h.e.bytes[h.dir] += uint64(p.IPLen)
@@ -457,10 +549,33 @@ func (h *hit) seen() {
 // packet is still new but marked table full, and Commit will refuse it.
 func (t *Table) miss(r *Result, s *shard, h uint64, now int64, timeout time.Duration) {
 	r.Label, r.Reason, r.insert, r.hash, r.timeout = LabelNew, ReasonNewConn, true, h, timeout
-	if t.count.Load() >= t.limit && !s.evictNear(h, now) {
+	if t.count.Load() >= t.limit && !t.makeRoom(s, h, now) {
 		r.Reason, r.full = ReasonTableFull, true
 		s.st.refused.Add(1)
 	}
+}
+
+// makeRoom frees one entry for a new connection with hash h at the limit;
+// s, h's shard, is locked on entry and on return (it is unlocked in
+// between when other shards must be reaped). Expired entries go first: one
+// near h, else every expired entry of the table; only when no entry has
+// expired anywhere, so that the live entries alone fill the table, is a
+// live unassured entry near h evicted (early drop). Which live entry that
+// is depends on the hash, as in the kernel; whether one is evicted at all
+// does not.
+func (t *Table) makeRoom(s *shard, h uint64, now int64) bool {
+	if s.evictNear(h, now, false) {
+		return true
+	}
+	if now >= t.soonest.Load() {
+		s.mu.Unlock()
+		t.reapExpired(now)
+		s.mu.Lock()
+		if t.count.Load() < t.limit {
+			return true
+		}
+	}
+	return s.evictNear(h, now, true)
 }
 
 // Commit stores the entry of a new connection whose first packet the rules
@@ -481,6 +596,12 @@ func (t *Table) Commit(p *packet.Packet, r *Result, now int64) bool {
 		// The kernel drops such a packet when it allocates the entry,
 		// before any rule sees it; the refusal was counted then.
 		return false
+	}
+	now = t.clock(now)
+	if t.count.Load() >= t.limit {
+		// Track made room, but a concurrent packet may have taken it:
+		// expired entries go before a live one is evicted below.
+		t.reapExpired(now)
 	}
 	var k Key
 	packetKey(&k, p)
@@ -503,7 +624,7 @@ func (t *Table) Commit(p *packet.Packet, r *Result, now int64) bool {
 		s.st.expired.Add(1)
 	}
 	if t.count.Add(1) > t.limit {
-		if !s.evictNear(r.hash, now) {
+		if !s.evictNear(r.hash, now, true) {
 			t.count.Add(-1)
 			t.refuse(s, r)
 			return false
@@ -518,11 +639,11 @@ func (t *Table) Commit(p *packet.Packet, r *Result, now int64) bool {
 	}
 	e := s.at(idx)
 	*e = entry{
-		key:     k,
-		flags:   r.flags,
-		tcp:     conn,
-		expires: now + int64(r.timeout),
+		key:   k,
+		flags: r.flags,
+		tcp:   conn,
 	}
+	s.setDeadline(e, now+int64(r.timeout))
 	if k.proto == packet.ProtoUDP {
 		*e.streamTS() = now + int64(udpStreamAfter)
 	}

@@ -1,6 +1,7 @@
 package conntrack
 
 import (
+	"math"
 	"sync"
 	"sync/atomic"
 	"unsafe"
@@ -97,6 +98,18 @@ func (e *entry) streamTS() *int64 { return (*int64)(unsafe.Pointer(&e.tcp)) }
 func (e *entry) seenReply() bool { return e.flags&flagSeenReply != 0 }
 func (e *entry) assured() bool   { return e.flags&flagAssured != 0 }
 
+// setDeadline sets e's deadline, keeping the shard's and the table's lower
+// bounds true. Every write of a deadline goes through here. On the packet
+// path the new deadline is almost always later than the bound: one load
+// and a compare.
+func (s *shard) setDeadline(e *entry, at int64) {
+	e.expires = at
+	if at < s.soonest.Load() {
+		s.soonest.Store(at)
+		lowerBound(s.tableSoonest, at)
+	}
+}
+
 // expired reports whether the entry's timer has run out at now. Like the
 // kernel's nf_ct_is_expired, an entry is dead at its deadline.
 func (e *entry) expired(now int64) bool { return now >= e.expires }
@@ -123,6 +136,13 @@ type shard struct {
 	hash   *hasher              // the table's, immutable
 	count  *atomic.Int64        // the table's entry count, for the limit
 	view   atomic.Pointer[view] // slots and chunks, for Prefetch (see prefetch.go)
+
+	// soonest is a lower bound of the deadlines of this shard's entries
+	// (math.MaxInt64: none), written under mu and read without it by
+	// reapExpired; tableSoonest is the table's bound over all shards.
+	// setDeadline lowers both, sweepAll makes the shard's exact.
+	soonest      atomic.Int64
+	tableSoonest *atomic.Int64
 
 	st shardStats
 
@@ -316,19 +336,26 @@ func (s *shard) sweep(now int64, n int) int {
 	return reaped
 }
 
-// sweepAll reaps every expired entry of the shard and returns how many.
+// sweepAll reaps every expired entry of the shard and returns how many;
+// the shard's deadline bound is then exact: the soonest deadline left.
 // A removal only moves slots that follow the hole (cyclically) back into
 // it, and the hole is looked at again, so no slot escapes the pass.
 func (s *shard) sweepAll(now int64) int {
 	reaped := 0
+	soonest := int64(math.MaxInt64)
 	for i := 0; i < len(s.slots); {
-		if sl := s.slots[i]; sl != 0 && s.at(sl&refMask-1).expired(now) {
-			s.remove(uint32(i))
-			reaped++
-			continue
+		if sl := s.slots[i]; sl != 0 {
+			e := s.at(sl&refMask - 1)
+			if e.expired(now) {
+				s.remove(uint32(i))
+				reaped++
+				continue
+			}
+			soonest = min(soonest, e.expires)
 		}
 		i++
 	}
+	s.soonest.Store(soonest)
 	if reaped > 0 {
 		s.st.expired.Add(uint64(reaped))
 	}
@@ -370,21 +397,24 @@ func (s *shard) compact() {
 
 // evictNear makes room for a connection with hash h, like the kernel's
 // early_drop: among the first evictScan entries from h's home position, it
-// reaps the first expired one or else drops the first that is not
-// assured. It reports whether an entry went away.
+// reaps an expired one, or else, when live is true, drops the first that
+// is not assured. It reports whether an entry went away. An expired entry
+// anywhere in the scan goes before a live one: a live connection is never
+// dropped for room that a dead one holds.
 //
 // It counts entries, not slots: in a sparse index (a small limit, or a
 // table emptied by expiry) the neighbourhood of h may hold no entry at all,
 // and scanning slots alone would refuse a connection while expired entries
-// sit further on (the kernel's garbage collector would have reaped those
-// meanwhile). Empty slots cost a load each; the scan stops after one turn.
-func (s *shard) evictNear(h uint64, now int64) bool {
+// sit further on. Empty slots cost a load each; the scan stops after one
+// turn.
+func (s *shard) evictNear(h uint64, now int64, live bool) bool {
 	if s.n == 0 {
 		return false
 	}
 	mask := uint32(len(s.slots) - 1)
 	i := slotPos(h) & mask
 	seen := 0
+	victim, found := uint32(0), false
 	for n := 0; seen < evictScan && n < len(s.slots); n, i = n+1, (i+1)&mask {
 		sl := s.slots[i]
 		if sl == 0 {
@@ -397,11 +427,14 @@ func (s *shard) evictNear(h uint64, now int64) bool {
 			s.remove(i)
 			s.st.expired.Add(1)
 			return true
-		case !e.assured():
-			s.remove(i)
-			s.st.evicted.Add(1)
-			return true
+		case !found && !e.assured():
+			victim, found = i, true
 		}
 	}
-	return false
+	if !live || !found {
+		return false
+	}
+	s.remove(victim)
+	s.st.evicted.Add(1)
+	return true
 }

@@ -76,6 +76,7 @@ func snapErr(format string, args ...any) error {
 // Concurrent traffic may change entries meanwhile: call Save once the
 // table is quiet (the daemon saves after it stopped reading its queues).
 func (t *Table) Save(w io.Writer, now int64) error {
+	now = t.clock(now)
 	var recs []byte
 	var rec [snapshotRecordSize]byte
 	count := 0
@@ -281,6 +282,7 @@ func (t *Table) Load(r io.Reader, now int64) (n int, err error) {
 	if t.count.Load() != 0 {
 		return 0, errors.New("conntrack: Load needs an empty table")
 	}
+	now = t.clock(now)
 	var hdr [snapshotHeaderSize]byte
 	if _, err := io.ReadFull(r, hdr[:]); err != nil {
 		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
@@ -378,7 +380,7 @@ func (t *Table) insertLoaded(l *loaded, now int64) bool {
 	}
 	e := s.at(idx)
 	*e = l.e
-	e.expires = now + l.remaining
+	s.setDeadline(e, now+l.remaining)
 	if e.key.proto == packet.ProtoUDP {
 		*e.streamTS() = now + l.aux
 	}

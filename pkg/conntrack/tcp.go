@@ -40,7 +40,7 @@ func (t *Table) trackTCP(r *Result, p *packet.Packet, now int64) {
 			// connection conntrack lost track of does not stay for
 			// days (nf_tcp_handle_invalid).
 			if d, ok := res.Shrink(time.Duration(c.e.expires - now)); ok {
-				c.e.expires = now + int64(d)
+				c.s.setDeadline(c.e, now+int64(d))
 			}
 			c.s.st.invalid.Add(1)
 			r.Label, r.Reason, r.tcpReason = LabelInvalid, ReasonTCP, res.Reason

@@ -89,12 +89,14 @@ func (e EntryInfo) String() string {
 	return b.String()
 }
 
-// Walk calls fn with a copy of every live entry until fn returns false.
+// Walk calls fn with a copy of every live entry (alive at now, or at the
+// table's clock if that is later) until fn returns false.
 // It copies one shard at a time under that shard's lock and calls fn with
 // no lock held, so fn may use the table; entries that change meanwhile
 // appear as they were when their shard was copied. Entries are in no
 // particular order. Walk allocates; it is not for the packet path.
 func (t *Table) Walk(now int64, fn func(e EntryInfo) bool) {
+	now = t.clock(now)
 	var buf []EntryInfo
 	for i := range t.shards {
 		s := &t.shards[i]
@@ -120,6 +122,7 @@ func (t *Table) Walk(now int64, fn func(e EntryInfo) bool) {
 // Get returns the entry that tuple k (in either direction) belongs to, as
 // conntrack -G does.
 func (t *Table) Get(k Key, now int64) (EntryInfo, bool) {
+	now = t.clock(now)
 	h := t.hash.sum(&k)
 	s := t.shard(h)
 	s.mu.Lock()

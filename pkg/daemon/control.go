@@ -203,7 +203,7 @@ func (d *Daemon) Status() Status {
 		Mode: d.cfg.Mode.String(), RulesFile: li.File, Rules: li.Rules, Loaded: li.Loaded,
 		Started: d.started, FailOpen: d.cfg.FailOpen, Hooks: hookNames(d.cfg.Hooks), Netns: d.cfg.Netns,
 		ByReason:  map[string]uint64{},
-		Conntrack: d.table.Stats(),
+		Conntrack: d.tableStats(),
 		Limit:     d.limit,
 	}
 	for v := range 2 {
@@ -236,6 +236,13 @@ func (d *Daemon) Status() Status {
 		s.Queues = r.Stats()
 	}
 	return s
+}
+
+// tableStats are the table's counters, with expired entries reaped first,
+// so that Entries counts the live ones only, as the listing does.
+func (d *Daemon) tableStats() conntrack.Stats {
+	d.table.Live(d.clock.Load())
+	return d.table.Stats()
 }
 
 // Conntrack lists the tracked connections that match f.

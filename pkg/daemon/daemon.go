@@ -103,6 +103,9 @@ type Config struct {
 	// DisagreementLogEvery rate-limits shadow-mode logging: at most one log
 	// line per interval per disagreement kind. 0 means 1 s.
 	DisagreementLogEvery time.Duration
+	// Clock is where the daemon reads the time: conntrack counts on its
+	// monotonic side only (see Clock). nil means SystemClock.
+	Clock Clock
 }
 
 // DefaultCopyRange covers an IPv6 header with extension headers, a
@@ -142,6 +145,9 @@ func (c *Config) check() error {
 	}
 	if len(c.Hooks) == 0 {
 		c.Hooks = nfq.AllHooks
+	}
+	if c.Clock == nil {
+		c.Clock = SystemClock{}
 	}
 	return nil
 }

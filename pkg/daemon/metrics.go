@@ -136,7 +136,7 @@ func (c *tableCollector) Describe(ch chan<- *prometheus.Desc) {
 
 func (c *tableCollector) Collect(ch chan<- prometheus.Metric) {
 	t := c.d.table
-	st := t.Stats()
+	st := c.d.tableStats()
 	ch <- prometheus.MustNewConstMetric(descEntries, prometheus.GaugeValue, float64(st.Entries))
 	ch <- prometheus.MustNewConstMetric(descLimit, prometheus.GaugeValue, float64(c.d.limit))
 	for _, e := range []struct {

@@ -36,7 +36,8 @@ type Daemon struct {
 	limit    int
 	timeouts conntrack.Timeouts
 
-	// clock is the daemon's notion of now for conntrack, in nanoseconds,
+	// clock is the daemon's notion of now for conntrack: nanoseconds of
+	// cfg.Clock's monotonic clock, never the wall clock (see Clock),
 	// refreshed every millisecond by tick: one atomic load per packet
 	// instead of a clock read; conntrack timeouts are seconds.
 	clock atomic.Int64
@@ -100,10 +101,10 @@ func New(cfg Config, log *slog.Logger) (*Daemon, error) {
 	})
 	d.stateless = engine.NewStateless(rs)
 	d.stateful = engine.NewStateful(rs, d.table)
-	d.loaded.Store(&loadInfo{File: cfg.RulesFile, Rules: len(rs.Rules), Loaded: time.Now()})
+	d.loaded.Store(&loadInfo{File: cfg.RulesFile, Rules: len(rs.Rules), Loaded: cfg.Clock.Wall()})
 	d.workers = make([]worker, int(cfg.Queues[1]-cfg.Queues[0])+1)
 	d.m = newMetrics(d)
-	d.clock.Store(time.Now().UnixNano())
+	d.clock.Store(cfg.Clock.Monotonic())
 	return d, nil
 }
 
@@ -126,7 +127,7 @@ func (d *Daemon) Reload() error {
 	}
 	d.stateless.SetRules(rs)
 	d.stateful.SetRules(rs)
-	d.loaded.Store(&loadInfo{File: d.cfg.RulesFile, Rules: len(rs.Rules), Loaded: time.Now()})
+	d.loaded.Store(&loadInfo{File: d.cfg.RulesFile, Rules: len(rs.Rules), Loaded: d.cfg.Clock.Wall()})
 	d.m.reloads.WithLabelValues("ok").Inc()
 	d.log.Info("ruleset reloaded", "file", d.cfg.RulesFile, "rules", len(rs.Rules))
 	return nil
@@ -147,7 +148,7 @@ func (d *Daemon) StopForRestart() { d.keepDivert.Store(true) }
 // are replaced by Install in the same transaction that installs the new
 // rules, so a restart leaves no moment in which packets go undiverted.
 func (d *Daemon) Run(ctx context.Context) error {
-	d.started = time.Now()
+	d.started = d.cfg.Clock.Wall()
 	tickCtx, stopTick := context.WithCancel(context.Background())
 	defer stopTick()
 	go d.tick(tickCtx)
@@ -292,8 +293,8 @@ func (d *Daemon) tick(ctx context.Context) {
 		select {
 		case <-ctx.Done():
 			return
-		case now := <-t.C:
-			d.clock.Store(now.UnixNano())
+		case <-t.C:
+			d.clock.Store(d.cfg.Clock.Monotonic())
 		}
 	}
 }

@@ -7,7 +7,6 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"time"
 )
 
 // The state file (Config.StateFile) carries the connection table across a
@@ -22,7 +21,9 @@ import (
 // table. So a state file is loaded at most once: a daemon that crashes
 // (no clean stop, no new save) does not make the next start resurrect
 // the state of two runs ago. Timeouts are saved as the time left at the
-// stop; the downtime is not subtracted.
+// stop, never as deadlines on some clock: the next run's clock is another
+// clock (CLOCK_MONOTONIC starts again at a reboot), and a wall clock
+// stepped in between changes nothing. The downtime is not subtracted.
 //
 // Limitation: a clean stop removes the divert rules, so between the two
 // runs traffic passes unseen. A TCP connection that exchanges data then
@@ -48,7 +49,7 @@ func (d *Daemon) loadState() {
 		d.log.Error(fmt.Sprintf("state file %s rejected: %v; starting with an empty table", path, err), "file", path)
 		return
 	}
-	n, err := d.table.Load(bufio.NewReaderSize(f, 1<<16), time.Now().UnixNano())
+	n, err := d.table.Load(bufio.NewReaderSize(f, 1<<16), d.cfg.Clock.Monotonic())
 	f.Close()
 	if err != nil {
 		bad := path + ".bad"
@@ -77,7 +78,7 @@ func (d *Daemon) saveState() error {
 	}
 	n := d.table.Len()
 	if err := writeFileAtomic(path, func(w *bufio.Writer) error {
-		return d.table.Save(w, time.Now().UnixNano())
+		return d.table.Save(w, d.cfg.Clock.Monotonic())
 	}); err != nil {
 		d.log.Error("saving the connection table", "file", path, "err", err)
 		return fmt.Errorf("saving state to %s: %w", path, err)

@@ -74,7 +74,8 @@ func appendEndpoint(b []byte, a netip.Addr, port uint16, hasPort bool) []byte {
 // fragments, "kind" ("truncated", "malformed", "not-ip",
 // "unsupported-link") for packets that could not be decoded, "dir"
 // ("in"/"out") when `set local` tells, and "differs" when the two verdicts
-// disagree.
+// disagree. After the packets, `statewall replay` writes one summary record
+// (WriteSummary), told apart by its key "summary".
 type JSONLWriter struct {
 	w   *bufio.Writer
 	buf []byte
@@ -158,6 +159,70 @@ func (j *JSONLWriter) Write(r *Record) error {
 // Flush writes what is buffered.
 func (j *JSONLWriter) Flush() error { return j.w.Flush() }
 
+// WriteSummary writes the summary record, the last line of a JSONL replay;
+// it is the one object with the key "summary":
+//
+//	{"summary":{"packets":12,"undecoded":0,"stateless":{"pass":7,"block":5},
+//	 "stateful":{"pass":9,"block":3},"ct":{"established":6,"new":6},
+//	 "disagreements":4,"clock_steps_back":0,"largest_step_back_ns":0,"seed":1}}
+//
+// "stateless", "stateful" and "ct" appear when that engine ran,
+// "disagreements" when both did.
+func (j *JSONLWriter) WriteSummary(s *Summary) error {
+	b := j.buf[:0]
+	b = append(b, `{"summary":{"packets":`...)
+	b = strconv.AppendInt(b, int64(s.Packets), 10)
+	b = append(b, `,"undecoded":`...)
+	b = strconv.AppendInt(b, int64(s.Undecoded), 10)
+	verdicts := func(b []byte, name string, v [2]int) []byte {
+		b = append(b, `,"`+name+`":{"pass":`...)
+		b = strconv.AppendInt(b, int64(v[engine.Pass]), 10)
+		b = append(b, `,"block":`...)
+		b = strconv.AppendInt(b, int64(v[engine.Block]), 10)
+		return append(b, '}')
+	}
+	if s.ranStateless {
+		b = verdicts(b, "stateless", s.Stateless)
+	}
+	if s.ranStateful {
+		b = verdicts(b, "stateful", s.Stateful)
+		counts := s.Labels()
+		labels := make([]string, 0, len(counts))
+		for l := range counts {
+			labels = append(labels, l)
+		}
+		sort.Strings(labels)
+		b = append(b, `,"ct":{`...)
+		for i, l := range labels {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = strconv.AppendQuote(b, l)
+			b = append(b, ':')
+			b = strconv.AppendInt(b, int64(counts[l]), 10)
+		}
+		b = append(b, '}')
+	}
+	if s.ranStateless && s.ranStateful {
+		n := 0
+		for _, g := range s.Groups {
+			n += g.Count
+		}
+		b = append(b, `,"disagreements":`...)
+		b = strconv.AppendInt(b, int64(n), 10)
+	}
+	b = append(b, `,"clock_steps_back":`...)
+	b = strconv.AppendInt(b, int64(s.Clock.Back), 10)
+	b = append(b, `,"largest_step_back_ns":`...)
+	b = strconv.AppendInt(b, int64(s.Clock.Largest), 10)
+	b = append(b, `,"seed":`...)
+	b = strconv.AppendUint(b, s.Seed, 10)
+	b = append(b, "}}\n"...)
+	j.buf = b
+	_, err := j.w.Write(b)
+	return err
+}
+
 // TextWriter writes a readable table, one line a packet. Packets whose two
 // verdicts differ are marked with '*'.
 type TextWriter struct {
@@ -235,6 +300,16 @@ type Summary struct {
 	Groups                    map[string]*Group
 	HasBoth                   bool
 	ranStateless, ranStateful bool
+
+	// Set by Finish, from the Replayer, once the replay is done.
+	Clock ClockSteps // how often the timestamps went back
+	Seed  uint64     // conntrack's hash seed
+}
+
+// Finish records what the replayer knows of the whole replay (its clock
+// steps and seed), for WriteText and JSONLWriter.WriteSummary.
+func (s *Summary) Finish(r *Replayer) {
+	s.Clock, s.Seed = r.Clock(), r.Seed()
 }
 
 // labelCount counts one stateful label. A handful of distinct labels
@@ -357,6 +432,10 @@ func (s *Summary) WriteText(w io.Writer) error {
 			fmt.Fprintf(bw, " %s %d", l, counts[l])
 		}
 		fmt.Fprintln(bw)
+	}
+	if s.Clock.Back > 0 {
+		fmt.Fprintf(bw, "clock: %d packets stamped before an earlier packet (largest step back %v), decided at the latest time seen\n",
+			s.Clock.Back, s.Clock.Largest)
 	}
 	if s.ranStateless && s.ranStateful {
 		gs := s.Disagreements()

@@ -2,6 +2,13 @@
 // files in, one Record per packet out, in file order, with the packets'
 // own timestamps as the connection tracker's clock so that a replay is
 // deterministic.
+//
+// That clock never goes back: a packet stamped earlier than the latest one
+// seen (captures merged from several hosts, files given out of order, a
+// capturing host whose clock was stepped) is decided at the latest time,
+// and the step is counted (Replayer.Clock). Together with a fixed hash
+// seed (Config.Seed, DefaultSeed unless told), the same captures give the
+// same records every time, full tables included.
 package replay
 
 import (
@@ -65,6 +72,32 @@ type Config struct {
 	// sending host carry checksums the NIC had yet to fill in; replay those
 	// with NoChecksum.
 	NoChecksum bool
+	// Seed seeds conntrack's hash, which decides where entries sit and so
+	// which unassured entry early drop evicts in a full table: with the
+	// same seed, a replay gives the same output every time. 0 means
+	// DefaultSeed.
+	Seed uint64
+	// StrictTime refuses a capture whose timestamps go back (an
+	// ErrTimeBackwards FileError at the first such packet) instead of
+	// deciding such packets at the latest time seen.
+	StrictTime bool
+}
+
+// DefaultSeed is conntrack's hash seed in a replay unless Config.Seed says
+// otherwise. A fixed seed makes replays reproducible; it does not weaken
+// anything offline, where no attacker aims at the hash (the daemon's seed
+// is random).
+const DefaultSeed = 1
+
+// ErrTimeBackwards is a packet stamped earlier than one before it, in a
+// replay with Config.StrictTime.
+var ErrTimeBackwards = errors.New("timestamp earlier than a previous packet's")
+
+// ClockSteps says how often a replay's timestamps went back, and the
+// largest step: each such packet was decided at the latest time seen.
+type ClockSteps struct {
+	Back    int
+	Largest time.Duration
 }
 
 // Record is what the replay says about one packet. The Replayer reuses one
@@ -136,6 +169,12 @@ type Replayer struct {
 	held     []heldRecord
 	heldBase int // seq of held[0]
 	seq      int
+
+	// The replay's clock: the latest timestamp seen, in nanoseconds, and
+	// the steps back from it.
+	latest  int64
+	started bool
+	steps   ClockSteps
 }
 
 // batchSize is how many packets replay reads ahead.
@@ -163,16 +202,43 @@ func New(cfg Config) (*Replayer, error) {
 	if cfg.Mode != Stateful {
 		r.stateless = engine.NewStateless(cfg.Rules)
 	}
+	if cfg.Seed == 0 {
+		r.cfg.Seed = DefaultSeed
+	}
 	if cfg.Mode != Stateless {
 		ct := conntrack.New(conntrack.Config{
 			Timeouts:   cfg.Rules.Timeouts,
 			Limit:      cfg.Rules.LimitStates,
 			NoChecksum: cfg.NoChecksum,
+			Seed:       r.cfg.Seed,
 		})
 		r.stateful = engine.NewStateful(cfg.Rules, ct)
 		r.defrag = defrag.New(defrag.Config{})
 	}
 	return r, nil
+}
+
+// Seed returns conntrack's hash seed.
+func (r *Replayer) Seed() uint64 { return r.cfg.Seed }
+
+// Clock returns how often the timestamps went back so far.
+func (r *Replayer) Clock() ClockSteps { return r.steps }
+
+// clock returns the time to decide a packet stamped ts at: ts, or the
+// latest time seen if ts is earlier (counted as a step back).
+func (r *Replayer) clock(ts time.Time) (int64, error) {
+	now := tsNanos(ts)
+	if !r.started || now >= r.latest {
+		r.latest, r.started = now, true
+		return now, nil
+	}
+	if r.cfg.StrictTime {
+		return 0, fmt.Errorf("%w (%s, %v before the latest)", ErrTimeBackwards,
+			ts.UTC().Format("2006-01-02T15:04:05.000000Z"), time.Duration(r.latest-now))
+	}
+	r.steps.Back++
+	r.steps.Largest = max(r.steps.Largest, time.Duration(r.latest-now))
+	return r.latest, nil
 }
 
 // Table returns the connection-tracking table (nil in stateless mode).
@@ -241,7 +307,14 @@ func (r *Replayer) ReplayFile(name string, sink Sink) error {
 			r.stateful.Prefetch(r.pkts[:n])
 		}
 		for j := range n {
-			if err := r.replayPacket(name, i, &r.pkts[j], &r.meta[j], sink); err != nil {
+			now, terr := r.clock(r.meta[j].ts)
+			if terr != nil {
+				if ferr := r.flushFragments(sink); ferr != nil {
+					return ferr
+				}
+				return &FileError{File: name, Index: i, Err: terr}
+			}
+			if err := r.replayPacket(name, i, &r.pkts[j], &r.meta[j], now, sink); err != nil {
 				return err
 			}
 			i++
@@ -263,17 +336,15 @@ func (r *Replayer) ReplayFile(name string, sink Sink) error {
 	}
 }
 
-// replayPacket decides one packet and hands its record, and any held
-// records it releases, to sink in file order.
-func (r *Replayer) replayPacket(file string, index int, p *packet.Packet, m *packetMeta, sink Sink) error {
+// replayPacket decides one packet at now (the replay's clock) and hands
+// its record, and any held records it releases, to sink in file order.
+func (r *Replayer) replayPacket(file string, index int, p *packet.Packet, m *packetMeta, now int64, sink Sink) error {
 	seq := r.seq
 	r.seq++
-	ts := m.ts
-	r.decide(file, index, p, m)
+	r.decide(file, index, p, m, now)
 	if r.defrag == nil {
 		return sink(&r.rec)
 	}
-	now := tsNanos(ts)
 	for _, d := range r.defrag.Expire(now) {
 		r.resolve(d.Tokens, engine.FragmentDropped(dropReason(d.Status)))
 	}
@@ -374,8 +445,8 @@ func (r *Replayer) flushFragments(sink Sink) error {
 	return r.release(sink)
 }
 
-// decide fills r.rec for one decoded packet.
-func (r *Replayer) decide(file string, index int, p *packet.Packet, m *packetMeta) {
+// decide fills r.rec for one decoded packet, decided at now.
+func (r *Replayer) decide(file string, index int, p *packet.Packet, m *packetMeta, now int64) {
 	ts := m.ts
 	rec := &r.rec
 	*rec = Record{File: file, Index: index, TS: ts, Len: m.wireLen, Kind: p.Kind}
@@ -409,7 +480,7 @@ func (r *Replayer) decide(file string, index int, p *packet.Packet, m *packetMet
 		// Fragments wait for their datagram (replayPacket); the rest are
 		// decided now.
 		if !rec.Fragment {
-			r.stateful.DecideInto(&rec.Stateful, p, rec.Dir, tsNanos(ts))
+			r.stateful.DecideInto(&rec.Stateful, p, rec.Dir, now)
 		}
 	}
 }
