@@ -479,17 +479,47 @@ func (t *Table) checksumOK(p *packet.Packet) bool {
 	return !t.checksum || p.L4ChecksumOK()
 }
 
-// hit is a found, live entry, with its shard locked.
+// hit is a found, live entry, with its shard locked. The tracker that got
+// it ends with unlock, which also recounts the entry if the packet changed
+// its kind; an entry removed meanwhile must be removed through the hit
+// (remove), so that unlock does not look at it.
 type hit struct {
-	s   *shard
-	e   *entry
-	pos uint32
-	dir uint8
+	s    *shard
+	e    *entry
+	pos  uint32
+	dir  uint8
+	kind uint16 // kindOf(e) at lookup
+}
+
+// recount moves the entry to its kind's count if the packet changed its
+// kind since the lookup.
+func (h *hit) recount() {
+	if k := kindOf(h.e); k != h.kind {
+		h.s.kinds[h.kind]--
+		h.s.kinds[k]++
+		h.kind = k
+	}
+}
+
+// unlock recounts the entry and unlocks the shard.
+func (h *hit) unlock() {
+	if h.e != nil {
+		h.recount()
+	}
+	h.s.mu.Unlock()
+}
+
+// remove deletes the entry (which the packet may have changed: it leaves
+// the count of the kind it has now).
+func (h *hit) remove() {
+	h.recount()
+	h.s.remove(h.pos)
+	h.e = nil
 }
 
 // lookup locks k's shard, runs the incremental sweep and finds k. An
 // expired entry is reaped and reported as a miss. The shard stays locked
-// in both cases; the caller unlocks s.mu.
+// in both cases; the caller ends with the hit's unlock.
 func (t *Table) lookup(k *Key, h uint64, now int64) (hit, bool) {
 	s := t.shard(h)
 	s.mu.Lock()
@@ -504,7 +534,7 @@ func (t *Table) lookup(k *Key, h uint64, now int64) (hit, bool) {
 		s.st.expired.Add(1)
 		return hit{s: s}, false
 	}
-	return hit{s: s, e: e, pos: pos, dir: dir}, true
+	return hit{s: s, e: e, pos: pos, dir: dir, kind: kindOf(e)}, true
 }
 
 // label sets r to the label of a packet of h's connection in h's direction,

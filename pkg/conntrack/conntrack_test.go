@@ -795,6 +795,28 @@ func checkBalance(t *testing.T, tb *Table) {
 	if n != tb.Len() {
 		t.Errorf("Walk saw %d entries, Len is %d", n, tb.Len())
 	}
+	checkCounts(t, tb)
+}
+
+// checkCounts checks the counts by kind against a walk of the live
+// entries.
+func checkCounts(t *testing.T, tb *Table) {
+	t.Helper()
+	got := map[string]int{}
+	for _, c := range tb.Counts(-1 << 62) {
+		if c.N <= 0 {
+			t.Errorf("Counts: %d entries of %d/%s", c.N, c.Proto, c.State)
+		}
+		got[fmt.Sprintf("%d/%s", c.Proto, c.State)] += c.N
+	}
+	want := map[string]int{}
+	tb.Walk(-1<<62, func(e EntryInfo) bool {
+		want[fmt.Sprintf("%d/%s", e.Proto(), e.StateName())]++
+		return true
+	})
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("Counts %v, a walk counts %v", got, want)
+	}
 }
 
 func TestConcurrentFullTable(t *testing.T) {

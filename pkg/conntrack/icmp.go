@@ -89,7 +89,7 @@ func (t *Table) trackICMPQuery(r *Result, p *packet.Packet, now int64, timeout t
 	packetKey(&k, p)
 	h := t.hash.sum(&k)
 	c, ok := t.lookup(&k, h, now)
-	defer c.s.mu.Unlock()
+	defer c.unlock()
 	if ok {
 		c.label(r)
 		c.accept(p, now, timeout)
@@ -140,7 +140,7 @@ func (t *Table) trackICMPError(r *Result, p *packet.Packet, now int64) {
 	k := q.Reply()
 	h := t.hash.sum(&k)
 	c, ok := t.lookup(&k, h, now)
-	defer c.s.mu.Unlock()
+	defer c.unlock()
 	switch {
 	case !ok:
 		c.s.st.invalid.Add(1)
@@ -161,7 +161,7 @@ func (t *Table) trackGeneric(r *Result, p *packet.Packet, now int64) {
 	packetKey(&k, p)
 	h := t.hash.sum(&k)
 	c, ok := t.lookup(&k, h, now)
-	defer c.s.mu.Unlock()
+	defer c.unlock()
 	if !ok {
 		t.miss(r, c.s, h, now, t.to.Generic)
 		return

@@ -118,7 +118,7 @@ func (t *Table) trackSCTP(r *Result, p *packet.Packet, now int64) {
 	packetKey(&k, p)
 	h := t.hash.sum(&k)
 	c, found := t.lookup(&k, h, now)
-	defer c.s.mu.Unlock()
+	defer c.unlock()
 	if !found {
 		if !sctpOpens(first) {
 			t.shards[h&t.mask].st.invalid.Add(1)

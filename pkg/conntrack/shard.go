@@ -144,6 +144,9 @@ type shard struct {
 	soonest      atomic.Int64
 	tableSoonest *atomic.Int64
 
+	// kinds counts the shard's entries by kind (kindOf; see counts.go).
+	kinds [numKinds]int32
+
 	st shardStats
 
 	_ [64]byte // keep the next shard's lock off this cache line
@@ -190,7 +193,9 @@ func (s *shard) home(sl uint32) uint32 {
 
 // remove deletes the slot at pos and frees its entry.
 func (s *shard) remove(pos uint32) {
-	s.release(s.slots[pos]&refMask - 1)
+	i := s.slots[pos]&refMask - 1
+	s.kinds[kindOf(s.at(i))]--
+	s.release(i)
 	s.removeSlot(pos)
 	s.n--
 	s.count.Add(-1)
@@ -213,9 +218,11 @@ func (s *shard) removeSlot(pos uint32) {
 	atomic.StoreUint32(&s.slots[i], 0)
 }
 
-// insertSlot adds entry idx with hash h. Precondition: there is room
-// (n < 3/4 of the slots) and the key is not present.
+// insertSlot adds entry idx, filled in, with hash h, and counts it.
+// Precondition: there is room (n < 3/4 of the slots) and the key is not
+// present.
 func (s *shard) insertSlot(h uint64, idx uint32) {
+	s.kinds[kindOf(s.at(idx))]++
 	mask := uint32(len(s.slots) - 1)
 	i := slotPos(h) & mask
 	for s.slots[i] != 0 {

@@ -27,7 +27,7 @@ func (t *Table) trackTCP(r *Result, p *packet.Packet, now int64) {
 	packetKey(&k, p)
 	h := t.hash.sum(&k)
 	c, ok := t.lookup(&k, h, now)
-	defer c.s.mu.Unlock()
+	defer c.unlock()
 	reopen := false
 	if ok {
 		st := tcpstate.Status{SeenReply: c.e.seenReply(), Assured: c.e.assured()}
@@ -49,7 +49,7 @@ func (t *Table) trackTCP(r *Result, p *packet.Packet, now int64) {
 			// A SYN on a closed connection: the old entry goes and the
 			// packet is tracked as the first of a new one (the kernel
 			// kills the entry and repeats the lookup, NF_REPEAT).
-			c.s.remove(c.pos)
+			c.remove()
 			c.s.st.deleted.Add(1)
 			reopen = true
 		default: // Accept or Ignore
@@ -69,7 +69,7 @@ func (t *Table) trackTCP(r *Result, p *packet.Packet, now int64) {
 			if res.Kill {
 				// E.g. an RST answering the first SYN: the packet
 				// passes with its label and the entry goes at once.
-				c.s.remove(c.pos)
+				c.remove()
 				c.s.st.deleted.Add(1)
 			}
 			return

@@ -41,7 +41,7 @@ func (t *Table) trackUDP(r *Result, p *packet.Packet, now int64) {
 	packetKey(&k, p)
 	h := t.hash.sum(&k)
 	c, ok := t.lookup(&k, h, now)
-	defer c.s.mu.Unlock()
+	defer c.unlock()
 	if !ok {
 		t.miss(r, c.s, h, now, t.to.UDP)
 		return
@@ -79,7 +79,7 @@ func (t *Table) trackUDPLite(r *Result, p *packet.Packet, now int64) {
 	packetKey(&k, p)
 	h := t.hash.sum(&k)
 	c, ok := t.lookup(&k, h, now)
-	defer c.s.mu.Unlock()
+	defer c.unlock()
 	if !ok {
 		t.miss(r, c.s, h, now, t.to.UDP)
 		return

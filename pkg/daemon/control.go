@@ -269,7 +269,7 @@ func (d *Daemon) Conntrack(f ConnFilter) ([]Conn, error) {
 			return true
 		}
 		out = append(out, Conn{
-			Proto: protoName(o.Proto()), State: entryState(e),
+			Proto: protoName(o.Proto()), State: e.StateName(),
 			Original: o.String(), Reply: e.Reply.String(),
 			Assured: e.Assured, SeenReply: e.SeenReply, Timeout: e.Timeout.Seconds(),
 			Packets: e.Packets, Bytes: e.Bytes,

@@ -3,6 +3,7 @@ package daemon
 import (
 	"net/http"
 	"strconv"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -106,15 +107,48 @@ func (m *metrics) disagreement(a engine.Agreement, stateful engine.Decision) {
 	m.disagree[a][l].Inc()
 }
 
+// Limits of the metrics endpoint. A scrape is cheap (no walk of the
+// table), but the endpoint has no authentication: whoever reaches it must
+// not be able to hold the daemon's connections, goroutines or CPU. At most
+// metricsInFlight scrapes run at once (more get 503), a scrape that takes
+// longer than metricsScrapeTimeout gets 503, and a connection is closed
+// when it sends its request too slowly, idles between requests, or does
+// not read its answer.
+const (
+	metricsInFlight      = 4
+	metricsScrapeTimeout = 10 * time.Second
+	metricsReadTimeout   = 10 * time.Second
+	metricsWriteTimeout  = 30 * time.Second
+	metricsIdleTimeout   = 60 * time.Second
+)
+
 func (m *metrics) handler() http.Handler {
 	mux := http.NewServeMux()
-	mux.Handle("/metrics", promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{}))
+	mux.Handle("/metrics", promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{
+		MaxRequestsInFlight: metricsInFlight,
+		Timeout:             metricsScrapeTimeout,
+	}))
 	return mux
 }
 
+// newServer is the HTTP server of the metrics endpoint, with the
+// limits above.
+func (m *metrics) newServer() *http.Server {
+	return &http.Server{
+		Handler:           m.handler(),
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       metricsReadTimeout,
+		WriteTimeout:      metricsWriteTimeout,
+		IdleTimeout:       metricsIdleTimeout,
+		MaxHeaderBytes:    8 << 10,
+	}
+}
+
 // tableCollector reports the connection table at scrape time: its counters,
-// and the connections by protocol and state (a walk of the table: cheap
-// next to a scrape interval, and nothing on the packet path).
+// and the connections by protocol and state, which the table keeps counted
+// as entries change (conntrack.Table.Counts): a scrape locks each shard for
+// a copy of its counters, never walks the table, and so never stalls a
+// queue's packets for long, whatever the table's size.
 type tableCollector struct{ d *Daemon }
 
 var (
@@ -145,14 +179,8 @@ func (c *tableCollector) Collect(ch chan<- prometheus.Metric) {
 	}{{"inserted", st.Inserted}, {"evicted", st.Evicted}, {"refused", st.Refused}, {"expired", st.Expired}, {"deleted", st.Deleted}, {"invalid", st.Invalid}} {
 		ch <- prometheus.MustNewConstMetric(descCTEvents, prometheus.CounterValue, float64(e.v), e.n)
 	}
-	type ps struct{ proto, state string }
-	counts := map[ps]int{}
-	t.Walk(c.d.clock.Load(), func(e conntrack.EntryInfo) bool {
-		counts[ps{protoName(e.Original.Proto()), entryState(e)}]++
-		return true
-	})
-	for k, n := range counts {
-		ch <- prometheus.MustNewConstMetric(descConns, prometheus.GaugeValue, float64(n), k.proto, k.state)
+	for _, n := range t.Counts(c.d.clock.Load()) {
+		ch <- prometheus.MustNewConstMetric(descConns, prometheus.GaugeValue, float64(n.N), protoName(n.Proto), n.State)
 	}
 }
 
@@ -177,21 +205,6 @@ func (c *queueCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(descENOBUFS, prometheus.CounterValue, float64(s.ENOBUFS), q)
 		ch <- prometheus.MustNewConstMetric(descQErrors, prometheus.CounterValue, float64(s.Errors), q)
 	}
-}
-
-// entryState is the state column of a connection: the TCP state, or for
-// other protocols ASSURED / REPLIED / UNREPLIED as conntrack -L shows them.
-func entryState(e conntrack.EntryInfo) string {
-	if e.Original.Proto() == 6 {
-		return e.TCPState.String()
-	}
-	switch {
-	case e.Assured:
-		return "ASSURED"
-	case e.SeenReply:
-		return "REPLIED"
-	}
-	return "UNREPLIED"
 }
 
 func protoName(p uint8) string {

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net/http"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -170,7 +169,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 		if err != nil {
 			return fmt.Errorf("metrics: %w", err)
 		}
-		srv := &http.Server{Handler: d.m.handler(), ReadHeaderTimeout: 5 * time.Second}
+		srv := d.m.newServer()
 		go srv.Serve(ln)
 		defer srv.Close()
 		d.log.Info("metrics", "addr", ln.Addr().String())
