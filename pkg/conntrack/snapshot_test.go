@@ -4,7 +4,10 @@ import (
 	"bytes"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"hash/crc32"
+	"io"
+	"runtime"
 	"slices"
 	"strings"
 	"testing"
@@ -357,6 +360,10 @@ func FuzzLoad(f *testing.F) {
 	var empty bytes.Buffer
 	New(Config{}).Save(&empty, 0)
 	f.Add(empty.Bytes())
+	// More records than the fuzzed table's limit (64): assured ones
+	// displace unassured ones.
+	many, _ := io.ReadAll(newSynth(100))
+	f.Add(many)
 	f.Fuzz(func(t *testing.T, data []byte) {
 		// Accept more inputs: fix the CRC half the time.
 		if len(data) > 4 && data[len(data)-1]&1 == 0 {
@@ -412,4 +419,223 @@ func FuzzLoad(f *testing.F) {
 			return true
 		})
 	})
+}
+
+// TestSnapshotCapsTimeouts: a restored timeout is capped by the table's
+// timeout for the entry's state. The review's case: a crafted snapshot
+// with an assured UDP entry whose timeout is 2^62 ns (146 years) kept
+// that tuple passing under a `block all` ruleset.
+func TestSnapshotCapsTimeouts(t *testing.T) {
+	tb := setupSnapshot(t, Config{})
+	snap := save(t, tb.Table, tb.now())
+	// Add an SCTP entry: the GRE record with its protocol changed.
+	for i := range tb.Len() {
+		o := snapshotHeaderSize + i*snapshotRecordSize
+		if snap[o+36] == 47 {
+			r := bytes.Clone(snap[o : o+snapshotRecordSize])
+			r[36] = packet.ProtoSCTP
+			snap = append(snap[:len(snap)-4:len(snap)-4], append(r, 0, 0, 0, 0)...)
+			binary.LittleEndian.PutUint64(snap[8:], uint64(tb.Len()+1))
+			break
+		}
+	}
+	// Every timeout 2^62 ns.
+	for i := range tb.Len() + 1 {
+		binary.LittleEndian.PutUint64(snap[snapshotHeaderSize+i*snapshotRecordSize+40:], 1<<62)
+	}
+	snap = reseal(snap)
+
+	t.Run("default timeouts", func(t *testing.T) {
+		tab := New(Config{})
+		const now = int64(time.Hour)
+		if n, err := tab.Load(bytes.NewReader(snap), now); err != nil || n != tb.Len()+1 {
+			t.Fatalf("Load: %d, %v", n, err)
+		}
+		tab.Walk(now, func(e EntryInfo) bool {
+			if e.Original.proto == packet.ProtoUDP && e.Assured && e.Timeout > DefaultTimeouts.UDPStream {
+				t.Errorf("assured UDP entry %v restored with %v left, above the stream timeout %v", e.Original, e.Timeout, DefaultTimeouts.UDPStream)
+			}
+			if e.Timeout > DefaultTimeouts.TCP.Established {
+				t.Errorf("entry %v restored with %v left", e.Original, e.Timeout)
+			}
+			return true
+		})
+	})
+
+	t.Run("each state its own", func(t *testing.T) {
+		// Distinct timeouts, so that a cap taken from the wrong field
+		// shows.
+		to := Timeouts{
+			TCP:       tcpstate.Timeouts{SynSent: 71 * time.Second, Established: 72 * time.Second, Close: 3 * time.Second},
+			UDP:       11 * time.Second,
+			UDPStream: 12 * time.Second,
+			ICMP:      13 * time.Second,
+			ICMPv6:    14 * time.Second,
+			Generic:   15 * time.Second,
+		}
+		tab := New(Config{Timeouts: to})
+		const now = int64(time.Hour)
+		if n, err := tab.Load(bytes.NewReader(snap), now); err != nil || n != tb.Len()+1 {
+			t.Fatalf("Load: %d, %v", n, err)
+		}
+		got := map[string]time.Duration{}
+		tab.Walk(now, func(e EntryInfo) bool {
+			name := protoName(e.Original.proto)
+			switch {
+			case e.Original.proto == packet.ProtoTCP:
+				name += " " + e.TCPState.String()
+			case e.Assured:
+				name += " assured"
+			case e.Original.proto == packet.ProtoUDP:
+				name += fmt.Sprintf(" %d", e.Original.sport)
+			}
+			got[name] = e.Timeout
+			return true
+		})
+		want := map[string]time.Duration{
+			"tcp ESTABLISHED": 72 * time.Second,
+			"tcp SYN_SENT":    71 * time.Second,
+			"udp 5353":        11 * time.Second, // replied, not a stream
+			"udp 6000":        11 * time.Second, // unreplied
+			"udp assured":     12 * time.Second,
+			"icmp":            13 * time.Second,
+			"icmpv6":          14 * time.Second,
+			"protocol 47":     15 * time.Second, // GRE: generic
+			"protocol 132":    sctpTimeout,
+		}
+		if len(got) != len(want) {
+			t.Errorf("entries %v, want %v", got, want)
+		}
+		for k, w := range want {
+			if got[k] != w {
+				t.Errorf("%s: %v left, want %v", k, got[k], w)
+			}
+		}
+	})
+}
+
+// synthSnapshot streams a valid snapshot of n UDP records without holding
+// it: record i is 10.i/24-ish:1000 > 198.18.0.2:53, assured when i%7 == 3,
+// 60 s left; the record at index dupAt (if > 0) repeats record dupOf.
+type synthSnapshot struct {
+	n, i         int
+	dupAt, dupOf int
+	started      bool
+	done         bool
+	crc          uint32
+	pending      []byte
+	hdr          [snapshotHeaderSize]byte
+	rec          [snapshotRecordSize]byte
+	tail         [4]byte
+}
+
+func newSynth(n int) *synthSnapshot { return &synthSnapshot{n: n, dupAt: -1} }
+
+// synthKey is record i's tuple.
+func synthKey(i int) Key {
+	k := Key{sport: 1000, dport: 53, proto: packet.ProtoUDP, family: 4}
+	k.src = [16]byte{10: 0xff, 11: 0xff, 12: 10, 13: byte(i >> 16), 14: byte(i >> 8), 15: byte(i)}
+	k.dst = [16]byte{10: 0xff, 11: 0xff, 12: 198, 13: 18, 14: 0, 15: 2}
+	return k
+}
+
+func (s *synthSnapshot) Read(p []byte) (int, error) {
+	total := 0
+	for len(p) > 0 {
+		if len(s.pending) == 0 {
+			switch {
+			case !s.started:
+				s.started = true
+				copy(s.hdr[:4], snapshotMagic)
+				binary.LittleEndian.PutUint16(s.hdr[4:], snapshotVersion)
+				binary.LittleEndian.PutUint16(s.hdr[6:], snapshotRecordSize)
+				binary.LittleEndian.PutUint64(s.hdr[8:], uint64(s.n))
+				s.pending = s.hdr[:]
+				s.crc = crc32.Update(0, castagnoli, s.pending)
+			case s.i < s.n:
+				j := s.i
+				if j == s.dupAt {
+					j = s.dupOf
+				}
+				e := entry{key: synthKey(j), flags: flagSeenReply, expires: int64(time.Minute)}
+				if j%7 == 3 {
+					e.flags |= flagAssured
+				}
+				encodeEntry(&s.rec, &e, 0)
+				s.i++
+				s.pending = s.rec[:]
+				s.crc = crc32.Update(s.crc, castagnoli, s.pending)
+			case !s.done:
+				s.done = true
+				binary.LittleEndian.PutUint32(s.tail[:], s.crc)
+				s.pending = s.tail[:]
+			default:
+				if total == 0 {
+					return 0, io.EOF
+				}
+				return total, nil
+			}
+		}
+		c := copy(p, s.pending)
+		s.pending, p, total = s.pending[c:], p[c:], total+c
+	}
+	return total, nil
+}
+
+// TestSnapshotLoadBoundedMemory: Load's memory follows the table's limit,
+// not the snapshot's size. The review's case: a 140 MB file loaded with
+// `set limit states 1000` took 848 MB and 1.8 s, the whole stream buffered
+// and every record decoded into memory before the limit applied. Here 1M
+// records (140 MB, streamed) into a table limited to 1000 entries must
+// allocate under 16 MiB, and keep the first 1000 assured records.
+func TestSnapshotLoadBoundedMemory(t *testing.T) {
+	const records, limit = 1_000_000, 1000
+	tab := New(Config{Limit: limit, Seed: 1})
+	src := newSynth(records)
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	n, err := tab.Load(src, int64(time.Hour))
+	runtime.ReadMemStats(&after)
+	if err != nil || n != limit {
+		t.Fatalf("Load: %d, %v", n, err)
+	}
+	if alloc := after.TotalAlloc - before.TotalAlloc; alloc > 16<<20 {
+		t.Errorf("loading %d records into a table of %d allocated %d MiB, want under 16", records, limit, alloc>>20)
+	} else {
+		t.Logf("allocated %d KiB", alloc>>10)
+	}
+	// The assured entries first, in stream order: records 3, 10, ... 6996.
+	tab.Walk(int64(time.Hour), func(e EntryInfo) bool {
+		i := int(e.Original.src[13])<<16 | int(e.Original.src[14])<<8 | int(e.Original.src[15])
+		if !e.Assured || i%7 != 3 || i >= 7*limit {
+			t.Errorf("kept record %d (assured %v), want the first %d assured ones", i, e.Assured, limit)
+			return false
+		}
+		return true
+	})
+}
+
+// TestSnapshotLimitDuplicate: with more records than the limit, a
+// connection twice is still found when one copy was kept, even one that
+// an assured record displaced later.
+func TestSnapshotLimitDuplicate(t *testing.T) {
+	src := newSynth(100)
+	// Records 0-9 fill a table of 10; assured 10 displaces 9 (the last
+	// unassured), 17 displaces 8. The last record repeats 9.
+	src.dupAt, src.dupOf = 99, 9
+	tab := New(Config{Limit: 10})
+	n, err := tab.Load(src, 0)
+	if err == nil || !errors.Is(err, ErrSnapshot) || !strings.Contains(err.Error(), "record 99: connection") ||
+		!strings.Contains(err.Error(), "appears twice") {
+		t.Errorf("Load: %d, %v; want record 99 refused as a duplicate", n, err)
+	}
+	if tab.Len() != 0 {
+		t.Errorf("a rejected snapshot left %d entries", tab.Len())
+	}
+	// Without the duplicate it loads: 10 entries, all assured.
+	tab = New(Config{Limit: 10})
+	if n, err := tab.Load(newSynth(100), 0); err != nil || n != 10 {
+		t.Fatalf("Load: %d, %v", n, err)
+	}
 }
