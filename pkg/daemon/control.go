@@ -83,14 +83,8 @@ type Conn struct {
 // belong to root and not be writable by anyone else, a stale socket of a
 // dead daemon is replaced, and a live one is an error.
 func listenControl(path string) (net.Listener, error) {
-	dir := filepath.Dir(path)
-	fi, err := os.Stat(dir)
-	if err != nil {
+	if err := checkRootDir(filepath.Dir(path)); err != nil {
 		return nil, fmt.Errorf("control socket: %w", err)
-	}
-	st, ok := fi.Sys().(*syscall.Stat_t)
-	if !ok || st.Uid != 0 || fi.Mode().Perm()&0o022 != 0 {
-		return nil, fmt.Errorf("control socket: directory %s must belong to root and not be writable by group or others (mode %v)", dir, fi.Mode().Perm())
 	}
 	if _, err := os.Lstat(path); err == nil {
 		if c, err := net.DialTimeout("unix", path, time.Second); err == nil {
