@@ -1,11 +1,13 @@
 package main
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/statewall/statewall/pkg/rules"
 )
@@ -97,4 +99,38 @@ func position(t *testing.T, file, word string) (int, int) {
 	}
 	t.Fatalf("%s: %q not found", file, word)
 	return 0, 0
+}
+
+// TestCheckLimits: check is safe on untrusted input (issue #19). Defines
+// that each double the one before, 1 KB of them, ran out of memory before
+// rules.MaxRuleEntries; 2 MB of '!' overflowed the stack, which killed the
+// process. Both now exit 1 with one line, file:line:col: message, and
+// quickly (0.3 s here; bounded at 20 s, as the machine may be busy).
+func TestCheckLimits(t *testing.T) {
+	dir := t.TempDir()
+	var bomb strings.Builder
+	bomb.WriteString("define d0 = { 198.18.0.1, 198.18.0.2 }\n")
+	for k := 1; k < 40; k++ {
+		fmt.Fprintf(&bomb, "define d%d = { $d%d, $d%d }\n", k, k-1, k-1)
+	}
+	bomb.WriteString("pass from $d39\n")
+	for _, tc := range []struct{ name, src, want string }{
+		{"bomb.rules", bomb.String(), `:19:22: too many addresses and ports: "$d17" brings 'define d18' to 524288, more than the 262144 a rule, define or 'set local' may hold`},
+		{"deep.rules", "pass from " + strings.Repeat("!", 2<<20) + "198.18.0.1\n", ":1:75: '{' and '!' nest more than 64 deep"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			path := filepath.Join(dir, tc.name)
+			if err := os.WriteFile(path, []byte(tc.src), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			start := time.Now()
+			code, out, errs := statewall(t, "check", path)
+			if took := time.Since(start); took > 20*time.Second {
+				t.Errorf("check took %v", took)
+			}
+			if want := path + tc.want + "\n"; code != 1 || errs != want || out != "" {
+				t.Errorf("exit %d, stdout %q, stderr %q; want exit 1, stderr %q", code, out, errs, want)
+			}
+		})
+	}
 }

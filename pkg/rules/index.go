@@ -184,6 +184,16 @@ func buildIndex(rules []crule, sets []ruleSets) *index {
 	x.nslots = len(protos) + 1
 	x.roots = make([]ref, 3*2*x.nslots)
 	b := &builder{rules: rules, sets: sets, x: x, memo: map[string]ref{}, leafMemo: map[string]ref{}}
+	b.work = workBase
+	for i := range rules {
+		for dim := 0; dim < numDims; dim++ {
+			n := max(b.rangeCount(int32(i), dim, 4), 1)
+			if dim == dimSrc || dim == dimDst {
+				n += max(b.rangeCount(int32(i), dim, 6), 0)
+			}
+			b.work += workPerRange * n
+		}
+	}
 	for dir := DirUnknown; dir <= DirOut; dir++ {
 		for fi, fam := range [2]uint8{4, 6} {
 			for slot := 0; slot < x.nslots; slot++ {
@@ -210,7 +220,26 @@ type builder struct {
 	x        *index
 	memo     map[string]ref // candidate list (and family) -> its tree
 	leafMemo map[string]ref // rule list -> its leaf, shared by equal lists
+	work     int            // ranges intervals may still sort; see workPerRange
+	scratch  []range6       // ranges' result, reused
 }
+
+// Each node's budget bounds the lists it stores, but not the ranges it
+// sorts to learn that a split does not fit. Rules that hold long lists and
+// sit in many intervals of the split above (a blocklist beside many host
+// rules) were sorted again in each interval: 600 KB of rules took minutes
+// to build, and a ruleset with two blocklists of 100,000 addresses 20 s
+// (TestIndexBuildBounded, TestLimitsRealistic). So intervals first refuses,
+// from counts alone, a split whose lists cannot fit; and over the whole
+// index the builder sorts at most workPerRange times as many ranges as the
+// rules hold (each rule counted at least once per field) plus workBase,
+// which stops what fits each node's budget but not their sum. Once that is
+// spent the remaining nodes are leaves: matching stays exact, only slower.
+// genRules(100000) uses a tenth of it.
+const (
+	workPerRange = 4
+	workBase     = 1 << 20
+)
 
 // canMatch reports whether r can match some packet with this direction,
 // family and protocol (proto 0: a protocol that no rule names).
@@ -258,10 +287,13 @@ func (b *builder) leaf(rules []int32) ref {
 }
 
 // ranges returns the positive ranges of rule c on field dim, or wild when
-// the rule puts no positive condition on it.
-func (b *builder) ranges(c int32, dim int, fam uint8, buf []range6) (rs []range6, wild bool) {
+// the rule puts no positive condition on it. The result is read-only and
+// valid until the next call: it is the rule's own IPv6 ranges, or the
+// others converted into a buffer the builder reuses (a fresh slice per
+// call was half of what a large index allocated).
+func (b *builder) ranges(c int32, dim int, fam uint8) (rs []range6, wild bool) {
 	r, sets := &b.rules[c], &b.sets[c]
-	rs = buf[:0]
+	rs = b.scratch[:0]
 	switch dim {
 	case dimSrc, dimDst:
 		s := &sets.src
@@ -271,12 +303,11 @@ func (b *builder) ranges(c int32, dim int, fam uint8, buf []range6) (rs []range6
 		if s.any || !s.hasPos {
 			return nil, true
 		}
-		if fam == 4 {
-			for _, p := range s.pos4 {
-				rs = append(rs, range6{u128{0, uint64(p.lo)}, u128{0, uint64(p.hi)}})
-			}
-		} else {
-			rs = append(rs, s.pos6...)
+		if fam != 4 {
+			return s.pos6, false
+		}
+		for _, p := range s.pos4 {
+			rs = append(rs, range6{u128{0, uint64(p.lo)}, u128{0, uint64(p.hi)}})
 		}
 	case dimSport, dimDport:
 		s := &sets.sport
@@ -295,7 +326,41 @@ func (b *builder) ranges(c int32, dim int, fam uint8, buf []range6) (rs []range6
 		}
 		rs = append(rs, range6{u128{0, uint64(r.icmpType)}, u128{0, uint64(r.icmpType)}})
 	}
+	b.scratch = rs
 	return rs, false
+}
+
+// rangeCount is the number of positive ranges rule c has on field dim (as
+// ranges returns them), or -1 when it is wild there.
+func (b *builder) rangeCount(c int32, dim int, fam uint8) int {
+	sets := &b.sets[c]
+	switch dim {
+	case dimSrc, dimDst:
+		s := &sets.src
+		if dim == dimDst {
+			s = &sets.dst
+		}
+		if s.any || !s.hasPos {
+			return -1
+		}
+		if fam == 4 {
+			return len(s.pos4)
+		}
+		return len(s.pos6)
+	case dimSport, dimDport:
+		s := &sets.sport
+		if dim == dimDport {
+			s = &sets.dport
+		}
+		if s.any || !s.hasPos {
+			return -1
+		}
+		return len(s.pos)
+	}
+	if b.rules[c].typeMask == 0 {
+		return -1
+	}
+	return 1
 }
 
 // split builds the subtree for cands, choosing the field whose split leaves
@@ -354,11 +419,26 @@ type intervals struct {
 // the length of each interval's list, without building the lists. It
 // returns nil when the lists would hold more than budget entries.
 func (b *builder) intervals(cands []int32, fam uint8, dim int, budget int) *intervals {
-	var buf [8]range6
-	starts := []u128{{}}
+	// First what costs no sort. Each range puts its rule in at least one
+	// interval, and a rule's ranges are disjoint, so there are at least as
+	// many intervals as the rule with the most ranges has, each holding
+	// every rule that is wild here: a lower bound on the lists' total.
+	nr, nw, most := 0, 0, 0
+	for _, c := range cands {
+		if k := b.rangeCount(c, dim, fam); k < 0 {
+			nw++
+		} else {
+			nr, most = nr+k, max(most, k)
+		}
+	}
+	if nw == len(cands) || nr+nw*most > budget || nr > b.work {
+		return nil
+	}
+	b.work -= nr
+	starts := make([]u128, 1, 1+2*nr)
 	nwild := 0
 	for _, c := range cands {
-		rs, wild := b.ranges(c, dim, fam, buf[:])
+		rs, wild := b.ranges(c, dim, fam)
 		if wild {
 			nwild++
 			continue
@@ -370,14 +450,11 @@ func (b *builder) intervals(cands []int32, fam uint8, dim int, budget int) *inte
 			}
 		}
 	}
-	if nwild == len(cands) {
-		return nil
-	}
 	sort.Slice(starts, func(i, j int) bool { return starts[i].less(starts[j]) })
 	starts = dedupU128(starts)
 	diff := make([]int, len(starts)+1)
 	for _, c := range cands {
-		rs, wild := b.ranges(c, dim, fam, buf[:])
+		rs, wild := b.ranges(c, dim, fam)
 		if wild {
 			continue
 		}
@@ -407,9 +484,8 @@ func (b *builder) intervals(cands []int32, fam uint8, dim int, budget int) *inte
 
 func (iv *intervals) materialize(b *builder, cands []int32, fam uint8, dim int) [][]int32 {
 	lists := make([][]int32, len(iv.starts))
-	var buf [8]range6
 	for _, c := range cands {
-		rs, wild := b.ranges(c, dim, fam, buf[:])
+		rs, wild := b.ranges(c, dim, fam)
 		if wild {
 			for i := range lists {
 				lists[i] = append(lists[i], c)

@@ -19,6 +19,7 @@ const (
 	tComma
 	tBang
 	tEq
+	tErr // where the lexer failed; the parser stops there
 )
 
 type token struct {
@@ -48,6 +49,8 @@ func (t token) describe() string {
 		return "'!'"
 	case tEq:
 		return "'='"
+	case tErr:
+		return "an unreadable token"
 	}
 	return "token?"
 }
@@ -61,30 +64,48 @@ func isNameByte(c byte) bool {
 	return 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '_'
 }
 
-// lex splits src into tokens. Positions are physical: a token after a `\`
+// lexer splits src into tokens on demand, so the parser holds one token,
+// not the whole file's: lexing 4 MiB of "pass" lines into a slice
+// allocated 320 MB. Positions are physical: a token after a `\`
 // continuation is reported on the line it is written on.
-func lex(file string, src []byte) ([]token, error) {
-	var toks []token
-	line, lineStart := 1, 0
-	i := 0
-	errAt := func(pos int, format string, args ...any) error {
-		return &Error{File: file, Line: line, Col: pos - lineStart + 1, Msg: fmt.Sprintf(format, args...)}
-	}
-	emit := func(k tokKind, text string, pos int) {
-		toks = append(toks, token{kind: k, text: text, line: line, col: pos - lineStart + 1})
-	}
-	for i < len(src) {
+type lexer struct {
+	file            string
+	src             []byte
+	i               int
+	line, lineStart int
+	end             int // tokens returned after the last byte: 1 is the final tEOL, then tEOF
+}
+
+func newLexer(file string, src []byte) *lexer {
+	return &lexer{file: file, src: src, line: 1}
+}
+
+func (lx *lexer) errAt(pos int, format string, args ...any) error {
+	return &Error{File: lx.file, Line: lx.line, Col: pos - lx.lineStart + 1, Msg: fmt.Sprintf(format, args...)}
+}
+
+func (lx *lexer) tok(k tokKind, text string, pos int) token {
+	return token{kind: k, text: text, line: lx.line, col: pos - lx.lineStart + 1}
+}
+
+// next returns the next token. At the end of src it returns a tEOL (the
+// last line need not end in a newline) and then tEOF, again and again.
+func (lx *lexer) next() (token, error) {
+	src := lx.src
+	for lx.i < len(src) {
+		i := lx.i
 		c := src[i]
 		switch {
 		case c == ' ' || c == '\t' || c == '\r':
-			i++
+			lx.i++
 		case c == '\n':
-			emit(tEOL, "", i)
-			i++
-			line, lineStart = line+1, i
+			t := lx.tok(tEOL, "", i)
+			lx.i++
+			lx.line, lx.lineStart = lx.line+1, lx.i
+			return t, nil
 		case c == '#':
-			for i < len(src) && src[i] != '\n' {
-				i++
+			for lx.i < len(src) && src[lx.i] != '\n' {
+				lx.i++
 			}
 		case c == '\\':
 			j := i + 1
@@ -92,86 +113,95 @@ func lex(file string, src []byte) ([]token, error) {
 				j++
 			}
 			if j < len(src) && src[j] != '\n' {
-				return nil, errAt(i, "unexpected '\\': a '\\' continues a line only as its last character")
+				return token{}, lx.errAt(i, "unexpected '\\': a '\\' continues a line only as its last character")
 			}
-			i = j
-			if i < len(src) {
-				i++ // the newline, which does not end the statement
-				line, lineStart = line+1, i
+			lx.i = j
+			if lx.i < len(src) {
+				lx.i++ // the newline, which does not end the statement
+				lx.line, lx.lineStart = lx.line+1, lx.i
 			}
 		case c == '{':
-			emit(tLBrace, "{", i)
-			i++
+			lx.i++
+			return lx.tok(tLBrace, "{", i), nil
 		case c == '}':
-			emit(tRBrace, "}", i)
-			i++
+			lx.i++
+			return lx.tok(tRBrace, "}", i), nil
 		case c == ',':
-			emit(tComma, ",", i)
-			i++
+			lx.i++
+			return lx.tok(tComma, ",", i), nil
 		case c == '!':
-			emit(tBang, "!", i)
-			i++
+			lx.i++
+			return lx.tok(tBang, "!", i), nil
 		case c == '=':
-			emit(tEq, "=", i)
-			i++
+			lx.i++
+			return lx.tok(tEq, "=", i), nil
 		case c == '$':
 			j := i + 1
 			for j < len(src) && isNameByte(src[j]) {
 				j++
 			}
 			if j == i+1 {
-				return nil, errAt(i, "expected a name after '$'")
+				return token{}, lx.errAt(i, "expected a name after '$'")
 			}
-			emit(tVar, string(src[i+1:j]), i)
-			i = j
+			lx.i = j
+			return lx.tok(tVar, string(src[i+1:j]), i), nil
 		case c == '"':
-			start := i
-			var b strings.Builder
-			i++
-			for {
-				if i >= len(src) || src[i] == '\n' {
-					return nil, errAt(start, "unterminated string")
-				}
-				c := src[i]
-				if c == '"' {
-					i++
-					break
-				}
-				if c == '\\' {
-					if i+1 < len(src) && (src[i+1] == '"' || src[i+1] == '\\') {
-						b.WriteByte(src[i+1])
-						i += 2
-						continue
-					}
-					return nil, errAt(i, "unknown escape in string: only \\\" and \\\\ are allowed")
-				}
-				if c < 0x20 || c == 0x7f {
-					return nil, errAt(i, "control character %#02x in string", c)
-				}
-				r, n := utf8.DecodeRune(src[i:])
-				if r == utf8.RuneError && n <= 1 {
-					return nil, errAt(i, "invalid UTF-8 in string")
-				}
-				b.Write(src[i : i+n])
-				i += n
-			}
-			emit(tString, b.String(), start)
+			return lx.str()
 		case isWordByte(c):
 			j := i
 			for j < len(src) && isWordByte(src[j]) {
 				j++
 			}
-			emit(tWord, string(src[i:j]), i)
-			i = j
+			lx.i = j
+			return lx.tok(tWord, string(src[i:j]), i), nil
 		default:
 			r, _ := utf8.DecodeRune(src[i:])
 			if r == utf8.RuneError {
-				return nil, errAt(i, "unexpected byte %#02x", c)
+				return token{}, lx.errAt(i, "unexpected byte %#02x", c)
 			}
-			return nil, errAt(i, "unexpected character %q", r)
+			return token{}, lx.errAt(i, "unexpected character %q", r)
 		}
 	}
-	emit(tEOL, "", i)
-	emit(tEOF, "", i)
-	return toks, nil
+	if lx.end == 0 {
+		lx.end++
+		return lx.tok(tEOL, "", lx.i), nil
+	}
+	return lx.tok(tEOF, "", lx.i), nil
+}
+
+// str reads a "..." string starting at lx.i.
+func (lx *lexer) str() (token, error) {
+	src := lx.src
+	start := lx.i
+	var b strings.Builder
+	i := start + 1
+	for {
+		if i >= len(src) || src[i] == '\n' {
+			return token{}, lx.errAt(start, "unterminated string")
+		}
+		c := src[i]
+		if c == '"' {
+			i++
+			break
+		}
+		if c == '\\' {
+			if i+1 < len(src) && (src[i+1] == '"' || src[i+1] == '\\') {
+				b.WriteByte(src[i+1])
+				i += 2
+				continue
+			}
+			return token{}, lx.errAt(i, "unknown escape in string: only \\\" and \\\\ are allowed")
+		}
+		if c < 0x20 || c == 0x7f {
+			return token{}, lx.errAt(i, "control character %#02x in string", c)
+		}
+		r, n := utf8.DecodeRune(src[i:])
+		if r == utf8.RuneError && n <= 1 {
+			return token{}, lx.errAt(i, "invalid UTF-8 in string")
+		}
+		b.Write(src[i : i+n])
+		i += n
+	}
+	lx.i = i
+	return lx.tok(tString, b.String(), start), nil
 }

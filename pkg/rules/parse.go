@@ -1,7 +1,9 @@
 package rules
 
 import (
+	"bytes"
 	"fmt"
+	"io"
 	"net/netip"
 	"os"
 	"strconv"
@@ -13,43 +15,107 @@ import (
 
 // ParseFile reads and parses the rules file at path. Errors in the text are
 // *Error values naming path; a file that cannot be read gives the os error.
+// It reads at most MaxFileSize+1 bytes, so a huge file (or a device that
+// never ends) is refused without being read whole.
 func ParseFile(path string) (*Ruleset, error) {
-	src, err := os.ReadFile(path)
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	src, err := io.ReadAll(io.LimitReader(f, MaxFileSize+1))
 	if err != nil {
 		return nil, err
 	}
 	return Parse(path, src)
 }
 
+// The limits on a rules file (doc.go, "Limits"). Without them a 729-byte
+// file of defines that each double the one before ran out of memory at
+// 12 GB, and 2 MB of '!' overflowed the stack, a fatal error that no
+// recover catches, so a reload of such a file killed the daemon. With
+// them, on a 2-core test machine, the costliest file of a few KB we could
+// build (such defines, up to the entry limits) parses in about 0.3 s of
+// CPU and 200 MB, and the costliest of several MB (every limit reached at
+// once, with lists built to defeat the index) in about 1 s and 450 MB.
+// Each limit is generous for a written or generated policy: a define of
+// 100,000 addresses used in a few rules loads (TestLimitsRealistic).
+// Longer lists belong in a table, not a define.
+const (
+	// MaxFileSize is the largest rules file, in bytes (16 MiB).
+	MaxFileSize = 16 << 20
+	// MaxNesting is how deep '{' and '!' may nest inside one another.
+	MaxNesting = 64
+	// MaxRules is the most rules a file may hold (131,072).
+	MaxRules = 1 << 17
+	// MaxRuleEntries is the most addresses and ports one rule (its from
+	// and to together), one define or 'set local' may hold, counted after
+	// $name expansion (262,144).
+	MaxRuleEntries = 1 << 18
+	// MaxTotalEntries is the most addresses and ports the whole file may
+	// hold after expansion: every define's entries, and again those of
+	// every use of its $name (1,048,576).
+	MaxTotalEntries = 1 << 20
+)
+
 // Parse parses and compiles a rules file. file is used only in error
 // messages and as Ruleset.File. The error, if any, is an *Error.
 func Parse(file string, src []byte) (*Ruleset, error) {
-	toks, err := lex(file, src)
-	if err != nil {
-		return nil, err
+	if len(src) > MaxFileSize {
+		return nil, tooLarge(file, src)
 	}
 	p := &parser{
 		file:     file,
-		toks:     toks,
+		lx:       newLexer(file, src),
 		rs:       &Ruleset{File: file, LimitStates: DefaultLimitStates},
 		defines:  map[string]*define{},
 		settings: map[string]int{},
 	}
+	p.advance()
 	if err := p.parse(); err != nil {
-		return nil, err
+		return nil, p.first(err)
 	}
 	p.rs.m = compile(p.rs.Rules)
 	p.rs.local = compileLocal(p.rs.Local)
 	return p.rs, nil
 }
 
+// first returns the earlier of the parser's error and the lexer's, if
+// any. The parser reads one token ahead, so the lexer may have failed on
+// the token after the one the parser stopped at. On a tie the lexer's
+// error wins: the parser stopped at the token the lexer could not read,
+// and the lexer says what is wrong with it.
+func (p *parser) first(err error) error {
+	le, _ := p.lexErr.(*Error)
+	pe, _ := err.(*Error)
+	if le == nil || pe != nil && (pe.Line < le.Line || pe.Line == le.Line && pe.Col < le.Col) {
+		return err
+	}
+	return le
+}
+
+// tooLarge is the error for a file over MaxFileSize, at its first byte
+// past the limit.
+func tooLarge(file string, src []byte) *Error {
+	head := src[:MaxFileSize]
+	line := bytes.Count(head, []byte("\n")) + 1
+	col := len(head) - (bytes.LastIndexByte(head, '\n') + 1) + 1
+	return &Error{File: file, Line: line, Col: col, Msg: fmt.Sprintf("file too large: this byte is past the first %d (16 MiB), the most a rules file may hold", MaxFileSize)}
+}
+
 type parser struct {
 	file     string
-	toks     []token
-	pos      int
+	lx       *lexer
+	tok      token // the next token; tErr if the lexer failed there
+	lexErr   error
 	rs       *Ruleset
 	defines  map[string]*define
 	settings map[string]int // setting name -> line it was set on
+
+	depth   int    // '{' and '!' around the term being parsed
+	entries int    // addresses and ports in the current statement, after expansion
+	total   int    // addresses and ports in the file so far, after expansion
+	stmt    string // the current statement, for messages: "the rule", "'set local'", ...
 }
 
 type defKind uint8
@@ -82,12 +148,24 @@ type entry struct {
 	fromVar bool // came from a $name; wrong-family items are dropped, not errors
 }
 
-func (p *parser) peek() token { return p.toks[p.pos] }
+// advance reads the token after p.tok into p.tok. After tEOF or a lexer
+// error it stays where it is.
+func (p *parser) advance() {
+	t, err := p.lx.next()
+	if err != nil {
+		p.lexErr = err
+		e := err.(*Error)
+		t = token{kind: tErr, line: e.Line, col: e.Col}
+	}
+	p.tok = t
+}
+
+func (p *parser) peek() token { return p.tok }
 
 func (p *parser) next() token {
-	t := p.toks[p.pos]
-	if t.kind != tEOF {
-		p.pos++
+	t := p.tok
+	if t.kind != tEOF && t.kind != tErr {
+		p.advance()
 	}
 	return t
 }
@@ -170,11 +248,12 @@ func (p *parser) parseSet(setTok token) error {
 		if err := p.once("local", t); err != nil {
 			return err
 		}
+		p.entries, p.stmt = 0, "'set local'"
 		first := p.peek()
 		if first.kind == tWord && first.text == "any" {
 			return p.errAt(first, "'set local' needs this host's addresses, not 'any'")
 		}
-		es, err := p.parseTerm(defAddrs, "'set local'", false)
+		es, err := p.parseTerm(nil, defAddrs, "'set local'", false)
 		if err != nil {
 			return err
 		}
@@ -317,7 +396,8 @@ func (p *parser) parseDefine() error {
 	if eq := p.next(); eq.kind != tEq {
 		return p.errAt(eq, "expected '=' after 'define %s', got %s", n.text, eq.describe())
 	}
-	es, err := p.parseTerm(0, "'define "+n.text+" ='", false)
+	p.entries, p.stmt = 0, "'define "+n.text+"'"
+	es, err := p.parseTerm(nil, 0, "'define "+n.text+" ='", false)
 	if err != nil {
 		return err
 	}
@@ -328,54 +408,38 @@ func (p *parser) parseDefine() error {
 // --- sets of addresses and ports ---
 
 // parseTerm parses ADDR or PORTS (want says which; 0 in a define, where the
-// items decide). after names the keyword before it, for messages. inList is
-// true inside braces. The result is never empty.
-func (p *parser) parseTerm(want defKind, after string, inList bool) ([]entry, error) {
+// items decide) and appends its items to dst. after names the keyword
+// before it, for messages. inList is true inside braces. It appends at
+// least one item. Appending, rather than returning each level's own slice,
+// copies a $name's expansion once however deep it is nested.
+func (p *parser) parseTerm(dst []entry, want defKind, after string, inList bool) ([]entry, error) {
 	t := p.next()
 	switch t.kind {
 	case tBang:
-		es, err := p.parseTerm(want, after, inList)
+		if err := p.nest(t); err != nil {
+			return nil, err
+		}
+		n := len(dst)
+		dst, err := p.parseTerm(dst, want, after, inList)
+		p.depth--
 		if err != nil {
 			return nil, err
 		}
-		out := make([]entry, len(es))
-		for i, e := range es {
+		for i := n; i < len(dst); i++ {
+			e := &dst[i]
 			if e.addr.Neg || e.port.Neg {
 				return nil, p.errAt(t, "cannot negate a list that holds negated items")
 			}
 			e.addr.Neg, e.port.Neg = e.kind == defAddrs, e.kind == defPorts
-			out[i] = e
 		}
-		return out, nil
+		return dst, nil
 	case tLBrace:
-		var out []entry
-		for {
-			if q := p.peek(); q.kind == tRBrace {
-				if len(out) == 0 {
-					return nil, p.errAt(q, "empty list")
-				}
-				p.next()
-				return out, nil
-			}
-			es, err := p.parseTerm(want, after, true)
-			if err != nil {
-				return nil, err
-			}
-			for _, e := range es {
-				if want == 0 {
-					want = e.kind
-				} else if e.kind != want {
-					return nil, p.errAt(e.tok, "list mixes addresses and ports: %s is not %s", e.tok.describe(), want)
-				}
-			}
-			out = append(out, es...)
-			if q := p.peek(); q.kind == tComma {
-				p.next()
-				if r := p.peek(); r.kind == tRBrace {
-					return nil, p.errAt(r, "expected list item after ',', got '}'")
-				}
-			}
+		if err := p.nest(t); err != nil {
+			return nil, err
 		}
+		dst, err := p.parseList(dst, want, after)
+		p.depth--
+		return dst, err
 	case tVar:
 		d, ok := p.defines[t.text]
 		if !ok {
@@ -384,12 +448,15 @@ func (p *parser) parseTerm(want defKind, after string, inList bool) ([]entry, er
 		if want != 0 && d.kind != want {
 			return nil, p.errAt(t, "$%s holds %s, not %s", t.text, d.kind, want)
 		}
-		out := make([]entry, len(d.entries))
-		for i, e := range d.entries {
-			e.fromVar = true
-			out[i] = e
+		if err := p.count(t, len(d.entries)); err != nil {
+			return nil, err
 		}
-		return out, nil
+		n := len(dst)
+		dst = append(dst, d.entries...)
+		for i := n; i < len(dst); i++ {
+			dst[i].fromVar = true
+		}
+		return dst, nil
 	case tWord:
 		if t.text == "any" && want != defPorts {
 			if inList {
@@ -397,22 +464,88 @@ func (p *parser) parseTerm(want defKind, after string, inList bool) ([]entry, er
 			}
 			return nil, p.errAt(t, "'any' is allowed only on its own after 'from' or 'to'")
 		}
+		var e entry
 		if want != defPorts {
 			if a, ok, err := p.parseAddrWord(t); err != nil {
 				return nil, err
 			} else if ok {
-				return []entry{{kind: defAddrs, addr: a, tok: t}}, nil
+				e = entry{kind: defAddrs, addr: a, tok: t}
 			}
 		}
-		if want != defAddrs {
+		if want != defAddrs && e.kind == 0 {
 			if pi, ok, err := p.parsePortWord(t); err != nil {
 				return nil, err
 			} else if ok {
-				return []entry{{kind: defPorts, port: pi, tok: t}}, nil
+				e = entry{kind: defPorts, port: pi, tok: t}
 			}
+		}
+		if e.kind != 0 {
+			if err := p.count(t, 1); err != nil {
+				return nil, err
+			}
+			return append(dst, e), nil
 		}
 	}
 	return nil, p.errAt(t, "%s", expectedMsg(want, after, inList, t))
+}
+
+// parseList parses the items of a list after its '{', and the '}',
+// appending them to dst.
+func (p *parser) parseList(dst []entry, want defKind, after string) ([]entry, error) {
+	start := len(dst)
+	for {
+		if q := p.peek(); q.kind == tRBrace {
+			if len(dst) == start {
+				return nil, p.errAt(q, "empty list")
+			}
+			p.next()
+			return dst, nil
+		}
+		n := len(dst)
+		var err error
+		if dst, err = p.parseTerm(dst, want, after, true); err != nil {
+			return nil, err
+		}
+		for _, e := range dst[n:] {
+			if want == 0 {
+				want = e.kind
+			} else if e.kind != want {
+				return nil, p.errAt(e.tok, "list mixes addresses and ports: %s is not %s", e.tok.describe(), want)
+			}
+		}
+		if q := p.peek(); q.kind == tComma {
+			p.next()
+			if r := p.peek(); r.kind == tRBrace {
+				return nil, p.errAt(r, "expected list item after ',', got '}'")
+			}
+		}
+	}
+}
+
+// nest enters a '{' or '!' at t, or fails if that is one level more than
+// MaxNesting. The parser recurses once per level, so without a bound a few
+// MB of '{' or '!' overflow the goroutine stack: a fatal error, not a panic.
+func (p *parser) nest(t token) error {
+	if p.depth >= MaxNesting {
+		return p.errAt(t, "'{' and '!' nest more than %d deep", MaxNesting)
+	}
+	p.depth++
+	return nil
+}
+
+// count adds n entries, those t writes (one item, or a $name's expansion),
+// to the statement's and the file's, or fails before they are copied if
+// either would pass its limit.
+func (p *parser) count(t token, n int) error {
+	if p.entries+n > MaxRuleEntries {
+		return p.errAt(t, "too many addresses and ports: %s brings %s to %d, more than the %d a rule, define or 'set local' may hold", t.describe(), p.stmt, p.entries+n, MaxRuleEntries)
+	}
+	if p.total+n > MaxTotalEntries {
+		return p.errAt(t, "too many addresses and ports: %s brings the file to %d, more than the %d it may hold (each define counts, and each use of a $name again)", t.describe(), p.total+n, MaxTotalEntries)
+	}
+	p.entries += n
+	p.total += n
+	return nil
 }
 
 func expectedMsg(want defKind, after string, inList bool, t token) string {
@@ -546,6 +679,10 @@ func famName(f uint8) string {
 }
 
 func (p *parser) parseRule(act token) error {
+	if len(p.rs.Rules) >= MaxRules {
+		return p.errAt(act, "too many rules: a file may hold at most %d", MaxRules)
+	}
+	p.entries, p.stmt = 0, "the rule"
 	r := Rule{Index: len(p.rs.Rules) + 1, Line: act.line, Action: Block}
 	if act.text == "pass" {
 		r.Action = Pass
@@ -675,7 +812,7 @@ func (p *parser) parseEndpoint(r *Rule, fam *famState, kw token) (AddrSpec, Port
 		hasAddr = true
 	case t.kind == tWord && t.text == "port":
 	default:
-		es, err := p.parseTerm(defAddrs, "'"+kw.text+"'", false)
+		es, err := p.parseTerm(nil, defAddrs, "'"+kw.text+"'", false)
 		if err != nil {
 			return as, ps, err
 		}
@@ -715,7 +852,7 @@ func (p *parser) parseEndpoint(r *Rule, fam *famState, kw token) (AddrSpec, Port
 		if !hasPorts(r.Proto) {
 			return as, ps, p.errAt(t, "proto %s has no ports", protoString(r.Proto))
 		}
-		es, err := p.parseTerm(defPorts, "'port'", false)
+		es, err := p.parseTerm(nil, defPorts, "'port'", false)
 		if err != nil {
 			return as, ps, err
 		}

@@ -87,6 +87,10 @@ var parseErrorTests = []struct {
 	{"pass label \"a\xff\"", "host.rules:1:14: invalid UTF-8 in string"},
 	{"pass label \"a\\n\"", "host.rules:1:14: unknown escape in string: only \\\" and \\\\ are allowed"},
 	{"pass\n\n  block \xff", "host.rules:3:9: unexpected byte 0xff"},
+	// The first error in the file, whether the parser's or the lexer's.
+	{"pass frm\npass @", "host.rules:1:6: expected 'in'/'out', 'inet'/'inet6', 'proto', 'from', 'to', 'flags', 'icmp-type', 'no state', 'log', 'label' or end of line, got \"frm\""},
+	{"pass frm@", "host.rules:1:6: expected 'in'/'out', 'inet'/'inet6', 'proto', 'from', 'to', 'flags', 'icmp-type', 'no state', 'log', 'label' or end of line, got \"frm\""},
+	{"pass @frm", "host.rules:1:6: unexpected character '@'"},
 	{"# a comment \\\npass frm any", "host.rules:2:6: expected 'in'/'out', 'inet'/'inet6', 'proto', 'from', 'to', 'flags', 'icmp-type', 'no state', 'log', 'label' or end of line, got \"frm\""},
 }
 
