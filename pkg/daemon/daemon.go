@@ -84,8 +84,13 @@ type Config struct {
 	ControlSocket string
 	// Backend forces "iptables-nft" or "iptables-legacy"; empty: detect.
 	Backend string
-	// Tag prefixes the chain names of the divert rules; "STATEWALL" when
-	// empty. Two daemons on one host (or namespace) need different tags.
+	// Tag prefixes the chain names of the divert rules (<Tag>-INPUT, ...)
+	// and ends the name of the defragmentation table (defrag.go);
+	// "STATEWALL" when empty. Two daemons on one host (or namespace) need
+	// different tags. At most 20 letters, digits, '_' and '-', not
+	// starting with '-' (checkTag): the longest chain name, <Tag>-FORWARD,
+	// must fit iptables' 28 characters, and the tag is written into the
+	// nft script the daemon runs as root.
 	Tag string
 	// StateFile, if set, keeps the connection table across restarts: a
 	// clean stop saves it there and the next start loads it (see
@@ -125,6 +130,13 @@ func (c *Config) check() error {
 	}
 	if c.Queues[0] > c.Queues[1] {
 		return fmt.Errorf("queue range %d-%d is reversed", c.Queues[0], c.Queues[1])
+	}
+	// Before anything runs: the tag becomes part of iptables chain names
+	// and of an nft script.
+	if c.Tag != "" {
+		if err := checkTag(c.Tag); err != nil {
+			return err
+		}
 	}
 	if c.ControlSocket == "" {
 		c.ControlSocket = DefaultControlSocket

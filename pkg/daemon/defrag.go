@@ -3,6 +3,7 @@ package daemon
 import (
 	"context"
 	"errors"
+	"fmt"
 
 	// Renamed: this package's tests have a helper named command.
 	cmdpkg "github.com/statewall/statewall/pkg/internal/command"
@@ -37,6 +38,27 @@ import (
 // quoted in nft 1.0.6, so it starts with a letter whatever the tag is.
 func defragTable(tag string) string { return "statewall-defrag-" + tag }
 
+// maxTagLen keeps the longest divert chain name, <Tag>-FORWARD, within
+// the 28 characters iptables allows (nfq checks the same length).
+const maxTagLen = 28 - len("-FORWARD")
+
+// checkTag reports whether tag is safe in an iptables chain name and in
+// the nft script below: 1 to maxTagLen letters, digits, '_' and '-', not
+// starting with '-' (iptables would read the chain name as an option). A
+// tag is spliced into the script unquoted (nft names cannot be quoted), so
+// a newline in it would add commands of its own, run as root.
+func checkTag(tag string) error {
+	ok := tag != "" && len(tag) <= maxTagLen && tag[0] != '-'
+	for i := 0; ok && i < len(tag); i++ {
+		c := tag[i]
+		ok = 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '_' || c == '-'
+	}
+	if !ok {
+		return fmt.Errorf("bad tag %q: want 1 to %d letters, digits, '_' or '-', not starting with '-'", tag, maxTagLen)
+	}
+	return nil
+}
+
 // The rules that need defragmentation, preferred first (see above).
 var defragRules = []string{"meta l4proto tcp tproxy to :1", "ct state invalid counter"}
 
@@ -55,6 +77,11 @@ func defragScript(tag, rule string) string {
 // named network namespace (the caller's if empty), with nft. It returns the
 // rule it installed.
 func setDefrag(netns, tag string, enable bool) (string, error) {
+	// Config.check has refused a bad tag already; this is the last line
+	// before the tag reaches a script run as root.
+	if err := checkTag(tag); err != nil {
+		return "", err
+	}
 	if !enable {
 		return "", runNft(netns, defragScript(tag, ""))
 	}
