@@ -152,6 +152,18 @@ func (d *Daemon) Run(ctx context.Context) error {
 	defer stopTick()
 	go d.tick(tickCtx)
 
+	// A state file in a directory others could write is a configuration
+	// error, refused before anything is installed (as the control
+	// socket's is): whoever writes there decides what passes after the
+	// next start.
+	if d.cfg.StateFile != "" {
+		sd, err := openStateDir(d.cfg.StateFile)
+		if err != nil {
+			return fmt.Errorf("state file: %w", err)
+		}
+		sd.close()
+	}
+
 	// The control socket first: it is also the guard against a second
 	// daemon on the same socket, which must be refused before it touches
 	// the first one's divert rules.

@@ -41,12 +41,12 @@ import (
 //     checked through that descriptor, and every later step names the file
 //     relative to it (openat, renameat, unlinkat), so that the directory
 //     checked is the directory used even if the path changes meanwhile.
-//     A directory that fails is a configuration error. The start goes on
-//     (the daemon never fails to start over its state file, and refusing
-//     would need Run to stop on it), but the state file is disabled for
-//     the run: the start logs an error and neither reads, renames nor
-//     removes anything there; the stop checks again, writes nothing and
-//     returns the error, so the exit status says the table was not saved.
+//     A directory that fails is a configuration error: Run refuses to
+//     start with it, before it installs anything. (Should the directory
+//     change after the start, loadState and saveState check again: the
+//     state file is then disabled, nothing there is read, renamed or
+//     removed, and the stop returns the error, so the exit status says
+//     the table was not saved.)
 //   - Load opens the file with O_NOFOLLOW (and O_NONBLOCK, so that a FIFO
 //     cannot hang the start), and refuses anything but a regular file
 //     owned by root (or by the daemon's effective uid) with no group or

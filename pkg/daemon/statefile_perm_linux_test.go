@@ -4,6 +4,7 @@ package daemon
 
 import (
 	"bytes"
+	"context"
 	"encoding/binary"
 	"hash/crc32"
 	"log/slog"
@@ -17,6 +18,7 @@ import (
 	"time"
 
 	"github.com/statewall/statewall/pkg/conntrack"
+	"github.com/statewall/statewall/pkg/internal/testenv"
 )
 
 // The state file tests below call loadState and saveState on a daemon
@@ -66,9 +68,7 @@ func (l *lockedBuffer) String() string {
 // not running, and its log.
 func stateDaemon(t *testing.T, path string) (*Daemon, *lockedBuffer) {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Fatal("needs root (chown, and the state file's checks want root); run the suite as root, as CI does")
-	}
+	testenv.NeedRoot(t, "chown, and the state file's checks want root")
 	log := &lockedBuffer{}
 	return &Daemon{
 		cfg:   Config{StateFile: path, Clock: SystemClock{}},
@@ -319,5 +319,35 @@ func TestStateFileRemovesInterruptedSaves(t *testing.T) {
 	slices.Sort(keep)
 	if !slices.Equal(names, keep) {
 		t.Errorf("the directory holds %v, want %v", names, keep)
+	}
+}
+
+// TestRunRefusesUnsafeStateDirectory: a daemon given a state file in a
+// directory others can write does not start: Run returns the error before
+// it binds a queue or installs a rule.
+func TestRunRefusesUnsafeStateDirectory(t *testing.T) {
+	testenv.NeedRoot(t, "the state file's directory must belong to root")
+	dir := t.TempDir()
+	unsafe := filepath.Join(dir, "shared")
+	if err := os.Mkdir(unsafe, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(unsafe, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	rules := filepath.Join(dir, "r.rules")
+	if err := os.WriteFile(rules, []byte("pass all\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	d, err := New(Config{RulesFile: rules, StateFile: filepath.Join(unsafe, "state"), ControlSocket: filepath.Join(dir, "sock")}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = d.Run(context.Background())
+	if err == nil || !strings.Contains(err.Error(), "state file") || !strings.Contains(err.Error(), "must belong to root") {
+		t.Fatalf("Run: %v, want a refusal naming the state file's directory", err)
+	}
+	if _, err := os.Lstat(filepath.Join(dir, "sock")); err == nil {
+		t.Error("the control socket was created before the refusal")
 	}
 }
