@@ -93,20 +93,20 @@ func packetKey(k *Key, p *packet.Packet) {
 	}
 }
 
-// dirOf reports whether k is e's original tuple (0) or its reply tuple (1).
+// dirOf reports whether o is k's original tuple (0) or its reply tuple (1).
 // It compares in place what Reply would build, except for ICMP, whose
 // reply type needs the table.
-func (e *Key) dirOf(k *Key) (uint8, bool) {
-	if e.proto != k.proto || e.family != k.family {
+func (k *Key) dirOf(o *Key) (uint8, bool) {
+	if k.proto != o.proto || k.family != o.family {
 		return 0, false
 	}
-	if e.src == k.src && e.dst == k.dst && e.sport == k.sport && e.dport == k.dport {
+	if k.src == o.src && k.dst == o.dst && k.sport == o.sport && k.dport == o.dport {
 		return 0, true
 	}
-	if isICMP(k.proto) {
-		return 1, *e == k.Reply()
+	if isICMP(o.proto) {
+		return 1, *k == o.Reply()
 	}
-	return 1, e.src == k.dst && e.dst == k.src && e.sport == k.dport && e.dport == k.sport
+	return 1, k.src == o.dst && k.dst == o.src && k.sport == o.dport && k.dport == o.sport
 }
 
 // innerKey is the tuple of the packet quoted in an ICMP error, as the
@@ -186,7 +186,7 @@ func (k Key) addr(a [16]byte) netip.Addr {
 	return netip.AddrFrom16(a)
 }
 
-// SrcPort and DstPort are the ports (0 for protocols without them).
+// SrcPort is the source port (0 for protocols without ports).
 func (k Key) SrcPort() uint16 {
 	if isICMP(k.proto) {
 		return 0
@@ -194,7 +194,7 @@ func (k Key) SrcPort() uint16 {
 	return k.sport
 }
 
-// DstPort: see SrcPort.
+// DstPort is the destination port (0 for protocols without ports).
 func (k Key) DstPort() uint16 {
 	if isICMP(k.proto) {
 		return 0
@@ -202,7 +202,7 @@ func (k Key) DstPort() uint16 {
 	return k.dport
 }
 
-// ICMPType, ICMPCode and ICMPID are the ICMP part of the tuple (0 for other
+// ICMPType is the ICMP or ICMPv6 type of the tuple (0 for other
 // protocols).
 func (k Key) ICMPType() uint8 {
 	if !isICMP(k.proto) {
@@ -211,7 +211,8 @@ func (k Key) ICMPType() uint8 {
 	return uint8(k.dport >> 8)
 }
 
-// ICMPCode: see ICMPType.
+// ICMPCode is the ICMP or ICMPv6 code of the tuple (0 for other
+// protocols).
 func (k Key) ICMPCode() uint8 {
 	if !isICMP(k.proto) {
 		return 0
@@ -219,7 +220,8 @@ func (k Key) ICMPCode() uint8 {
 	return uint8(k.dport)
 }
 
-// ICMPID: see ICMPType.
+// ICMPID is the ICMP or ICMPv6 echo identifier of the tuple (0 for other
+// protocols).
 func (k Key) ICMPID() uint16 {
 	if !isICMP(k.proto) {
 		return 0

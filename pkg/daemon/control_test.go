@@ -5,6 +5,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/statewall/statewall/pkg/internal/testenv"
 )
 
 // TestControlSocketRefusesUnsafeDirectory: the daemon will not create its
@@ -12,9 +14,7 @@ import (
 // directory writable by group or others), and it refuses to take over the
 // socket of a running daemon. The socket it does create is mode 0600.
 func TestControlSocketRefusesUnsafeDirectory(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Fatal("needs root (the socket directory must belong to root); run the suite as root, as CI does")
-	}
+	testenv.NeedRoot(t, "the socket directory must belong to root")
 	dir := t.TempDir()
 	unsafe := filepath.Join(dir, "shared")
 	if err := os.Mkdir(unsafe, 0o777); err != nil {

@@ -38,7 +38,7 @@ func Compare(stateless, stateful Decision) Agreement {
 	return OnlyStatelessPasses
 }
 
-// Cause explains a disagreement in a few words that group well: the
+// Explain explains a disagreement in a few words that group well: the
 // conntrack label and reason on the stateful side, or the rule that made
 // the difference. Two packets with the same explanation disagree for the
 // same reason.

@@ -24,6 +24,7 @@ import (
 	"github.com/vishvananda/netns"
 
 	"github.com/statewall/statewall/pkg/internal/command"
+	"github.com/statewall/statewall/pkg/internal/testenv"
 )
 
 // These tests need root: they make network namespaces (sw-nfq-PID-N), a
@@ -42,14 +43,7 @@ var nsCount atomic.Int32
 
 func needRoot(t testing.TB) {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Fatal("needs root (network namespaces, iptables, NFQUEUE); run the suite as root, as CI does")
-	}
-	for _, c := range []string{"ip", "ping", "iptables-nft-restore", "iptables-legacy-restore"} {
-		if _, err := exec.LookPath(c); err != nil {
-			t.Fatalf("%s is missing (make deps installs it): %v", c, err)
-		}
-	}
+	testenv.NeedRoot(t, "network namespaces, iptables, NFQUEUE", "ip", "ping", "iptables-nft-restore", "iptables-legacy-restore")
 }
 
 // sh runs a command with a deadline and returns its standard output.

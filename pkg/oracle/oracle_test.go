@@ -19,18 +19,17 @@ import (
 	"github.com/gopacket/gopacket/layers"
 	"golang.org/x/sys/unix"
 
+	"github.com/statewall/statewall/pkg/internal/testenv"
 	"github.com/statewall/statewall/pkg/pcaprewrite"
 )
 
-const sharedPcaps = "/work/shared/pcaps"
+const sharedPcaps = "../../../shared/pcaps"
 
 // requireRoot fails (not skips) without root: this machine and CI run tests
 // as root, and a silently skipped oracle would hide a broken setup.
 func requireRoot(t *testing.T) {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Fatal("the kernel oracle needs root (network namespaces, tun, nftables, NFQUEUE); run the tests as root")
-	}
+	testenv.NeedRoot(t, "the kernel oracle: network namespaces, tun, nftables, NFQUEUE", "ip", "nft")
 }
 
 func labelsOf(t *testing.T, file string) []Label {

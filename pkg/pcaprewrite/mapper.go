@@ -87,7 +87,7 @@ func (mp *Mapper) Map(a netip.Addr) netip.Addr {
 // Err reports range exhaustion.
 func (mp *Mapper) Err() error { return mp.failed }
 
-// Map returns a copy of the mapping original → rewritten.
+// Table returns a copy of the mapping original → rewritten.
 func (mp *Mapper) Table() map[netip.Addr]netip.Addr {
 	c := make(map[netip.Addr]netip.Addr, len(mp.m))
 	for k, v := range mp.m {

@@ -77,7 +77,7 @@ func RewriteWith(in io.Reader, mp *Mapper) ([]Packet, error) {
 		return nil, fmt.Errorf("pcaprewrite: reading capture header: %w", err)
 	}
 	var src packetSource
-	linkOf := func(gopacket.CaptureInfo) uint32 { return 0 }
+	var linkOf func(gopacket.CaptureInfo) uint32
 	if binary.LittleEndian.Uint32(magic) == 0x0a0d0d0a {
 		ng, err := pcapgo.NewNgReader(br, pcapgo.DefaultNgReaderOptions)
 		if err != nil {

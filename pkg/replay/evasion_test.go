@@ -17,6 +17,7 @@ import (
 	"github.com/gopacket/gopacket/layers"
 
 	"github.com/statewall/statewall/pkg/engine"
+	"github.com/statewall/statewall/pkg/internal/testenv"
 	"github.com/statewall/statewall/pkg/oracle"
 	"github.com/statewall/statewall/pkg/replay"
 	"github.com/statewall/statewall/pkg/rules"
@@ -265,9 +266,7 @@ func TestEvasion(t *testing.T) {
 			path := tc.capture
 			var kernel []oracle.Label
 			if tc.build != nil {
-				if os.Geteuid() != 0 {
-					t.Fatal("the kernel's labels for a built capture need root (network namespaces, nftables, NFQUEUE); run the suite as root, as CI does")
-				}
+				testenv.NeedRoot(t, "the kernel's labels for a built capture: network namespaces, nftables, NFQUEUE", "ip", "nft")
 				path = tc.build(t)
 				ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 				defer cancel()

@@ -5,13 +5,13 @@ package replay_test
 import (
 	"context"
 	"fmt"
-	"os"
 	"path/filepath"
 	"sort"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/statewall/statewall/pkg/internal/testenv"
 	"github.com/statewall/statewall/pkg/oracle"
 	"github.com/statewall/statewall/pkg/replay"
 	"github.com/statewall/statewall/pkg/rules"
@@ -69,9 +69,7 @@ func captures(t *testing.T) []string {
 // stateful engine with a ruleset that passes everything, and requires the
 // same ct label for every packet.
 func TestConntrackLabelsEqualKernel(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Fatal("the kernel comparison needs root (network namespaces, nftables, NFQUEUE); run the suite as root, as CI does")
-	}
+	testenv.NeedRoot(t, "the kernel comparison: network namespaces, nftables, NFQUEUE", "ip", "nft")
 	rs, err := rules.ParseFile("../../rules/default-pass.rules")
 	if err != nil {
 		t.Fatal(err)

@@ -246,6 +246,6 @@ func (g *Generator) writeEcho(b []byte, e *seg, id uint16, reply bool) int {
 }
 
 // sum and fold are pkg/packet's Internet checksum.
-func sum(b []byte, acc uint64) uint64 { return packet.Checksum(b, acc) }
+func sum(b []byte, acc uint64) uint64 { return packet.OnesSum(b, acc) }
 
 func fold(s uint64) uint16 { return packet.Fold(s) }

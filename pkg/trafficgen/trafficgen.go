@@ -81,7 +81,7 @@ type Mix struct {
 	IPv6 int
 }
 
-// DefaultMix: 70% TCP sessions, 20% UDP, 10% ICMP echo; a quarter over
+// DefaultMix is 70% TCP sessions, 20% UDP, 10% ICMP echo; a quarter over
 // IPv6. About 90% of the packets are then TCP.
 var DefaultMix = Mix{TCP: 70, UDP: 20, ICMP: 10, IPv6: 25}
 

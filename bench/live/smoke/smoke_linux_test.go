@@ -16,8 +16,13 @@ import (
 )
 
 func TestLiveHarnessSmoke(t *testing.T) {
+	// pkg/internal/testenv.NeedRoot, which bench/ cannot import: skip
+	// without root unless STATEWALL_ROOT_TESTS=1 (make test, CI) demands it.
 	if os.Geteuid() != 0 {
-		t.Fatal("the live harness needs root (network namespaces, iptables, NFQUEUE); run the suite as root, as CI does")
+		if os.Getenv("STATEWALL_ROOT_TESTS") == "1" {
+			t.Fatal("the live harness needs root (network namespaces, iptables, NFQUEUE), and STATEWALL_ROOT_TESTS=1 demands it")
+		}
+		t.Skip("needs root (network namespaces, iptables, NFQUEUE); `make test` runs it as root")
 	}
 	out := t.TempDir()
 	cmd := exec.Command("bash", "bench/live/run.sh")
