@@ -99,6 +99,7 @@ func fileOwner(t *testing.T, fi os.FileInfo) uint32 {
 // was renamed onto PATH), and a planted 0666 file of another user was
 // reused, leaving the saved table readable and writable by that user.
 func TestStateFileSaveFollowsNoLink(t *testing.T) {
+	testenv.NeedRoot(t, "chown, and the state file's checks want root")
 	for _, c := range []struct {
 		name  string
 		plant func(t *testing.T, path, victim string)
@@ -159,6 +160,7 @@ func TestStateFileSaveFollowsNoLink(t *testing.T) {
 // empty table. The review's case: a file of nobody's holding one assured
 // UDP entry was loaded, and that tuple passed under `block all`.
 func TestStateFileRefusesUnsafeFile(t *testing.T) {
+	testenv.NeedRoot(t, "chown, and the state file's checks want root")
 	for _, c := range []struct {
 		name, why string
 		plant     func(t *testing.T, path string)
@@ -226,6 +228,7 @@ func TestStateFileRefusesUnsafeFile(t *testing.T) {
 // created there: the start logs why and loads nothing, touching nothing
 // in the directory, and the stop refuses to save.
 func TestStateFileRefusesUnsafeDirectory(t *testing.T) {
+	testenv.NeedRoot(t, "chown, and the state file's checks want root")
 	for _, c := range []struct {
 		name string
 		mode os.FileMode
@@ -276,6 +279,7 @@ func TestStateFileRefusesUnsafeDirectory(t *testing.T) {
 // TestStateFileCapsTimeout: a good state file (root's, 0600) whose entry
 // claims 146 years left loads with at most the UDP stream timeout.
 func TestStateFileCapsTimeout(t *testing.T) {
+	testenv.NeedRoot(t, "chown, and the state file's checks want root")
 	path := filepath.Join(t.TempDir(), "router.state")
 	mustWrite(t, path, craftedState(), 0o600)
 	d, log := stateDaemon(t, path)
@@ -298,6 +302,7 @@ func TestStateFileCapsTimeout(t *testing.T) {
 // leaves its temporary file (random names, so the next save does not
 // reuse it); the next start removes it, and only it.
 func TestStateFileRemovesInterruptedSaves(t *testing.T) {
+	testenv.NeedRoot(t, "chown, and the state file's checks want root")
 	dir := t.TempDir()
 	path := filepath.Join(dir, "router.state")
 	left := path + ".tmp-0123456789abcdef"
