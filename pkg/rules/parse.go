@@ -358,19 +358,6 @@ func parseDuration(s string) (time.Duration, bool) {
 	return total, true
 }
 
-// formatDuration prints d in the largest unit that divides it exactly.
-func formatDuration(d time.Duration) string {
-	for _, u := range []struct {
-		name string
-		d    time.Duration
-	}{{"d", 24 * time.Hour}, {"h", time.Hour}, {"m", time.Minute}, {"s", time.Second}, {"ms", time.Millisecond}} {
-		if d%u.d == 0 {
-			return strconv.FormatInt(int64(d/u.d), 10) + u.name
-		}
-	}
-	return strconv.FormatInt(int64(d/time.Millisecond), 10) + "ms"
-}
-
 // --- define ---
 
 func isName(s string) bool {
@@ -865,13 +852,6 @@ func (p *parser) parseEndpoint(r *Rule, fam *famState, kw token) (AddrSpec, Port
 	return as, ps, nil
 }
 
-func protoString(n uint8) string {
-	if s := canonicalName(protoNames, n); s != "" {
-		return s
-	}
-	return strconv.Itoa(int(n))
-}
-
 const flagLetters = "FSRPAUEW" // bit i is TCPFin << i
 
 func parseFlagLetters(s string) (uint8, int) {
@@ -884,16 +864,6 @@ func parseFlagLetters(s string) (uint8, int) {
 		f |= 1 << j
 	}
 	return f, -1
-}
-
-func formatFlags(f uint8) string {
-	var b []byte
-	for i := 0; i < 8; i++ {
-		if f&(1<<i) != 0 {
-			b = append(b, flagLetters[i])
-		}
-	}
-	return string(b)
 }
 
 func (p *parser) parseFlags(r *Rule, kw token) error {

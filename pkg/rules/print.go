@@ -4,6 +4,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // String returns the ruleset in canonical form: the settings the file
@@ -179,4 +180,34 @@ func writePortSpec(b *strings.Builder, s PortSpec) {
 	if len(s.Items) > 1 {
 		b.WriteString(" }")
 	}
+}
+
+// formatDuration prints d in the largest unit that divides it exactly.
+func formatDuration(d time.Duration) string {
+	for _, u := range []struct {
+		name string
+		d    time.Duration
+	}{{"d", 24 * time.Hour}, {"h", time.Hour}, {"m", time.Minute}, {"s", time.Second}, {"ms", time.Millisecond}} {
+		if d%u.d == 0 {
+			return strconv.FormatInt(int64(d/u.d), 10) + u.name
+		}
+	}
+	return strconv.FormatInt(int64(d/time.Millisecond), 10) + "ms"
+}
+
+func protoString(n uint8) string {
+	if s := canonicalName(protoNames, n); s != "" {
+		return s
+	}
+	return strconv.Itoa(int(n))
+}
+
+func formatFlags(f uint8) string {
+	var b []byte
+	for i := 0; i < 8; i++ {
+		if f&(1<<i) != 0 {
+			b = append(b, flagLetters[i])
+		}
+	}
+	return string(b)
 }
