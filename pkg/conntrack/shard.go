@@ -121,21 +121,37 @@ type chunk [chunkSize]entry
 // Lock order: shard.mu is a leaf. No code path holds two shard locks, or
 // calls out of the package (Walk's callback) with one held: both tuples of a
 // connection hash to the same shard, and table-wide state (the entry count
-// and the statistics) is atomic. Precondition of every method below that
-// does not lock: s.mu is held.
+// and the statistics) is atomic. (Table.makeRoom, which may have to reap
+// other shards for a new connection at the limit, unlocks its own first and
+// locks it again after.) Precondition of every method below that does not
+// lock: s.mu is held.
+//
+// Who may touch what:
+//
+//   - mu guards every field below unless its comment says otherwise, and
+//     the entries in chunks. The packet path takes it in Table.lookup,
+//     which returns with it held: the tracker that called lookup ends with
+//     the hit's unlock (a deferred c.unlock()), after it has labelled and
+//     updated the entry. Commit, Walk, Get, Save, Load, reapExpired and
+//     Counts take it themselves, one shard at a time.
+//   - Prefetch (prefetch.go) takes no lock: it reads only view and the
+//     slots, which writers store atomically (insertSlot, removeSlot,
+//     compact), and only prefetches entries, never reads them.
+//   - soonest is written under mu and read without it (reapExpired).
+//   - st's counters are atomic: Stats reads them without the lock.
 type shard struct {
 	mu sync.Mutex
 
-	slots  []uint32
-	chunks []*chunk
-	n      uint32               // occupied slots: live entries, expired ones included until reaped
-	used   uint32               // entries handed out of chunks so far
-	free   uint32               // free-list head: index+1, 0 when empty
-	hand   uint32               // incremental sweep position
-	ticks  uint32               // packets since the last incremental sweep
+	slots  []uint32             // guarded by mu; elements stored atomically for Prefetch
+	chunks []*chunk             // guarded by mu
+	n      uint32               // guarded by mu. Occupied slots: live entries, expired ones included until reaped
+	used   uint32               // guarded by mu. Entries handed out of chunks so far
+	free   uint32               // guarded by mu. Free-list head: index+1, 0 when empty
+	hand   uint32               // guarded by mu. Incremental sweep position
+	ticks  uint32               // guarded by mu. Packets since the last incremental sweep
 	hash   *hasher              // the table's, immutable
-	count  *atomic.Int64        // the table's entry count, for the limit
-	view   atomic.Pointer[view] // slots and chunks, for Prefetch (see prefetch.go)
+	count  *atomic.Int64        // the table's entry count, for the limit (atomic)
+	view   atomic.Pointer[view] // written under mu; slots and chunks, for Prefetch (see prefetch.go)
 
 	// soonest is a lower bound of the deadlines of this shard's entries
 	// (math.MaxInt64: none), written under mu and read without it by
@@ -145,6 +161,7 @@ type shard struct {
 	tableSoonest *atomic.Int64
 
 	// kinds counts the shard's entries by kind (kindOf; see counts.go).
+	// Guarded by mu.
 	kinds [numKinds]int32
 
 	st shardStats
