@@ -1,0 +1,122 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"sort"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/statewall/statewall/pkg/daemon"
+)
+
+// The commands that talk to a running daemon through its control socket
+// (daemon.Ask): status, conntrack, reload.
+
+func runStatus(args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("status", "[flags]", "Show the running daemon's mode, ruleset and counters.", stdout)
+	socket := fs.String("socket", daemon.DefaultControlSocket, "control socket `PATH`")
+	asJSON := fs.Bool("json", false, "print JSON")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	resp, err := daemon.Ask(*socket, daemon.Request{Cmd: "status"})
+	if err != nil {
+		return err
+	}
+	if *asJSON {
+		return json.NewEncoder(stdout).Encode(resp.Status)
+	}
+	printStatus(stdout, resp.Status)
+	return nil
+}
+
+func printStatus(w io.Writer, s *daemon.Status) {
+	fmt.Fprintf(w, "mode:      %s (fail-open: %v)\n", s.Mode, s.FailOpen)
+	fmt.Fprintf(w, "rules:     %s, %d rules, loaded %s\n", s.RulesFile, s.Rules, s.Loaded.Format(time.RFC3339))
+	fmt.Fprintf(w, "hooks:     %s", strings.Join(s.Hooks, ","))
+	if s.Netns != "" {
+		fmt.Fprintf(w, " in netns %s", s.Netns)
+	}
+	fmt.Fprintf(w, "\nuptime:    %s\n", time.Since(s.Started).Round(time.Second))
+	fmt.Fprintf(w, "packets:   %d pass, %d block\n", s.Pass, s.Block)
+	keys := make([]string, 0, len(s.ByReason))
+	for k := range s.ByReason {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		fmt.Fprintf(w, "  %-22s %d\n", k, s.ByReason[k])
+	}
+	if s.Shadow != nil {
+		fmt.Fprintf(w, "shadow disagreements:\n")
+		keys = keys[:0]
+		for k := range s.Shadow {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		for _, k := range keys {
+			fmt.Fprintf(w, "  %-34s %d\n", k, s.Shadow[k])
+		}
+	}
+	c := s.Conntrack
+	fmt.Fprintf(w, "conntrack: %d of %d entries; inserted %d, evicted %d, refused %d, expired %d, deleted %d, invalid packets %d\n",
+		c.Entries, s.Limit, c.Inserted, c.Evicted, c.Refused, c.Expired, c.Deleted, c.Invalid)
+	for _, q := range s.Queues {
+		fmt.Fprintf(w, "queue %d:   %d packets, %d accepted, %d dropped, %d ENOBUFS, %d errors\n",
+			q.Queue, q.Packets, q.Accepted, q.Dropped, q.ENOBUFS, q.Errors)
+	}
+}
+
+func runConntrack(args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("conntrack", "[flags]", `List the running daemon's tracked connections, like conntrack -L: protocol,
+state, timeout left, original and reply tuples, packets and bytes each way.`, stdout)
+	socket := fs.String("socket", daemon.DefaultControlSocket, "control socket `PATH`")
+	addr := fs.String("addr", "", "only connections with `ADDR` on either end")
+	port := fs.Int("port", 0, "only connections with `PORT` on either end")
+	proto := fs.String("proto", "", "only `PROTO` (tcp, udp, icmp, icmp6, ...)")
+	asJSON := fs.Bool("json", false, "print JSON")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	resp, err := daemon.Ask(*socket, daemon.Request{Cmd: "conntrack", Filter: daemon.ConnFilter{Addr: *addr, Port: *port, Proto: *proto}})
+	if err != nil {
+		return err
+	}
+	if *asJSON {
+		return json.NewEncoder(stdout).Encode(resp.Conns)
+	}
+	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "PROTO\tSTATE\tTIMEOUT\tORIGINAL\tREPLY\tPACKETS\tBYTES\tFLAGS")
+	for _, c := range resp.Conns {
+		flags := ""
+		switch {
+		case c.Assured:
+			flags = "[ASSURED]"
+		case !c.SeenReply:
+			flags = "[UNREPLIED]"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%.0fs\t%s\t%s\t%d/%d\t%d/%d\t%s\n", c.Proto, c.State, c.Timeout, c.Original, c.Reply,
+			c.Packets[0], c.Packets[1], c.Bytes[0], c.Bytes[1], flags)
+	}
+	tw.Flush()
+	fmt.Fprintf(stderr, "%d connections\n", len(resp.Conns))
+	return nil
+}
+
+func runReload(args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("reload", "[flags]", `Make the running daemon read its rules file again (as SIGHUP does). A file
+with errors is rejected, with its error, and the old ruleset keeps running.`, stdout)
+	socket := fs.String("socket", daemon.DefaultControlSocket, "control socket `PATH`")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	resp, err := daemon.Ask(*socket, daemon.Request{Cmd: "reload"})
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "reloaded %s: %d rules\n", resp.Status.RulesFile, resp.Status.Rules)
+	return nil
+}
