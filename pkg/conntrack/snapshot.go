@@ -144,15 +144,15 @@ func encodeEntry(b *[snapshotRecordSize]byte, e *entry, now int64) {
 	c := &e.tcp
 	b[80], b[81], b[82], b[83], b[84], b[85] = uint8(c.State), uint8(c.LastDir), uint8(c.LastIndex), c.Retrans, c.LastWScale, c.LastFlags
 	le.PutUint16(b[86:], c.LastWin)
-	le.PutUint32(b[88:], c.LastSeq)
-	le.PutUint32(b[92:], c.LastAck)
-	le.PutUint32(b[96:], c.LastEnd)
+	le.PutUint32(b[88:], uint32(c.LastSeq))
+	le.PutUint32(b[92:], uint32(c.LastAck))
+	le.PutUint32(b[96:], uint32(c.LastEnd))
 	for i := range c.Peer {
 		p, o := &c.Peer[i], 100+20*i
-		le.PutUint32(b[o:], p.End)
-		le.PutUint32(b[o+4:], p.MaxEnd)
+		le.PutUint32(b[o:], uint32(p.End))
+		le.PutUint32(b[o+4:], uint32(p.MaxEnd))
 		le.PutUint32(b[o+8:], p.MaxWin)
-		le.PutUint32(b[o+12:], p.MaxAck)
+		le.PutUint32(b[o+12:], uint32(p.MaxAck))
 		b[o+16], b[o+17] = c.Scale[i], c.Flags[i]
 	}
 }
@@ -198,10 +198,10 @@ func decodeEntry(b []byte, i int) (loaded, error) {
 	c.State, c.LastDir, c.LastIndex = tcpstate.State(b[80]), tcpstate.Dir(b[81]), tcpstate.Index(b[82])
 	c.Retrans, c.LastWScale, c.LastFlags = b[83], b[84], b[85]
 	c.LastWin = le.Uint16(b[86:])
-	c.LastSeq, c.LastAck, c.LastEnd = le.Uint32(b[88:]), le.Uint32(b[92:]), le.Uint32(b[96:])
+	c.LastSeq, c.LastAck, c.LastEnd = tcpstate.Seq(le.Uint32(b[88:])), tcpstate.Seq(le.Uint32(b[92:])), tcpstate.Seq(le.Uint32(b[96:]))
 	for j := range c.Peer {
 		p, o := &c.Peer[j], 100+20*j
-		p.End, p.MaxEnd, p.MaxWin, p.MaxAck = le.Uint32(b[o:]), le.Uint32(b[o+4:]), le.Uint32(b[o+8:]), le.Uint32(b[o+12:])
+		p.End, p.MaxEnd, p.MaxWin, p.MaxAck = tcpstate.Seq(le.Uint32(b[o:])), tcpstate.Seq(le.Uint32(b[o+4:])), le.Uint32(b[o+8:]), tcpstate.Seq(le.Uint32(b[o+12:]))
 		c.Scale[j], c.Flags[j] = b[o+16], b[o+17]
 		if b[o+18] != 0 || b[o+19] != 0 {
 			return l, snapErr("record %d: reserved TCP bytes set", i)

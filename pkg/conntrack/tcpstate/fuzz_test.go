@@ -31,8 +31,8 @@ func fuzzSegment(b []byte, s *sim) (side, *packet.Packet) {
 		if from != s.origin {
 			sd, rd = Reply, Original
 		}
-		seq = s.c.Peer[sd].End + uint32(int32(int16(seq)))
-		ack = s.c.Peer[rd].End + uint32(int32(int16(ack)))
+		seq = uint32(s.c.Peer[sd].End.Add(uint32(int32(int16(seq)))))
+		ack = uint32(s.c.Peer[rd].End.Add(uint32(int32(int16(ack)))))
 	}
 	var opts []segOpt
 	if b[1]&4 != 0 {

@@ -90,7 +90,7 @@ func Start(c *Conn, p *packet.Packet) (Reason, bool) {
 		tcpOptions(p, &c.Scale[Original], &c.Flags[Original])
 	} else {
 		// Mid-stream pickup: "its history is lost for us".
-		s.MaxEnd = s.End + s.MaxWin
+		s.MaxEnd = s.End.Add(s.MaxWin)
 		c.Flags[Original] = PeerSACKPerm | PeerBeLiberal
 		c.Flags[Reply] = PeerSACKPerm | PeerBeLiberal
 	}
@@ -142,7 +142,7 @@ func StepInto(res *Result, c *Conn, p *packet.Packet, dir Dir, st Status, t *Tim
 	idx := FlagIndex(p.TCPFlags)
 	oldState := c.State
 	newState, v := Transition(dir, idx, oldState)
-	seq := p.Seq
+	seq := Seq(p.Seq)
 	skipWindow := false // the kernel's "goto in_window"
 
 	switch {
@@ -167,7 +167,7 @@ func StepInto(res *Result, c *Conn, p *packet.Packet, dir Dir, st Status, t *Tim
 			// Otherwise the kernel falls through to the ignore case.
 		}
 		if idx == IndexSynAck && c.LastIndex == IndexSyn && c.LastDir != dir &&
-			p.Ack == c.LastEnd {
+			Seq(p.Ack) == c.LastEnd {
 			// b) This SYN/ACK acknowledges a SYN we ignored earlier:
 			// client and server are in sync and we are not. Get in sync
 			// from the annotated SYN and carry on as SYN_SENT ->
@@ -217,7 +217,7 @@ func StepInto(res *Result, c *Conn, p *packet.Packet, dir Dir, st Status, t *Tim
 				// Most likely the answer to a SYN let through above.
 				break
 			}
-			if before(seq, c.Peer[other].MaxAck) && !ignoreInvalidRst {
+			if seq.Before(c.Peer[other].MaxAck) && !ignoreInvalidRst {
 				// Below what the peer has acknowledged: blind injection
 				// or a stale RST.
 				res.Verdict, res.Reason = Invalid, ReasonInvalidRst
@@ -237,7 +237,7 @@ func StepInto(res *Result, c *Conn, p *packet.Packet, dir Dir, st Status, t *Tim
 			newState = oldState
 		}
 		if ((st.SeenReply && c.LastIndex == IndexSyn) ||
-			(!st.Assured && c.LastIndex == IndexAck)) && p.Ack == c.LastEnd {
+			(!st.Assured && c.LastIndex == IndexAck)) && Seq(p.Ack) == c.LastEnd {
 			// RST answering a SYN or ACK we let through as ignored (a) or
 			// (c): we hold a half-open connection. Skip the window check:
 			// the RST may acknowledge segments we ignored.
@@ -327,7 +327,7 @@ func canEarlyDrop(s State) bool {
 func (c *Conn) annotate(p *packet.Packet, dir Dir, idx Index, oldState State) {
 	c.LastIndex = idx
 	c.LastDir = dir
-	c.LastSeq = p.Seq
+	c.LastSeq = Seq(p.Seq)
 	c.LastEnd = segmentEnd(p)
 	c.LastWin = p.Window
 
@@ -354,7 +354,7 @@ func (c *Conn) annotate(p *packet.Packet, dir Dir, idx Index, oldState State) {
 
 	// c) Possibly a challenge ACK answering our SYN.
 	if oldState == SynSent && idx == IndexAck && dir == Reply {
-		c.LastAck = p.Ack
+		c.LastAck = Seq(p.Ack)
 	}
 }
 

@@ -105,10 +105,10 @@ var DefaultTimeouts = Timeouts{
 // struct ip_ct_tcp_state), without its scale and flags: those live in
 // Conn.Scale and Conn.Flags, so that Conn has no padding (see Conn).
 type Peer struct {
-	End    uint32 // td_end: highest sequence number sent + length
-	MaxEnd uint32 // td_maxend: highest ack + window seen from the other side
+	End    Seq    // td_end: highest sequence number sent + length
+	MaxEnd Seq    // td_maxend: highest ack + window seen from the other side
 	MaxWin uint32 // td_maxwin: largest window seen (scaled)
-	MaxAck uint32 // td_maxack: highest ack sent
+	MaxAck Seq    // td_maxack: highest ack sent
 }
 
 // Peer flag bits (the kernel's IP_CT_TCP_FLAG_*).
@@ -154,7 +154,7 @@ type Conn struct {
 	LastWScale uint8
 	LastFlags  uint8
 	LastWin    uint16 // raw (unscaled) window of the last annotated segment
-	LastSeq    uint32
-	LastAck    uint32
-	LastEnd    uint32
+	LastSeq    Seq
+	LastAck    Seq
+	LastEnd    Seq
 }

@@ -33,17 +33,11 @@ const (
 	// nf_conntrack_tcp_loose=1 is built into Start.
 )
 
-// before is the kernel's before(): a comes before b in sequence space.
-func before(a, b uint32) bool { return int32(a-b) < 0 }
-
-// after is the kernel's after().
-func after(a, b uint32) bool { return before(b, a) }
-
 // segmentEnd is segment_seq_plus_len: the sequence number after the
 // segment, counting SYN and FIN as one each. The kernel takes the length from
 // the IP header (skb->len), which is what PayloadLen holds.
-func segmentEnd(p *packet.Packet) uint32 {
-	end := p.Seq + uint32(p.PayloadLen)
+func segmentEnd(p *packet.Packet) Seq {
+	end := Seq(p.Seq).Add(uint32(p.PayloadLen))
 	if p.TCPFlags&packet.TCPSyn != 0 {
 		end++
 	}
@@ -85,13 +79,13 @@ func tcpOptions(p *packet.Packet, scale, flags *uint8) {
 // highestSack is the kernel's tcp_sack: the highest right edge among the
 // SACK blocks, if it is after ack; ack otherwise. Blocks with no right edge
 // after ack (including an empty SACK option) change nothing.
-func highestSack(p *packet.Packet, sack uint32) uint32 {
+func highestSack(p *packet.Packet, sack Seq) Seq {
 	if p.TCPHdrLen <= 20 {
 		return sack
 	}
 	n := min(int(p.TCPOpts.NSACK), len(p.TCPOpts.SACK))
 	for i := 0; i < n; i++ {
-		if r := p.TCPOpts.SACK[i].Right; after(r, sack) {
+		if r := Seq(p.TCPOpts.SACK[i].Right); r.After(sack) {
 			sack = r
 		}
 	}
@@ -101,7 +95,7 @@ func highestSack(p *packet.Packet, sack uint32) uint32 {
 // initSender is tcp_init_sender: set up the sender's window from a SYN/ACK
 // in reply to a SYN, or a SYN from the reply direction (simultaneous open),
 // or a SYN that reinitialises a connection in SYN_SENT/SYN_RECV.
-func (c *Conn) initSender(p *packet.Packet, end, win uint32, dir Dir) {
+func (c *Conn) initSender(p *packet.Packet, end Seq, win uint32, dir Dir) {
 	sender := &c.Peer[dir]
 	sender.End = end
 	sender.MaxEnd = end
@@ -139,8 +133,8 @@ func (c *Conn) inWindow(p *packet.Packet, dir Dir, idx Index) (Verdict, Reason) 
 	hasAck := flags&packet.TCPAck != 0
 	rst := flags&packet.TCPRst != 0
 
-	seq := p.Seq
-	ack, sack := p.Ack, p.Ack
+	seq := Seq(p.Seq)
+	ack, sack := Seq(p.Ack), Seq(p.Ack)
 	winRaw := p.Window
 	win := uint32(winRaw)
 	end := segmentEnd(p)
@@ -165,18 +159,18 @@ func (c *Conn) inWindow(p *packet.Packet, dir Dir, idx Index) (Verdict, Reason) 
 			sender.End = end
 			swin := win << c.Scale[dir]
 			sender.MaxWin = max(swin, 1)
-			sender.MaxEnd = end + sender.MaxWin
+			sender.MaxEnd = end.Add(sender.MaxWin)
 			if receiver.MaxWin == 0 {
 				// Nothing seen the other way yet: let III and IV pass
 				// until something is.
 				receiver.End = sack
 				receiver.MaxEnd = sack
-			} else if sack == receiver.End+1 {
+			} else if sack == receiver.End.Add(1) {
 				// Likely a reply to a keepalive; needed for III.
 				receiver.End++
 			}
 		}
-	} else if syn && after(end, sender.End) && (c.State == SynSent || c.State == SynRecv) {
+	} else if syn && end.After(sender.End) && (c.State == SynSent || c.State == SynRecv) {
 		// RFC 793: a reinitialised TCP "must only be sure to use sequence
 		// numbers larger than those recently used". Re-init this
 		// direction as for the first SYN(/ACK): seq, ack or options may
@@ -204,11 +198,11 @@ func (c *Conn) inWindow(p *packet.Packet, dir Dir, idx Index) (Verdict, Reason) 
 	}
 
 	// I. Upper bound for data.
-	if !before(seq, sender.MaxEnd+1) {
-		overshot := end - sender.MaxEnd + 1
-		ackOK := after(sack, receiver.End-maxAckWindow(sender)-1)
-		inRecvWin := receiver.MaxWin != 0 && after(end, sender.End-receiver.MaxWin-1)
-		if inRecvWin && ackOK && overshot <= receiver.MaxWin && before(sack, receiver.End+1) {
+	if !seq.Before(sender.MaxEnd.Add(1)) {
+		overshot := sender.MaxEnd.Size(end) + 1
+		ackOK := sack.After(receiver.End.Sub(maxAckWindow(sender) + 1))
+		inRecvWin := receiver.MaxWin != 0 && end.After(sender.End.Sub(receiver.MaxWin+1))
+		if inRecvWin && ackOK && overshot <= receiver.MaxWin && sack.Before(receiver.End.Add(1)) {
 			// Some stacks send more than the receive window allows. If
 			// only the sequence check fails, record the data anyway so
 			// that the peer's ACK for it is not "over upper bound" later.
@@ -220,17 +214,17 @@ func (c *Conn) inWindow(p *packet.Packet, dir Dir, idx Index) (Verdict, Reason) 
 	}
 
 	// III. Upper bound for (s)ack: no ACK for data the receiver never sent.
-	if !before(sack, receiver.End+1) {
+	if !sack.Before(receiver.End.Add(1)) {
 		return logInvalid(c.Flags[dir], Invalid, ReasonAckUnsent)
 	}
 
 	// II. Lower bound for data: older than one window is a retransmission
 	// of data already acknowledged; pass it, learn nothing.
-	if receiver.MaxWin != 0 && !after(end, sender.End-receiver.MaxWin-1) {
+	if receiver.MaxWin != 0 && !end.After(sender.End.Sub(receiver.MaxWin+1)) {
 		return logInvalid(c.Flags[dir], Ignore, ReasonSeqTooOld)
 	}
 	// IV. Lower bound for (s)ack: a very late ACK, likewise.
-	if !after(sack, receiver.End-maxAckWindow(sender)-1) {
+	if !sack.After(receiver.End.Sub(maxAckWindow(sender) + 1)) {
 		return logInvalid(c.Flags[dir], Ignore, ReasonAckTooOld)
 	}
 
@@ -240,10 +234,10 @@ func (c *Conn) inWindow(p *packet.Packet, dir Dir, idx Index) (Verdict, Reason) 
 	}
 
 	// Update the sender.
-	if swin := win + (sack - ack); sender.MaxWin < swin {
+	if swin := win + ack.Size(sack); sender.MaxWin < swin {
 		sender.MaxWin = swin
 	}
-	if after(end, sender.End) {
+	if end.After(sender.End) {
 		sender.End = end
 		c.Flags[dir] |= PeerDataUnacked
 	}
@@ -251,17 +245,17 @@ func (c *Conn) inWindow(p *packet.Packet, dir Dir, idx Index) (Verdict, Reason) 
 		if c.Flags[dir]&PeerMaxAckSet == 0 {
 			sender.MaxAck = ack
 			c.Flags[dir] |= PeerMaxAckSet
-		} else if after(ack, sender.MaxAck) {
+		} else if ack.After(sender.MaxAck) {
 			sender.MaxAck = ack
 		}
 	}
 
 	// Update the receiver.
-	if receiver.MaxWin != 0 && after(end, sender.MaxEnd) {
-		receiver.MaxWin += end - sender.MaxEnd
+	if receiver.MaxWin != 0 && end.After(sender.MaxEnd) {
+		receiver.MaxWin += sender.MaxEnd.Size(end)
 	}
-	if after(sack+win, receiver.MaxEnd-1) {
-		receiver.MaxEnd = sack + win
+	if sack.Add(win).After(receiver.MaxEnd.Sub(1)) {
+		receiver.MaxEnd = sack.Add(win)
 		if win == 0 {
 			receiver.MaxEnd++
 		}
