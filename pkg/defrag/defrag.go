@@ -40,6 +40,7 @@ package defrag
 
 import (
 	"encoding/binary"
+	"net/netip"
 	"time"
 
 	"github.com/statewall/statewall/pkg/packet"
@@ -215,8 +216,8 @@ type datagram struct {
 //   - Pending: nothing.
 //
 // The bytes and tokens belong to the Reassembler and are valid until the
-// next call to Add. Datagrams that time out or are evicted meanwhile are
-// reported by Expire.
+// next call to Add or Discard. Datagrams that time out or are evicted
+// meanwhile are reported by Expire.
 func (r *Reassembler) Add(p *packet.Packet, token int, now int64) (Status, []byte, []int) {
 	if r.pending == nil {
 		r.init(Config{})
@@ -547,6 +548,39 @@ func (r *Reassembler) Expire(now int64) []Dropped {
 	out := r.dropped
 	r.dropped, r.spare = r.spare[:0], out
 	return out
+}
+
+// Datagram names a datagram by what its fragments share, the fields of
+// the key (see the package comment).
+type Datagram struct {
+	V6       bool
+	Src, Dst netip.Addr
+	Proto    uint8 // IPv4 only: ignored for IPv6, as in the key
+	ID       uint32
+}
+
+// Discard drops the pending datagram dg for a reason of the caller's (a
+// replay gives up a datagram it has held too many records for) and returns
+// the tokens of its fragments in arrival order (none if dg is not
+// pending). A later fragment of dg starts a new datagram. The tokens are
+// valid until the next call to Add or Discard; Expire does not report
+// them.
+//
+// Datagrams that Add dropped since the last Expire are no longer pending:
+// call Discard after Expire, or a datagram that Add started since under
+// the same key is the one discarded.
+func (r *Reassembler) Discard(dg Datagram) []int {
+	k := key{src: dg.Src.As16(), dst: dg.Dst.As16(), id: dg.ID, v6: dg.V6}
+	if !dg.V6 {
+		k.proto = dg.Proto
+	}
+	d := r.pending[k]
+	if d == nil {
+		return nil
+	}
+	r.tokens = append(r.tokens[:0], d.tokens...)
+	r.forget(d)
+	return r.tokens
 }
 
 // Len returns the number of datagrams pending.

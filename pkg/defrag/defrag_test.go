@@ -487,6 +487,67 @@ func TestBounds(t *testing.T) {
 	})
 }
 
+// datagramOf names the datagram of a decoded fragment.
+func datagramOf(p *packet.Packet) Datagram {
+	return Datagram{V6: p.IPVersion == 6, Src: p.Src, Dst: p.Dst, Proto: p.Proto, ID: p.Frag.ID}
+}
+
+// TestDiscard: Discard drops the datagram it names and returns its
+// fragments' tokens; Expire does not report them again, and a later
+// fragment of it starts a datagram of its own. The name follows the key:
+// IPv4's includes the protocol, IPv6's does not.
+func TestDiscard(t *testing.T) {
+	s := int64(time.Second)
+	for _, tc := range []struct {
+		name  string
+		frag  func(off, n int, more bool) []byte // cuts a datagram of 64 bytes
+		other []byte                             // a fragment of another datagram
+	}{
+		{"IPv4", func(off, n int, more bool) []byte { return frag4(tcp4(t, 0), off, n, more) },
+			func() []byte { dg := tcp4(t, 0); dg[5] = 1; return frag4(dg, 0, 24, true) }()},
+		{"IPv6", func(off, n int, more bool) []byte { return frag6(udp6(t), off, n, more) },
+			frag4(tcp4(t, 0), 0, 24, true)},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var r Reassembler
+			first := decode(t, tc.frag(0, 24, true))
+			r.Add(first, 0, 0)
+			r.Add(decode(t, tc.other), 1, 0)
+			r.Add(decode(t, tc.frag(24, 16, true)), 2, s)
+			dg := datagramOf(first)
+			otherProto := dg
+			otherProto.Proto++
+			got := r.Discard(otherProto)
+			if !dg.V6 {
+				if len(got) != 0 {
+					t.Fatalf("Discard with another protocol = %v, want nothing", got)
+				}
+				got = r.Discard(dg)
+			}
+			if !slices.Equal(got, []int{0, 2}) {
+				t.Fatalf("Discard = %v, want [0 2]", got)
+			}
+			if got := r.Discard(dg); len(got) != 0 {
+				t.Errorf("Discard again = %v, want nothing", got)
+			}
+			if r.Len() != 1 || r.Bytes() != 4096 {
+				t.Errorf("%d datagrams, %d bytes left; want the other one", r.Len(), r.Bytes())
+			}
+			// The rest of it: a datagram of its own, which never completes.
+			if st, _, _ := r.Add(decode(t, tc.frag(40, 24, false)), 3, 2*s); st != Pending {
+				t.Errorf("the last fragment after Discard: %v, want pending", st)
+			}
+			expired := r.Expire(time.Hour.Nanoseconds())
+			if want := []Dropped{{Expired, []int{1}}, {Expired, []int{3}}}; fmt.Sprint(expired) != fmt.Sprint(want) {
+				t.Errorf("Expire = %v, want %v", expired, want)
+			}
+			if r.Len() != 0 || r.Bytes() != 0 {
+				t.Errorf("%d datagrams, %d bytes left", r.Len(), r.Bytes())
+			}
+		})
+	}
+}
+
 func TestNoAllocsInOrder(t *testing.T) {
 	dg := tcp4(t, 0)
 	f1, f2 := decode(t, frag4(dg, 0, 24, true)), decode(t, frag4(dg, 24, 40, false))

@@ -12,11 +12,14 @@ import (
 // fuzzed offsets, lengths and times, with small bounds, and checks that
 // nothing panics, that the bounds hold, that a reassembled datagram has the
 // length its IP header says, and that every fragment's fate is reported
-// exactly once: by Add, or later by Expire.
+// exactly once: by Add, by Discard (a fuzzed byte asks for it), or later by
+// Expire.
 func FuzzReassemble(f *testing.F) {
 	f.Add([]byte{0, 0, 3, 1, 0, 0, 3, 3, 0, 0, 6, 2, 0, 0})
 	f.Add([]byte{1, 0, 3, 1, 0, 1, 3, 3, 1, 0, 6, 2, 0, 0})
 	f.Add([]byte{0, 6, 2, 0, 0, 0, 6, 1, 0, 0, 1, 4, 1, 0, 200})
+	// The second fragment discards its datagram.
+	f.Add([]byte{0, 0, 3, 1, 0, 0, 3, 0x83, 0, 0, 6, 2, 0, 0})
 	v4 := append(tcp4(f, 0), bytes.Repeat([]byte{7}, 200)...) // room for larger offsets
 	v6 := append(udp6(f), bytes.Repeat([]byte{9}, 200)...)
 	f.Fuzz(func(t *testing.T, in []byte) {
@@ -48,6 +51,14 @@ func FuzzReassemble(f *testing.F) {
 			st, out, tokens := r.Add(&p, n, now)
 			if st != Pending {
 				report(tokens)
+			}
+			if in[3]&0x80 != 0 {
+				// Give the datagram up, as a replay at its hold limit
+				// does: after Expire, as Discard asks.
+				for _, d := range r.Expire(now) {
+					report(d.Tokens)
+				}
+				report(r.Discard(Datagram{V6: p.IPVersion == 6, Src: p.Src, Dst: p.Dst, Proto: p.Proto, ID: p.Frag.ID}))
 			}
 			if st == Complete {
 				var whole packet.Packet
