@@ -43,7 +43,7 @@ lint:
 	$(GO) tool staticcheck $(PKGS)
 
 # STATEWALL_ROOT_TESTS=1: the tests that need root run (as root) or fail;
-# they never skip here (pkg/internal/testenv). A plain `go test ./...` as
+# they never skip here (internal/testenv). A plain `go test ./...` as
 # another user skips them.
 test: deps fmt-check vet lint
 	STATEWALL_ROOT_TESTS=1 $(GO) test -race -count=1 -timeout 60m $(PKGS)
@@ -54,7 +54,7 @@ FUZZTIME ?= 60s
 FUZZ_TARGETS := \
 	./pkg/packet:FuzzDecode ./pkg/packet:FuzzDecodeAgainstGopacket \
 	./pkg/rules:FuzzParse ./pkg/conntrack/tcpstate:FuzzStep ./pkg/conntrack:FuzzTrack \
-	./pkg/defrag:FuzzReassemble ./pkg/replay:FuzzReplayFile ./pkg/pcaprewrite:FuzzRewritePacket
+	./pkg/defrag:FuzzReassemble ./pkg/replay:FuzzReplayFile ./internal/pcaprewrite:FuzzRewritePacket
 fuzz:
 	@set -e; for t in $(FUZZ_TARGETS); do \
 		pkg=$${t%%:*}; fn=$${t##*:}; \
@@ -82,7 +82,7 @@ BENCH_SMOKE_DIR ?= $(or $(TMPDIR),/tmp)/statewall-bench-smoke
 bench-smoke: $(BIN)
 	$(BIN) bench --rules bench/server.rules --flows 100,1k --rule-counts 10,100 --rule-flows 1k \
 		--packets 20k --reps 2 --warm-rounds 3 --out $(BENCH_SMOKE_DIR) testdata/ping-v4.pcap testdata/http-curl-v4.pcap
-	$(GO) test -count=1 ./pkg/trafficgen/ ./pkg/bench/
+	$(GO) test -count=1 ./bench/trafficgen/ ./bench/harness/
 
 # The live benchmark (bench/README.md, section "Live"; as root): namespaces
 # client - router - server, and on the router's forward path no filter,

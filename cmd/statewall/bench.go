@@ -7,8 +7,8 @@ import (
 	"os"
 	"strings"
 
-	"github.com/statewall/statewall/pkg/bench"
-	"github.com/statewall/statewall/pkg/trafficgen"
+	"github.com/statewall/statewall/bench/harness"
+	"github.com/statewall/statewall/bench/trafficgen"
 )
 
 func runBench(args []string, stdout, stderr io.Writer) error {
@@ -55,16 +55,16 @@ Counts take k and M: --flows 1k,100k,1M.`, stdout)
 	set := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
 
-	nPackets, err := bench.ParseCount(*packets)
+	nPackets, err := harness.ParseCount(*packets)
 	if err != nil {
 		return usagef("--packets: %v", err)
 	}
-	flows, err := bench.ParseCounts(*flowsFlag)
+	flows, err := harness.ParseCounts(*flowsFlag)
 	if err != nil {
 		return usagef("--flows: %v", err)
 	}
 	var tc trafficgen.Config
-	if tc.Attacks, err = bench.ParseAttacks(*attacks); err != nil {
+	if tc.Attacks, err = harness.ParseAttacks(*attacks); err != nil {
 		return usagef("--attacks: %v", err)
 	}
 
@@ -102,11 +102,11 @@ Counts take k and M: --flows 1k,100k,1M.`, stdout)
 	if *reps < 1 || *warm < 1 {
 		return usagef("--reps and --warm-rounds must be at least 1")
 	}
-	counts, err := bench.ParseCounts(*ruleCounts)
+	counts, err := harness.ParseCounts(*ruleCounts)
 	if err != nil {
 		return usagef("--rule-counts: %v", err)
 	}
-	rf, err := bench.ParseCount(*ruleFlows)
+	rf, err := harness.ParseCount(*ruleFlows)
 	if err != nil {
 		return usagef("--rule-flows: %v", err)
 	}
@@ -123,7 +123,7 @@ Counts take k and M: --flows 1k,100k,1M.`, stdout)
 	}
 	defer stopProfile()
 
-	cfg := bench.Config{
+	cfg := harness.Config{
 		Rules:      rs,
 		RulesFile:  *rulesFile,
 		Flows:      flows,
@@ -138,7 +138,7 @@ Counts take k and M: --flows 1k,100k,1M.`, stdout)
 		Checksum:   *checksum,
 		Log:        stderr,
 	}
-	rep, err := bench.Measure(cfg)
+	rep, err := harness.Measure(cfg)
 	if err != nil {
 		return err
 	}

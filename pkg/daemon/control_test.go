@@ -6,7 +6,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/statewall/statewall/pkg/internal/testenv"
+	"github.com/statewall/statewall/internal/testenv"
 )
 
 // TestControlSocketRefusesUnsafeDirectory: the daemon will not create its

@@ -6,7 +6,7 @@ import (
 	"fmt"
 
 	// Renamed: this package's tests have a helper named command.
-	cmdpkg "github.com/statewall/statewall/pkg/internal/command"
+	cmdpkg "github.com/statewall/statewall/internal/command"
 )
 
 // The stateful engine must see whole datagrams (the precondition of

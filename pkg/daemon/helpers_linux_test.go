@@ -45,8 +45,8 @@ import (
 	"time"
 
 	// Renamed: command is the helper below.
-	cmdpkg "github.com/statewall/statewall/pkg/internal/command"
-	"github.com/statewall/statewall/pkg/internal/testenv"
+	cmdpkg "github.com/statewall/statewall/internal/command"
+	"github.com/statewall/statewall/internal/testenv"
 )
 
 const (

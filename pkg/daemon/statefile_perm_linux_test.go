@@ -17,8 +17,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/statewall/statewall/internal/testenv"
 	"github.com/statewall/statewall/pkg/conntrack"
-	"github.com/statewall/statewall/pkg/internal/testenv"
 )
 
 // The state file tests below call loadState and saveState on a daemon

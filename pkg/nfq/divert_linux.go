@@ -10,7 +10,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/statewall/statewall/pkg/internal/command"
+	"github.com/statewall/statewall/internal/command"
 )
 
 // cmdTimeout bounds every iptables command; restore also waits at most

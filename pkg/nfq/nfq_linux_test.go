@@ -23,8 +23,8 @@ import (
 
 	"github.com/vishvananda/netns"
 
-	"github.com/statewall/statewall/pkg/internal/command"
-	"github.com/statewall/statewall/pkg/internal/testenv"
+	"github.com/statewall/statewall/internal/command"
+	"github.com/statewall/statewall/internal/testenv"
 )
 
 // These tests need root: they make network namespaces (sw-nfq-PID-N), a

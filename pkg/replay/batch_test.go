@@ -5,8 +5,8 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/statewall/statewall/bench/trafficgen"
 	"github.com/statewall/statewall/pkg/rules"
-	"github.com/statewall/statewall/pkg/trafficgen"
 )
 
 // TestBatchingChangesNothing replays generated traffic whose connection

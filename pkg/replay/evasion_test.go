@@ -16,9 +16,9 @@ import (
 	"github.com/gopacket/gopacket"
 	"github.com/gopacket/gopacket/layers"
 
+	"github.com/statewall/statewall/internal/oracle"
+	"github.com/statewall/statewall/internal/testenv"
 	"github.com/statewall/statewall/pkg/engine"
-	"github.com/statewall/statewall/pkg/internal/testenv"
-	"github.com/statewall/statewall/pkg/oracle"
 	"github.com/statewall/statewall/pkg/replay"
 	"github.com/statewall/statewall/pkg/rules"
 )
@@ -30,12 +30,12 @@ import (
 // For every packet of interest a row says the stateless verdict, the
 // stateful verdict, the ct label under that ruleset, and the kernel's label.
 // The kernel's labels were taken with a ruleset that passes everything
-// (pkg/oracle/testdata/kernel-labels), and a ruleset that blocks packets
+// (internal/oracle/testdata/kernel-labels), and a ruleset that blocks packets
 // changes which connections exist afterwards; so the capture is replayed a
 // second time with rules/default-pass.rules, and that run must give the
 // kernel's label for every packet the kernel labels.
 
-const goldenDir = "../oracle/testdata/kernel-labels"
+const goldenDir = "../../internal/oracle/testdata/kernel-labels"
 
 // evasionPacket is what the engines must do with one packet of a capture.
 type evasionPacket struct {
@@ -321,7 +321,7 @@ func TestEvasion(t *testing.T) {
 }
 
 // readGolden reads the kernel's labels for a capture from
-// pkg/oracle/testdata/kernel-labels.
+// internal/oracle/testdata/kernel-labels.
 func readGolden(t *testing.T, capture string) []oracle.Label {
 	t.Helper()
 	f, err := os.Open(filepath.Join(goldenDir, strings.TrimSuffix(capture, ".pcap")+".jsonl"))

@@ -11,8 +11,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/statewall/statewall/pkg/internal/testenv"
-	"github.com/statewall/statewall/pkg/oracle"
+	"github.com/statewall/statewall/internal/oracle"
+	"github.com/statewall/statewall/internal/testenv"
 	"github.com/statewall/statewall/pkg/replay"
 	"github.com/statewall/statewall/pkg/rules"
 )

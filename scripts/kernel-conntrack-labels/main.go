@@ -29,7 +29,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/statewall/statewall/pkg/oracle"
+	"github.com/statewall/statewall/internal/oracle"
 )
 
 type line struct {

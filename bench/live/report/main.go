@@ -16,7 +16,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/statewall/statewall/pkg/bench"
+	"github.com/statewall/statewall/bench/harness"
 )
 
 type metric struct {
@@ -116,7 +116,7 @@ func run(raw, out string, reps, dur, loadPPS int, offloads string, configs []str
 		}
 		d[k][rep] = v
 	}
-	m := bench.DetectMachine()
+	m := harness.DetectMachine()
 	now := time.Now().UTC()
 	if err := writeCSV(filepath.Join(out, "live.csv"), d, configs, m, now); err != nil {
 		return err
@@ -181,7 +181,7 @@ func summarize(d data, config, metric string) stat {
 	return s
 }
 
-func writeCSV(path string, d data, configs []string, m bench.Machine, now time.Time) error {
+func writeCSV(path string, d data, configs []string, m harness.Machine, now time.Time) error {
 	var b strings.Builder
 	w := csv.NewWriter(&b)
 	w.Write([]string{"date", "cpus", "cpu", "kernel", "go", "setup", "config", "metric", "rep", "value", "nofilter_value", "ratio_to_nofilter"})
@@ -227,7 +227,7 @@ func ratioCell(s stat) string {
 	return fmt.Sprintf("%.2f [%.2f-%.2f]", s.ratio, s.rmin, s.rmax)
 }
 
-func markdown(d data, configs []string, m bench.Machine, now time.Time, reps, dur, loadPPS int, offloads, command, statusDir, build string) string {
+func markdown(d data, configs []string, m harness.Machine, now time.Time, reps, dur, loadPPS int, offloads, command, statusDir, build string) string {
 	var b strings.Builder
 	p := func(format string, a ...any) { fmt.Fprintf(&b, format, a...) }
 	p("# Live benchmark: statewall on a router's forward path\n\n")

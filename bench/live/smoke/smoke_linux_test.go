@@ -13,17 +13,12 @@ import (
 	"strconv"
 	"testing"
 	"time"
+
+	"github.com/statewall/statewall/internal/testenv"
 )
 
 func TestLiveHarnessSmoke(t *testing.T) {
-	// pkg/internal/testenv.NeedRoot, which bench/ cannot import: skip
-	// without root unless STATEWALL_ROOT_TESTS=1 (make test, CI) demands it.
-	if os.Geteuid() != 0 {
-		if os.Getenv("STATEWALL_ROOT_TESTS") == "1" {
-			t.Fatal("the live harness needs root (network namespaces, iptables, NFQUEUE), and STATEWALL_ROOT_TESTS=1 demands it")
-		}
-		t.Skip("needs root (network namespaces, iptables, NFQUEUE); `make test` runs it as root")
-	}
+	testenv.NeedRoot(t, "the live harness: network namespaces, iptables, NFQUEUE")
 	out := t.TempDir()
 	cmd := exec.Command("bash", "bench/live/run.sh")
 	cmd.Dir = "../../.."

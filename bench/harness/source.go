@@ -1,4 +1,4 @@
-package bench
+package harness
 
 import (
 	"bufio"
@@ -10,9 +10,9 @@ import (
 
 	"github.com/gopacket/gopacket/pcapgo"
 
+	"github.com/statewall/statewall/bench/trafficgen"
 	"github.com/statewall/statewall/pkg/conntrack"
 	"github.com/statewall/statewall/pkg/packet"
-	"github.com/statewall/statewall/pkg/trafficgen"
 )
 
 // source hands out the chunks of packets a run measures. Every

@@ -1,4 +1,4 @@
-package bench
+package harness
 
 import (
 	"bytes"
@@ -11,9 +11,9 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/statewall/statewall/bench/trafficgen"
 	"github.com/statewall/statewall/pkg/conntrack"
 	"github.com/statewall/statewall/pkg/rules"
-	"github.com/statewall/statewall/pkg/trafficgen"
 )
 
 // TestHarnessSmoke runs the whole harness at tiny sizes, every kind of run

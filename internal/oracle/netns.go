@@ -18,7 +18,7 @@ import (
 
 	"github.com/vishvananda/netns"
 
-	"github.com/statewall/statewall/pkg/internal/command"
+	"github.com/statewall/statewall/internal/command"
 )
 
 // Namespaces are named sw-oracle-PID-N. A registry of the live ones lets a

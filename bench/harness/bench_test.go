@@ -1,11 +1,11 @@
-package bench
+package harness
 
 import (
 	"fmt"
 	"testing"
 
+	"github.com/statewall/statewall/bench/trafficgen"
 	"github.com/statewall/statewall/pkg/rules"
-	"github.com/statewall/statewall/pkg/trafficgen"
 )
 
 // benchLoop runs configuration config of a Loop as a Go benchmark, one
@@ -43,7 +43,7 @@ func serverRules(b *testing.B) *rules.Ruleset {
 // under bench/server.rules: the connections chart of `make bench` as a Go
 // benchmark. The 1M case warms its table with 20M packets first (about 20 s).
 //
-//	go test -run NONE -bench Connections -benchtime 2000000x ./pkg/bench/
+//	go test -run NONE -bench Connections -benchtime 2000000x ./bench/harness/
 func BenchmarkConnections(b *testing.B) {
 	rs := serverRules(b)
 	for _, n := range []int{1000, 100000, 1000000} {

@@ -21,7 +21,7 @@
 //
 // The live half (NFQUEUE, a packet's path through the kernel and back)
 // adds Runs with Setup "nfqueue" to the same Report.
-package bench
+package harness
 
 import (
 	"fmt"
@@ -31,9 +31,9 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/statewall/statewall/bench/trafficgen"
 	"github.com/statewall/statewall/pkg/conntrack"
 	"github.com/statewall/statewall/pkg/rules"
-	"github.com/statewall/statewall/pkg/trafficgen"
 )
 
 // Config configures a benchmark. Rules is required (unless only

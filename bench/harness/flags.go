@@ -1,11 +1,11 @@
-package bench
+package harness
 
 import (
 	"fmt"
 	"strconv"
 	"strings"
 
-	"github.com/statewall/statewall/pkg/trafficgen"
+	"github.com/statewall/statewall/bench/trafficgen"
 )
 
 // ParseCount parses a count as the bench command takes it: 1000, 1k, 1M.

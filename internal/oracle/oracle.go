@@ -24,7 +24,7 @@ import (
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 
-	"github.com/statewall/statewall/pkg/pcaprewrite"
+	"github.com/statewall/statewall/internal/pcaprewrite"
 )
 
 // Label is the kernel's verdict on one packet of the original capture.

@@ -19,8 +19,8 @@ import (
 	"github.com/gopacket/gopacket/layers"
 	"golang.org/x/sys/unix"
 
-	"github.com/statewall/statewall/pkg/internal/testenv"
-	"github.com/statewall/statewall/pkg/pcaprewrite"
+	"github.com/statewall/statewall/internal/pcaprewrite"
+	"github.com/statewall/statewall/internal/testenv"
 )
 
 const sharedPcaps = "../../../shared/pcaps"

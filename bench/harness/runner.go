@@ -1,11 +1,11 @@
-package bench
+package harness
 
 import (
+	"github.com/statewall/statewall/bench/trafficgen"
 	"github.com/statewall/statewall/pkg/conntrack"
 	"github.com/statewall/statewall/pkg/engine"
 	"github.com/statewall/statewall/pkg/packet"
 	"github.com/statewall/statewall/pkg/rules"
-	"github.com/statewall/statewall/pkg/trafficgen"
 )
 
 // The configurations every run measures, in report order. Each includes

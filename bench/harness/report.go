@@ -1,4 +1,4 @@
-package bench
+package harness
 
 import (
 	"encoding/csv"
@@ -276,7 +276,7 @@ func (r *Report) WriteMarkdown(w io.Writer, configsChart, connChart, rulesChart 
 		if connChart != "" {
 			p("![ns/packet versus connections](%s)\n\n", connChart)
 		}
-		p("Generated traffic (pkg/trafficgen) with the rules above. Connection-table entries include the sessions in their closing timeouts (TIME_WAIT, UDP streams).\n\n")
+		p("Generated traffic (bench/trafficgen) with the rules above. Connection-table entries include the sessions in their closing timeouts (TIME_WAIT, UDP streams).\n\n")
 		r.mdSummary(w, func(run *Run) bool { return run.Group == GroupConnections }, "flows")
 	}
 	if r.has(GroupRules) {
@@ -290,7 +290,7 @@ func (r *Report) WriteMarkdown(w io.Writer, configsChart, connChart, rulesChart 
 				flows = run.Flows
 			}
 		}
-		p("Generated rulesets (`bench.GenerateRules`: the traffic's pass rules come last, after clutter it must get past) on generated traffic of %s flows. Established packets never reach the rules in the stateful engine: only new connections pay for them.\n\n", Count(flows))
+		p("Generated rulesets (`harness.GenerateRules`: the traffic's pass rules come last, after clutter it must get past) on generated traffic of %s flows. Established packets never reach the rules in the stateful engine: only new connections pay for them.\n\n", Count(flows))
 		r.mdSummary(w, func(run *Run) bool { return run.Group == GroupRules }, "rules")
 	}
 

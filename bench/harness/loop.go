@@ -1,12 +1,12 @@
-package bench
+package harness
 
 import (
 	"fmt"
 	"runtime"
 
+	"github.com/statewall/statewall/bench/trafficgen"
 	"github.com/statewall/statewall/pkg/conntrack"
 	"github.com/statewall/statewall/pkg/rules"
-	"github.com/statewall/statewall/pkg/trafficgen"
 )
 
 // Loop is one configuration over generated traffic, one packet at a time:

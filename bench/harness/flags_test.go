@@ -1,10 +1,10 @@
-package bench
+package harness
 
 import (
 	"slices"
 	"testing"
 
-	"github.com/statewall/statewall/pkg/trafficgen"
+	"github.com/statewall/statewall/bench/trafficgen"
 )
 
 func TestParseCounts(t *testing.T) {
