@@ -296,68 +296,11 @@ func Run(ctx context.Context, path string, opt Options) (*Result, error) {
 
 // replay injects every packet, one at a time, and collects its events.
 func replay(ctx context.Context, h netns.NsHandle, tun int, pkts []pcaprewrite.Packet, res *Result, opt Options, logf func(string, ...any)) error {
-	events := make(chan event, 64)
-	q, err := nfqueue.Open(&nfqueue.Config{
-		NetNS:        int(h),
-		NfQueue:      queueNum,
-		MaxPacketLen: 0xffff,
-		MaxQueueLen:  64,
-		Copymode:     nfqueue.NfQnlCopyPacket,
-		AfFamily:     unix.AF_UNSPEC,
-		WriteTimeout: time.Second,
-	})
+	qr, err := openQueue(ctx, h)
 	if err != nil {
-		return fmt.Errorf("nfqueue open: %w", err)
+		return err
 	}
-	defer q.Close()
-	qctx, qcancel := context.WithCancel(ctx)
-	defer qcancel()
-	var qerr error
-	var qerrMu sync.Mutex
-	fail := func(err error) {
-		qerrMu.Lock()
-		if qerr == nil {
-			qerr = err
-		}
-		qerrMu.Unlock()
-	}
-	err = q.RegisterWithErrorFunc(qctx, func(a nfqueue.Attribute) int {
-		if a.PacketID == nil || a.Payload == nil || a.Hook == nil {
-			fail(errors.New("nfqueue message without id, payload or hook"))
-			return 0
-		}
-		ev := event{hook: *a.Hook, payload: append([]byte(nil), *a.Payload...)}
-		if a.Mark != nil {
-			ev.mark = *a.Mark
-		}
-		ev.seq, ev.sentinel = sentinelSeq(ev.payload)
-		verdict := nfqueue.NfAccept
-		if ev.sentinel && ev.hook == hookIn {
-			verdict = nfqueue.NfDrop // it has done its job; nothing needs to answer it
-		}
-		if err := q.SetVerdict(*a.PacketID, verdict); err != nil {
-			fail(fmt.Errorf("nfqueue verdict: %w", err))
-		}
-		select {
-		case events <- ev:
-		case <-qctx.Done():
-			return 1
-		}
-		return 0
-	}, func(err error) int {
-		if qctx.Err() != nil {
-			return 1
-		}
-		var oe *netlink.OpError
-		if errors.As(err, &oe) && (oe.Timeout() || oe.Temporary()) {
-			return 0
-		}
-		fail(fmt.Errorf("nfqueue receive: %w", err))
-		return 1
-	})
-	if err != nil {
-		return fmt.Errorf("nfqueue register: %w", err)
-	}
+	defer qr.close()
 	logf("oracle: nfqueue bound")
 
 	frags := map[fragKey][]pending{}
@@ -385,44 +328,9 @@ func replay(ctx context.Context, h netns.NsHandle, tun int, pkts []pcaprewrite.P
 		if _, err := unix.Write(tun, sentinelPacket(seq)); err != nil {
 			return fmt.Errorf("sentinel write: %w", err)
 		}
-		var pre, in []event
-		sentinelPre := false
-		if !timer.Stop() {
-			select {
-			case <-timer.C:
-			default:
-			}
-		}
-		timer.Reset(opt.Timeout)
-	wait:
-		for {
-			select {
-			case ev := <-events:
-				switch {
-				case ev.sentinel && ev.seq == seq && ev.hook == hookIn:
-					break wait
-				case ev.sentinel:
-					if ev.seq != seq {
-						return fmt.Errorf("packet %d: sentinel %d arrived while waiting for %d", i, ev.seq, seq)
-					}
-					sentinelPre = true
-				case ev.hook == hookPre:
-					pre = append(pre, ev)
-				default:
-					in = append(in, ev)
-				}
-			case <-timer.C:
-				qerrMu.Lock()
-				e := qerr
-				qerrMu.Unlock()
-				where := "never reached PREROUTING"
-				if sentinelPre {
-					where = "reached PREROUTING but not LOCAL_IN (are packets from local source addresses dropped as martians? accept_local/rp_filter)"
-				}
-				return fmt.Errorf("packet %d: the sentinel %s within %v: lost synchronisation with the kernel (queue error: %v)", i, where, opt.Timeout, e)
-			case <-ctx.Done():
-				return ctx.Err()
-			}
+		pre, in, err := qr.await(ctx, timer, opt.Timeout, seq, i)
+		if err != nil {
+			return err
 		}
 
 		frag := pcaprewrite.FragmentOf(p.Data)
@@ -442,67 +350,11 @@ func replay(ctx context.Context, h netns.NsHandle, tun int, pkts []pcaprewrite.P
 		lab.CT, lab.Dir = markLabel(ev.mark)
 		var notes []string
 		if frag.IsFragment {
-			// This fragment completed its datagram: the kernel reassembled
-			// it before conntrack, and the whole datagram got this label.
-			k := keyOf(frag)
-			group := append(frags[k], pending{i, frag.Offset, frag.Offset + frag.Len})
-			delete(frags, k)
-			// Which fragments is the queued datagram made of? A fragment
-			// whose bytes differ from the datagram at its offset is not in
-			// it (observed); one that repeats bytes an earlier fragment
-			// already supplied is an identical duplicate, which the
-			// kernel's defrag discards (IPFRAG_DUP; inferred).
-			start := fragStart(ev.payload, pkts, group)
-			excluded := make([]string, len(group))
-			var members []string
-			for gi, g := range group {
-				gf := pcaprewrite.FragmentOf(pkts[g.idx].Data)
-				data := pkts[g.idx].Data[gf.DataOff : gf.DataOff+gf.Len]
-				lo, hi := start+g.off, start+g.end
-				switch {
-				case start < 0 || hi > len(ev.payload):
-					// cannot compare; fall back to the rule
-					if d := coveredBy(group[:gi], g.off, g.end); d >= 0 {
-						excluded[gi] = fmt.Sprintf("fragment: duplicate of packet %d (same datagram bytes); kernel defrag discards such a fragment on its own (IPFRAG_DUP), so it is not part of the reassembled datagram (inferred from the kernel's rule, not observed)", group[d].idx)
-					}
-				case !bytes.Equal(data, ev.payload[lo:hi]):
-					d := coveredBy(group[:gi], g.off, g.end)
-					excluded[gi] = "fragment: not part of the reassembled datagram (its bytes differ from what the kernel reassembled at its offset)"
-					if d >= 0 {
-						excluded[gi] = fmt.Sprintf("fragment: not part of the reassembled datagram: it overlaps packet %d with different bytes and the kernel kept the earlier one (IPFRAG_DUP discards the later fragment)", group[d].idx)
-					}
-				default:
-					if d := coveredBy(group[:gi], g.off, g.end); d >= 0 {
-						excluded[gi] = fmt.Sprintf("fragment: identical duplicate of packet %d; kernel defrag discards such a fragment on its own (IPFRAG_DUP), so it is not part of the reassembled datagram (inferred from the kernel's rule: the bytes are the same either way)", group[d].idx)
-					}
-				}
-				if excluded[gi] == "" {
-					members = append(members, fmt.Sprint(g.idx))
-				}
-			}
-			for gi, g := range group {
-				gl := &labels[g.idx]
-				if excluded[gi] != "" {
-					*gl = Label{Index: g.idx, Note: excluded[gi]}
-					continue
-				}
-				gl.CT, gl.Dir = lab.CT, lab.Dir
-				gl.Note = fmt.Sprintf("fragment: label of the reassembled datagram (packets %s), reported when packet %d completed it", strings.Join(members, ", "), i)
-			}
-			if !reassembledMatches(ev.payload, p.Data) {
-				notes = append(notes, "the queued datagram does not match this fragment's addresses")
-			}
+			notes = labelDatagram(labels, pkts, frags, frag, i, ev)
 		} else if !bytes.Equal(ev.payload, p.Data) {
 			notes = append(notes, "the queued packet differs from the injected one")
 		}
-		if len(pre) > 1 {
-			notes = append(notes, fmt.Sprintf("%d PREROUTING events for one injected packet", len(pre)))
-		}
-		if len(in) == 0 {
-			notes = append(notes, "labelled at PREROUTING but not delivered to LOCAL_IN (dropped by routing or input checks), so a new entry was not confirmed")
-		} else if in[0].mark != ev.mark {
-			notes = append(notes, fmt.Sprintf("mark changed between PREROUTING (%#x) and INPUT (%#x)", ev.mark, in[0].mark))
-		}
+		notes = append(notes, eventNotes(ev, pre, in)...)
 		if len(notes) > 0 {
 			if lab.Note != "" {
 				notes = append([]string{lab.Note}, notes...)
@@ -525,9 +377,206 @@ func replay(ctx context.Context, h netns.NsHandle, tun int, pkts []pcaprewrite.P
 			}
 		}
 	}
-	qerrMu.Lock()
-	defer qerrMu.Unlock()
-	return qerr
+	return qr.error()
+}
+
+// queueReader reads the oracle's queue (go-nfqueue) in the namespace and
+// hands every queued packet, accepted (a sentinel at LOCAL_IN: dropped),
+// to the replay as an event.
+type queueReader struct {
+	q      *nfqueue.Nfqueue
+	events chan event
+	cancel context.CancelFunc
+	mu     sync.Mutex
+	err    error // the first error of the reader goroutine; guarded by mu
+}
+
+func openQueue(ctx context.Context, h netns.NsHandle) (*queueReader, error) {
+	q, err := nfqueue.Open(&nfqueue.Config{
+		NetNS:        int(h),
+		NfQueue:      queueNum,
+		MaxPacketLen: 0xffff,
+		MaxQueueLen:  64,
+		Copymode:     nfqueue.NfQnlCopyPacket,
+		AfFamily:     unix.AF_UNSPEC,
+		WriteTimeout: time.Second,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("nfqueue open: %w", err)
+	}
+	qctx, cancel := context.WithCancel(ctx)
+	r := &queueReader{q: q, events: make(chan event, 64), cancel: cancel}
+	err = q.RegisterWithErrorFunc(qctx, func(a nfqueue.Attribute) int {
+		if a.PacketID == nil || a.Payload == nil || a.Hook == nil {
+			r.fail(errors.New("nfqueue message without id, payload or hook"))
+			return 0
+		}
+		ev := event{hook: *a.Hook, payload: append([]byte(nil), *a.Payload...)}
+		if a.Mark != nil {
+			ev.mark = *a.Mark
+		}
+		ev.seq, ev.sentinel = sentinelSeq(ev.payload)
+		verdict := nfqueue.NfAccept
+		if ev.sentinel && ev.hook == hookIn {
+			verdict = nfqueue.NfDrop // it has done its job; nothing needs to answer it
+		}
+		if err := q.SetVerdict(*a.PacketID, verdict); err != nil {
+			r.fail(fmt.Errorf("nfqueue verdict: %w", err))
+		}
+		select {
+		case r.events <- ev:
+		case <-qctx.Done():
+			return 1
+		}
+		return 0
+	}, func(err error) int {
+		if qctx.Err() != nil {
+			return 1
+		}
+		var oe *netlink.OpError
+		if errors.As(err, &oe) && (oe.Timeout() || oe.Temporary()) {
+			return 0
+		}
+		r.fail(fmt.Errorf("nfqueue receive: %w", err))
+		return 1
+	})
+	if err != nil {
+		r.close()
+		return nil, fmt.Errorf("nfqueue register: %w", err)
+	}
+	return r, nil
+}
+
+func (r *queueReader) close() {
+	r.cancel()
+	r.q.Close()
+}
+
+func (r *queueReader) fail(err error) {
+	r.mu.Lock()
+	if r.err == nil {
+		r.err = err
+	}
+	r.mu.Unlock()
+}
+
+func (r *queueReader) error() error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.err
+}
+
+// await collects the events of packet i until its sentinel (number seq)
+// reaches LOCAL_IN, which the kernel queues after everything the packet
+// caused: the packet's events at PREROUTING and at LOCAL_IN.
+func (r *queueReader) await(ctx context.Context, timer *time.Timer, timeout time.Duration, seq uint64, i int) (pre, in []event, err error) {
+	sentinelPre := false
+	if !timer.Stop() {
+		select {
+		case <-timer.C:
+		default:
+		}
+	}
+	timer.Reset(timeout)
+	for {
+		select {
+		case ev := <-r.events:
+			switch {
+			case ev.sentinel && ev.seq == seq && ev.hook == hookIn:
+				return pre, in, nil
+			case ev.sentinel:
+				if ev.seq != seq {
+					return nil, nil, fmt.Errorf("packet %d: sentinel %d arrived while waiting for %d", i, ev.seq, seq)
+				}
+				sentinelPre = true
+			case ev.hook == hookPre:
+				pre = append(pre, ev)
+			default:
+				in = append(in, ev)
+			}
+		case <-timer.C:
+			where := "never reached PREROUTING"
+			if sentinelPre {
+				where = "reached PREROUTING but not LOCAL_IN (are packets from local source addresses dropped as martians? accept_local/rp_filter)"
+			}
+			return nil, nil, fmt.Errorf("packet %d: the sentinel %s within %v: lost synchronisation with the kernel (queue error: %v)", i, where, timeout, r.error())
+		case <-ctx.Done():
+			return nil, nil, ctx.Err()
+		}
+	}
+}
+
+// labelDatagram labels the fragments of the datagram that fragment frag
+// (packet i) completed: the kernel reassembled it before conntrack, and
+// ev, the queued datagram, got the label that every fragment in it gets.
+// It returns notes for packet i.
+func labelDatagram(labels []Label, pkts []pcaprewrite.Packet, frags map[fragKey][]pending, frag pcaprewrite.Fragment, i int, ev event) []string {
+	lab := &labels[i]
+	k := keyOf(frag)
+	group := append(frags[k], pending{i, frag.Offset, frag.Offset + frag.Len})
+	delete(frags, k)
+	// Which fragments is the queued datagram made of? A fragment whose
+	// bytes differ from the datagram at its offset is not in it
+	// (observed); one that repeats bytes an earlier fragment already
+	// supplied is an identical duplicate, which the kernel's defrag
+	// discards (IPFRAG_DUP; inferred).
+	start := fragStart(ev.payload, pkts, group)
+	excluded := make([]string, len(group))
+	var members []string
+	for gi, g := range group {
+		gf := pcaprewrite.FragmentOf(pkts[g.idx].Data)
+		data := pkts[g.idx].Data[gf.DataOff : gf.DataOff+gf.Len]
+		lo, hi := start+g.off, start+g.end
+		switch {
+		case start < 0 || hi > len(ev.payload):
+			// cannot compare; fall back to the rule
+			if d := coveredBy(group[:gi], g.off, g.end); d >= 0 {
+				excluded[gi] = fmt.Sprintf("fragment: duplicate of packet %d (same datagram bytes); kernel defrag discards such a fragment on its own (IPFRAG_DUP), so it is not part of the reassembled datagram (inferred from the kernel's rule, not observed)", group[d].idx)
+			}
+		case !bytes.Equal(data, ev.payload[lo:hi]):
+			d := coveredBy(group[:gi], g.off, g.end)
+			excluded[gi] = "fragment: not part of the reassembled datagram (its bytes differ from what the kernel reassembled at its offset)"
+			if d >= 0 {
+				excluded[gi] = fmt.Sprintf("fragment: not part of the reassembled datagram: it overlaps packet %d with different bytes and the kernel kept the earlier one (IPFRAG_DUP discards the later fragment)", group[d].idx)
+			}
+		default:
+			if d := coveredBy(group[:gi], g.off, g.end); d >= 0 {
+				excluded[gi] = fmt.Sprintf("fragment: identical duplicate of packet %d; kernel defrag discards such a fragment on its own (IPFRAG_DUP), so it is not part of the reassembled datagram (inferred from the kernel's rule: the bytes are the same either way)", group[d].idx)
+			}
+		}
+		if excluded[gi] == "" {
+			members = append(members, fmt.Sprint(g.idx))
+		}
+	}
+	for gi, g := range group {
+		gl := &labels[g.idx]
+		if excluded[gi] != "" {
+			*gl = Label{Index: g.idx, Note: excluded[gi]}
+			continue
+		}
+		gl.CT, gl.Dir = lab.CT, lab.Dir
+		gl.Note = fmt.Sprintf("fragment: label of the reassembled datagram (packets %s), reported when packet %d completed it", strings.Join(members, ", "), i)
+	}
+	if !reassembledMatches(ev.payload, pkts[i].Data) {
+		return []string{"the queued datagram does not match this fragment's addresses"}
+	}
+	return nil
+}
+
+// eventNotes says what was odd about a packet's events: several at
+// PREROUTING, none at LOCAL_IN (so a new entry was never confirmed), or a
+// mark that changed between the two.
+func eventNotes(ev event, pre, in []event) []string {
+	var notes []string
+	if len(pre) > 1 {
+		notes = append(notes, fmt.Sprintf("%d PREROUTING events for one injected packet", len(pre)))
+	}
+	if len(in) == 0 {
+		notes = append(notes, "labelled at PREROUTING but not delivered to LOCAL_IN (dropped by routing or input checks), so a new entry was not confirmed")
+	} else if in[0].mark != ev.mark {
+		notes = append(notes, fmt.Sprintf("mark changed between PREROUTING (%#x) and INPUT (%#x)", ev.mark, in[0].mark))
+	}
+	return notes
 }
 
 func optNote(n string) string {
