@@ -55,7 +55,7 @@ func expect(t *testing.T, ls []Label, idx int, ct string) {
 }
 
 // The facts below are kernel behaviour as the reference document
-// (conntrack-reference.md) describes it.
+// (docs/conntrack-reference.md) describes it.
 
 func TestSessionEquivalence(t *testing.T) {
 	ls := labelsOf(t, "tcp-session-equivalence.pcap")
