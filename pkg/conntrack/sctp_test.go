@@ -1,47 +1,19 @@
 package conntrack
 
 import (
-	"encoding/binary"
-	"hash/crc32"
-	"net/netip"
+	"fmt"
 	"testing"
 
+	"github.com/statewall/statewall/pkg/internal/pkttest"
 	"github.com/statewall/statewall/pkg/packet"
 )
 
-// sctpPacket builds an IPv4 SCTP packet with the given chunks (type,
-// length) and a correct CRC32c unless badSum.
-func sctpPacket(src, dst string, sport, dport uint16, badSum bool, chunks ...[2]int) []byte {
-	var l4 []byte
-	l4 = binary.BigEndian.AppendUint16(l4, sport)
-	l4 = binary.BigEndian.AppendUint16(l4, dport)
-	l4 = append(l4, 0, 0, 0, 1, 0, 0, 0, 0) // vtag, checksum
-	for _, c := range chunks {
-		ch := make([]byte, (c[1]+3)&^3)
-		ch[0] = byte(c[0])
-		binary.BigEndian.PutUint16(ch[2:], uint16(c[1]))
-		l4 = append(l4, ch...)
-	}
-	sum := crc32.Checksum(l4, crc32.MakeTable(crc32.Castagnoli))
-	if badSum {
-		sum++
-	}
-	binary.LittleEndian.PutUint32(l4[8:], sum)
-	ip := make([]byte, 20)
-	ip[0] = 0x45
-	binary.BigEndian.PutUint16(ip[2:], uint16(20+len(l4)))
-	ip[8], ip[9] = 64, packet.ProtoSCTP
-	s, d := netip.MustParseAddr(src).As4(), netip.MustParseAddr(dst).As4()
-	copy(ip[12:], s[:])
-	copy(ip[16:], d[:])
-	var c uint32
-	for i := 0; i < 20; i += 2 {
-		c += uint32(binary.BigEndian.Uint16(ip[i:]))
-	}
-	c = (c >> 16) + (c & 0xffff)
-	c += c >> 16
-	binary.BigEndian.PutUint16(ip[10:], ^uint16(c))
-	return append(ip, l4...)
+// sctp builds the bytes of an SCTP packet over IPv4 with one chunk of the
+// given type and length after the ports (pkttest's "chunk=TYPE:LENGTH"),
+// then more words: the CRC32c is right unless they say badsum.
+func sctp(t *testing.T, ports string, typ, n int, more string) []byte {
+	t.Helper()
+	return pkttest.MustBytes(t, fmt.Sprintf("sctp %s chunk=%d:%d %s", ports, typ, n, more))
 }
 
 // TestSCTPAssociation pins what the kernel's SCTP tracker decides for
@@ -59,21 +31,21 @@ func TestSCTPAssociation(t *testing.T) {
 		}
 		return tab.Track(&p, 0)
 	}
-	init := sctpPacket("198.18.0.1", "198.18.0.2", 2906, 6303, false, [2]int{sctpInit, 20})
+	init := sctp(t, "198.18.0.1:2906 > 198.18.0.2:6303", sctpInit, 20, "")
 	r := track(init)
 	if r.Label != LabelNew || !tab.Commit(&p, &r, 0) {
 		t.Fatalf("INIT: %v %v", r.Label, r.ReasonString())
 	}
-	if r := track(sctpPacket("198.18.0.2", "198.18.0.1", 6303, 2906, false, [2]int{sctpInitAck, 20})); r.Label != LabelEstablished {
+	if r := track(sctp(t, "198.18.0.2:6303 > 198.18.0.1:2906", sctpInitAck, 20, "")); r.Label != LabelEstablished {
 		t.Errorf("INIT ACK: %v", r.Label)
 	}
-	if r := track(sctpPacket("198.18.0.1", "198.18.0.2", 2905, 6303, false, [2]int{sctpData, 20})); r.Label != LabelInvalid || r.Reason != ReasonSCTPNoInit {
+	if r := track(sctp(t, "198.18.0.1:2905 > 198.18.0.2:6303", sctpData, 20, "")); r.Label != LabelInvalid || r.Reason != ReasonSCTPNoInit {
 		t.Errorf("DATA without association: %v %v", r.Label, r.ReasonString())
 	}
-	if r := track(sctpPacket("198.18.0.1", "198.18.0.2", 2907, 6303, true, [2]int{sctpInit, 20})); r.Label != LabelInvalid || r.Reason != ReasonBadChecksum {
+	if r := track(sctp(t, "198.18.0.1:2907 > 198.18.0.2:6303", sctpInit, 20, "badsum")); r.Label != LabelInvalid || r.Reason != ReasonBadChecksum {
 		t.Errorf("bad CRC32c: %v %v", r.Label, r.ReasonString())
 	}
-	if r := track(sctpPacket("198.18.0.1", "198.18.0.2", 2908, 6303, false, [2]int{sctpInit, 20}, [2]int{sctpData, 16})); r.Label != LabelInvalid || r.Reason != ReasonSCTPChunks {
+	if r := track(sctp(t, "198.18.0.1:2908 > 198.18.0.2:6303", sctpInit, 20, fmt.Sprintf("chunk=%d:16", sctpData))); r.Label != LabelInvalid || r.Reason != ReasonSCTPChunks {
 		t.Errorf("INIT bundled: %v %v", r.Label, r.ReasonString())
 	}
 }
