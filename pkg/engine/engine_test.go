@@ -99,7 +99,8 @@ func TestDecide(t *testing.T) {
 		steps: []step{
 			{pkt: "tcp 198.18.0.1:42000 > 198.18.0.2:80 SF seq=1", stateless: "pass " + httpR,
 				stateful: "block conntrack: invalid (invalid flags: SYN+FIN)", ct: "invalid", entries: 0},
-			s("tcp 198.18.0.1:42000 > 198.18.0.2:22 none seq=1", "pass "+httpR, "block conntrack: invalid (invalid flags: NULL)", "invalid"),
+			// No flag word: no flags at all, a NULL scan.
+			s("tcp 198.18.0.1:42000 > 198.18.0.2:22 seq=1", "pass "+httpR, "block conntrack: invalid (invalid flags: NULL)", "invalid"),
 		},
 	}, {
 		name: "set invalid pass",

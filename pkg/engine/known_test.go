@@ -8,6 +8,7 @@ import (
 
 	"github.com/statewall/statewall/pkg/conntrack"
 	"github.com/statewall/statewall/pkg/engine"
+	"github.com/statewall/statewall/pkg/internal/pkttest"
 	"github.com/statewall/statewall/pkg/packet"
 	"github.com/statewall/statewall/pkg/rules"
 )
@@ -45,10 +46,10 @@ func knownConn(b, tmpl []byte, j int, reply bool) []byte {
 func BenchmarkStatefulKnown(b *testing.B) {
 	rs := benchRuleset(b)
 	var (
-		syn    = mustBuild(b, "tcp 198.18.0.1:40000 > 198.18.0.2:80 S seq=1000")
-		synAck = mustBuild(b, "tcp 198.18.0.2:80 > 198.18.0.1:40000 SA seq=5000 ack=1001")
-		ack    = mustBuild(b, "tcp 198.18.0.1:40000 > 198.18.0.2:80 A seq=1001 ack=5001")
-		reply  = mustBuild(b, "tcp 198.18.0.2:80 > 198.18.0.1:40000 A seq=5001 ack=1001")
+		syn    = pkttest.MustBytes(b, "tcp 198.18.0.1:40000 > 198.18.0.2:80 S seq=1000")
+		synAck = pkttest.MustBytes(b, "tcp 198.18.0.2:80 > 198.18.0.1:40000 SA seq=5000 ack=1001")
+		ack    = pkttest.MustBytes(b, "tcp 198.18.0.1:40000 > 198.18.0.2:80 A seq=1001 ack=5001")
+		reply  = pkttest.MustBytes(b, "tcp 198.18.0.2:80 > 198.18.0.1:40000 A seq=5001 ack=1001")
 	)
 	now := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC).UnixNano()
 	for _, n := range []int{1000, 100000, 1000000} {
@@ -106,15 +107,6 @@ func BenchmarkStatefulKnown(b *testing.B) {
 			}
 		})
 	}
-}
-
-func mustBuild(t testing.TB, line string) []byte {
-	t.Helper()
-	b, err := build(line)
-	if err != nil {
-		t.Fatalf("build(%q): %v", line, err)
-	}
-	return b
 }
 
 func countName(n int) string {
