@@ -20,7 +20,7 @@ var benchPackets = []struct {
 	{"https-syn-in", "tcp 198.18.0.9:40000 > 198.18.0.2:443 S", DirIn},
 	{"dns-out", "udp 198.18.0.2:40000 > 198.18.0.53:53", DirOut},
 	{"dns-reply-in", "udp 198.18.0.53:53 > 198.18.0.2:40000", DirIn},
-	{"ping-in", "icmp 198.18.0.9 > 198.18.0.2 echo-request", DirIn},
+	{"ping-in", "icmp 198.18.0.9 > 198.18.0.2 type=8", DirIn},
 	{"smtp-in-nomatch", "tcp 198.18.0.9:40000 > 198.18.0.2:25 S", DirIn},
 	{"v6-https-in", "tcp [fd00:198:18::9]:40000 > [fd00:198:18::2]:443 S", DirIn},
 }

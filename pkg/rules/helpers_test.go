@@ -4,88 +4,26 @@ import (
 	"fmt"
 	"net/netip"
 	"reflect"
-	"strconv"
-	"strings"
 	"testing"
 
+	"github.com/statewall/statewall/pkg/internal/pkttest"
 	"github.com/statewall/statewall/pkg/packet"
 )
 
-// pkt builds a decoded packet from a tcpdump-like line, without the decoder:
+// pkt builds a decoded packet without bytes from a line in pkttest's
+// notation (see package pkttest), for example
 //
 //	tcp 198.18.0.1:1234 > 198.18.0.2:80 S
-//	udp [fd00:198:18::1]:5353 > [fd00:198:18::2]:53
-//	icmp 198.18.0.1 > 198.18.0.2 echo-request      (or a number: 3/1 is type 3 code 1)
-//	gre 198.18.0.1 > 198.18.0.2                    (or a protocol number)
+//	icmp 198.18.0.1 > 198.18.0.2 type=3 code=1
+//	udp 198.18.0.1 > 198.18.0.2 frag=1480      (a non-first fragment: no ports)
+//	tcp 198.18.0.1:1234 > 198.18.0.2:80 S nol4 (the transport header did not decode)
 //
-// Trailing words: TCP flag letters (FSRPAUEW, "." for none), "frag" for a
-// non-first fragment (no transport header), "nol4" for a packet whose
-// transport header did not decode.
+// It panics on a bad line rather than taking a testing.TB, so that
+// package variables and benchmark setup can use it.
 func pkt(s string) *packet.Packet {
-	f := strings.Fields(s)
-	if len(f) < 4 || f[2] != ">" {
-		panic("pkt: want PROTO SRC > DST ...: " + s)
-	}
-	p := &packet.Packet{Kind: packet.KindOK}
-	proto, ok := lookupName(protoNames, f[0])
-	if !ok {
-		n, err := strconv.ParseUint(f[0], 10, 8)
-		if err != nil {
-			panic("pkt: bad proto " + f[0])
-		}
-		proto = uint8(n)
-	}
-	p.Proto = proto
-	addr := func(s string) (netip.Addr, uint16) {
-		if hasPorts(proto) {
-			ap := netip.MustParseAddrPort(s)
-			return ap.Addr(), ap.Port()
-		}
-		return netip.MustParseAddr(s), 0
-	}
-	p.Src, p.SrcPort = addr(f[1])
-	p.Dst, p.DstPort = addr(f[3])
-	p.IPVersion = 4
-	p.L4Off = 14 + 20
-	if p.Src.Is6() {
-		p.IPVersion = 6
-		p.L4Off = 14 + 40
-	}
-	for _, w := range f[4:] {
-		switch {
-		case w == "frag":
-			p.Frag = packet.Fragment{IsFragment: true, Offset: 1480}
-			p.L4Off, p.SrcPort, p.DstPort, p.TCPFlags = 0, 0, 0, 0
-		case w == "nol4":
-			p.L4Off = 0
-		case proto == packet.ProtoTCP:
-			if w == "." {
-				continue
-			}
-			fl, bad := parseFlagLetters(w)
-			if bad >= 0 {
-				panic("pkt: bad flags " + w)
-			}
-			p.TCPFlags = fl
-		case proto == packet.ProtoICMP || proto == packet.ProtoICMPv6:
-			tab := icmp4Names
-			if proto == packet.ProtoICMPv6 {
-				tab = icmp6Names
-			}
-			if n, ok := lookupName(tab, w); ok {
-				p.ICMPType = n
-				continue
-			}
-			t, c, _ := strings.Cut(w, "/")
-			tn, err1 := strconv.ParseUint(t, 10, 8)
-			cn, err2 := strconv.ParseUint(c, 10, 8)
-			if err1 != nil || err2 != nil {
-				panic("pkt: bad icmp type " + w)
-			}
-			p.ICMPType, p.ICMPCode = uint8(tn), uint8(cn)
-		default:
-			panic("pkt: unexpected " + w)
-		}
+	p, err := pkttest.Fields(s)
+	if err != nil {
+		panic(err)
 	}
 	return p
 }
