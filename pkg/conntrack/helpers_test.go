@@ -4,7 +4,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/statewall/statewall/pkg/internal/pkttest"
+	"github.com/statewall/statewall/internal/pkttest"
 	"github.com/statewall/statewall/pkg/packet"
 )
 

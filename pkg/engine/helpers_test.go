@@ -6,9 +6,9 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/statewall/statewall/internal/pkttest"
 	"github.com/statewall/statewall/pkg/conntrack"
 	"github.com/statewall/statewall/pkg/engine"
-	"github.com/statewall/statewall/pkg/internal/pkttest"
 	"github.com/statewall/statewall/pkg/packet"
 	"github.com/statewall/statewall/pkg/rules"
 )

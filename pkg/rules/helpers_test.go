@@ -6,7 +6,7 @@ import (
 	"reflect"
 	"testing"
 
-	"github.com/statewall/statewall/pkg/internal/pkttest"
+	"github.com/statewall/statewall/internal/pkttest"
 	"github.com/statewall/statewall/pkg/packet"
 )
 
