@@ -11,7 +11,8 @@ package nfq
 // no packet before the run: those were read earlier, and their verdicts went
 // out earlier or in the messages before it. So each packet gets exactly its
 // own verdict. This holds as long as every packet read had its id parsed;
-// the raw reader stops batching for good if one did not (see rawQueue).
+// the reader stops batching for good if one did not (see
+// queue.unreadable).
 type verdicts struct {
 	ids []uint32
 	vs  []Verdict
@@ -46,14 +47,4 @@ func (p *verdicts) runEnd(i int) int {
 		j++
 	}
 	return j
-}
-
-// runs calls f for every run of equal verdicts, in order, with the run's
-// last id, length and verdict.
-func (p *verdicts) runs(f func(last uint32, n int, v Verdict)) {
-	for i := 0; i < len(p.ids); {
-		j := p.runEnd(i)
-		f(p.ids[j-1], j-i, p.vs[i])
-		i = j
-	}
 }

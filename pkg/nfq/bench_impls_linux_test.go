@@ -1,6 +1,6 @@
 //go:build linux
 
-package nfq
+package nfq_test
 
 import (
 	"context"
@@ -10,6 +10,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/statewall/statewall/pkg/nfq"
 )
 
 // BenchmarkReaderImpls runs the implementations side by side on one pair
@@ -35,26 +37,31 @@ func BenchmarkReaderImpls(b *testing.B) {
 	n := newTestNet(b)
 	n.ping(b, serverV4, 1) // resolve the neighbour first
 	delivered := n.udpDelivered(b)
-	modes := []string{"nodivert", ImplGoNFQueue, ImplGoNFQueueBatch, ImplRaw}
+	// nil is "nodivert".
+	modes := []*impl{nil, &goNFQueue, &goNFQueueBatch, &raw}
 	for _, load := range []string{"paced", "flood", "backlog", "tcp"} {
 		for _, mode := range modes {
-			if load == "backlog" && mode == "nodivert" {
+			if load == "backlog" && mode == nil {
 				continue // nothing to compare with
 			}
-			b.Run(load+"/"+mode, func(b *testing.B) {
+			name := "nodivert"
+			if mode != nil {
+				name = mode.name
+			}
+			b.Run(load+"/"+name, func(b *testing.B) {
 				if load == "backlog" {
-					benchBacklog(b, n, mode)
+					benchBacklog(b, n, *mode)
 					return
 				}
-				var r *Reader
-				if mode != "nodivert" {
+				var r reader
+				if mode != nil {
 					failOpen := load == "paced"
-					d, err := Install(DivertConfig{NetnsName: n.server, Hooks: []Hook{HookInput}, IPv4: true, FailOpen: failOpen})
+					d, err := nfq.Install(nfq.DivertConfig{NetnsName: n.server, Hooks: []nfq.Hook{nfq.HookInput}, IPv4: true, FailOpen: failOpen})
 					if err != nil {
 						b.Fatal(err)
 					}
 					defer d.Remove()
-					r, err = Open(QueueConfig{NetnsName: n.server, FailOpen: failOpen, Impl: mode}, func(p *Packet) Verdict { return Accept }, nil)
+					r, err = mode.open(nfq.QueueConfig{NetnsName: n.server, FailOpen: failOpen}, func(p *nfq.Packet) nfq.Verdict { return nfq.Accept }, nil)
 					if err != nil {
 						b.Fatal(err)
 					}
@@ -77,7 +84,7 @@ func BenchmarkReaderImpls(b *testing.B) {
 				}
 				if r != nil {
 					r.Close()
-					reportWrites(b, r)
+					reportWrites(b, *mode, r)
 					if st := r.Stats()[0]; st.Errors != 0 || st.Accepted != st.Packets {
 						b.Errorf("stats %+v", st)
 					}
@@ -87,16 +94,19 @@ func BenchmarkReaderImpls(b *testing.B) {
 	}
 }
 
-// reportWrites reports, for a closed raw Reader, the packets per verdict
-// write and per verdict message.
-func reportWrites(b *testing.B, r *Reader) {
-	rq := r.queues[0].raw
-	if rq == nil || rq.writes == 0 {
+// reportWrites reports, for a closed reader of nfq's, the packets per
+// verdict write and per verdict message.
+func reportWrites(b *testing.B, impl impl, r reader) {
+	if impl.writes == nil {
+		return
+	}
+	writes, msgs := impl.writes(r)
+	if writes == 0 {
 		return
 	}
 	pkts := float64(r.Stats()[0].Packets)
-	b.ReportMetric(pkts/float64(rq.writes), "pkts/write")
-	b.ReportMetric(pkts/float64(rq.msgs), "pkts/msg")
+	b.ReportMetric(pkts/float64(writes), "pkts/write")
+	b.ReportMetric(pkts/float64(msgs), "pkts/msg")
 }
 
 type benchMeter struct {
@@ -164,9 +174,9 @@ func benchFlood(b *testing.B, n testNet, delivered udpDelivered) {
 // while the Reader is open but not yet running; the clock runs from Run
 // until the Handler has seen them all. Nothing else runs meanwhile, so
 // pkts/s is the reader's (and the kernel's verdict path's) capacity.
-func benchBacklog(b *testing.B, n testNet, impl string) {
+func benchBacklog(b *testing.B, n testNet, impl impl) {
 	const backlogRound = 20000
-	d, err := Install(DivertConfig{NetnsName: n.server, Hooks: []Hook{HookInput}, IPv4: true})
+	d, err := nfq.Install(nfq.DivertConfig{NetnsName: n.server, Hooks: []nfq.Hook{nfq.HookInput}, IPv4: true})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -179,11 +189,11 @@ func benchBacklog(b *testing.B, n testNet, impl string) {
 		round := min(b.N-done, backlogRound)
 		var seen atomic.Int64
 		all := make(chan struct{})
-		r, err := Open(QueueConfig{NetnsName: n.server, Impl: impl, MaxLen: 2 * backlogRound, SockBuf: 128 << 20}, func(p *Packet) Verdict {
+		r, err := impl.open(nfq.QueueConfig{NetnsName: n.server, MaxLen: 2 * backlogRound, SockBuf: 128 << 20}, func(p *nfq.Packet) nfq.Verdict {
 			if seen.Add(1) == int64(round) {
 				close(all)
 			}
-			return Accept
+			return nfq.Accept
 		}, nil)
 		if err != nil {
 			b.Fatal(err)
@@ -214,7 +224,7 @@ func benchBacklog(b *testing.B, n testNet, impl string) {
 		r.Close()
 		<-runErr
 		if done+round >= b.N {
-			reportWrites(b, r)
+			reportWrites(b, impl, r)
 		}
 		if st := r.Stats()[0]; st.Errors != 0 || st.ENOBUFS != 0 || st.Accepted != st.Packets {
 			b.Errorf("stats %+v", st)

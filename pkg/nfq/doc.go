@@ -33,12 +33,13 @@
 //
 // A Reader has one netlink socket and one reader goroutine per queue. The
 // Handler runs on that goroutine, and verdicts go out in packet order
-// (ImplRaw sends those decided since the socket was last empty together). Every packet the Reader reads
-// gets exactly one verdict, also at shutdown: Close first tells the kernel to
-// stop queueing (queue length 0: new packets then pass with FailOpen and are
-// dropped without), then waits until the kernel has answered a probe sent
-// behind every packet already queued, so the packets in flight get the
-// verdict the Handler computes for them; only then is the socket closed.
+// (those decided since the socket was last empty together). Every packet
+// the Reader reads gets exactly one verdict, also at shutdown: Close first
+// tells the kernel to stop queueing (queue length 0: new packets then pass
+// with FailOpen and are dropped without), then waits until the kernel has
+// answered a probe sent behind every packet already queued, so the packets
+// in flight get the verdict the Handler computes for them; only then is
+// the socket closed.
 // Packets the kernel could not deliver because the socket buffer was full
 // (ENOBUFS) were never queued: the kernel accepted (FailOpen) or dropped
 // them, and the Reader counts the overruns.
@@ -50,32 +51,34 @@
 // closing first means the packets in flight are decided by the Handler, and
 // the kernel applies the FailOpen choice until the rules are gone.
 //
-// # Implementations and costs
+// # Files
 //
-// QueueConfig.Impl selects the receive and verdict path. The default,
-// ImplRaw (raw_linux.go), reads each queue's netlink socket itself: up to
-// 16 datagrams (the kernel sends every packet as one) per recvmmsg(2),
-// each into a reused buffer of the copy range plus 16 KiB, no peek, the
-// messages parsed in place, the Handler given a reused Packet whose
-// Payload points into that buffer. The verdicts wait until a read finds
-// the socket empty (at most 64 of them, half the queue length, or about
-// 1 ms after the first) and then go out in one
-// write, each run of equal verdicts as one NFQNL_MSG_VERDICT_BATCH (see
-// verdicts in batch.go for why that gives every packet exactly its own
-// verdict). It allocates nothing per packet.
+// The reader, in the order a packet takes: reader_linux.go is the Reader's
+// lifecycle (Open, Run, Close and the drain at shutdown); queue_linux.go
+// one queue, its socket and how it is bound; read_linux.go the queue's
+// reader goroutine, from the socket to the Handler; parse_linux.go the
+// packet message; verdict_linux.go and batch.go the verdicts going back.
+// The nfnetlink_queue numbers and messages are in internal/nfqnl, shared
+// with the reference readers.
 //
-// ImplGoNFQueue is the reference it is measured and tested against:
-// github.com/florianl/go-nfqueue v2.1.0 with three messages of our own (the
-// copy mode after binding, the shutdown gate, the drain probe), one verdict
-// message per packet, about 70 allocations per packet (mdlayher/netlink
-// peeks at every message before reading it and allocates a buffer for it,
-// go-nfqueue clones the payload and builds every verdict in several
-// allocations). ImplGoNFQueueBatch is the same with go-nfqueue's
-// SetVerdictBatch, sent when a poll(2) finds the socket empty: it shows
-// what batching alone gains there.
+// # Costs, and the references
 //
+// The reader reads each queue's netlink socket itself: up to 16 datagrams
+// (the kernel sends every packet as one) per recvmmsg(2), each into a
+// reused buffer of the copy range plus 16 KiB, no peek, the messages
+// parsed in place, the Handler given a reused Packet whose Payload points
+// into that buffer. The verdicts wait until a read finds the socket empty
+// (at most 64 of them, half the queue length, or about 1 ms after the
+// first) and then go out in one write, each run of equal verdicts as one
+// NFQNL_MSG_VERDICT_BATCH (see verdicts in batch.go for why that gives
+// every packet exactly its own verdict). It allocates nothing per packet.
+//
+// It is tested and measured against readers built on
+// github.com/florianl/go-nfqueue, in pkg/nfq/nfqref, which only the tests
+// and benchmarks use: the reader tests run every implementation (named
+// "raw" for this one, "go-nfqueue" and "go-nfqueue-batch"), and
 // BenchmarkReaderImpls compares them on a 2-core VM (kernel 6.18; numbers
-// and command in bench/results/nfq-reader.md): the raw path costs a
+// and command in bench/results/nfq-reader.md): this reader costs a
 // fraction of the CPU per packet of go-nfqueue, works off a full queue
 // several times faster, and keeps TCP bulk transfers (GSO super-packets)
 // close to their speed without diversion.

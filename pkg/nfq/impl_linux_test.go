@@ -1,10 +1,12 @@
 //go:build linux
 
-package nfq
+package nfq_test
 
 import (
+	"context"
 	"encoding/binary"
 	"io"
+	"log/slog"
 	"net"
 	"os"
 	"runtime"
@@ -16,18 +18,76 @@ import (
 
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
+
+	"github.com/statewall/statewall/pkg/nfq"
+	"github.com/statewall/statewall/pkg/nfq/nfqref"
+)
+
+// reader is what the tests use of a reader: nfq's or a reference's.
+type reader interface {
+	Run(ctx context.Context) error
+	Close() error
+	Stats() []nfq.Stats
+}
+
+// impl is an implementation of the receive and verdict path: nfq's own
+// reader, "raw", or one of the go-nfqueue references it is tested and
+// measured against (pkg/nfq/nfqref).
+type impl struct {
+	name string
+	open func(cfg nfq.QueueConfig, h nfq.Handler, log *slog.Logger) (reader, error)
+	// setAfterDrain sets a hook that runs after every queue is drained
+	// and before the sockets are closed.
+	setAfterDrain func(r reader, f func())
+	// writes returns the verdict writes and messages of a closed reader's
+	// first queue; nil for the references, which do not count them.
+	writes func(r reader) (writes, msgs uint64)
+}
+
+// raw is nfq's reader.
+var raw = impl{
+	name: "raw",
+	open: func(cfg nfq.QueueConfig, h nfq.Handler, log *slog.Logger) (reader, error) {
+		r, err := nfq.Open(cfg, h, log)
+		if err != nil {
+			return nil, err
+		}
+		return r, nil
+	},
+	setAfterDrain: func(r reader, f func()) { nfq.SetAfterDrain(r.(*nfq.Reader), f) },
+	writes:        func(r reader) (uint64, uint64) { return nfq.VerdictWrites(r.(*nfq.Reader)) },
+}
+
+func refImpl(ref nfqref.Impl) impl {
+	return impl{
+		name: string(ref),
+		open: func(cfg nfq.QueueConfig, h nfq.Handler, log *slog.Logger) (reader, error) {
+			r, err := nfqref.Open(ref, cfg, h, log)
+			if err != nil {
+				return nil, err
+			}
+			return r, nil
+		},
+		setAfterDrain: func(r reader, f func()) { r.(*nfqref.Reader).SetAfterDrain(f) },
+	}
+}
+
+// The references.
+var (
+	goNFQueue      = refImpl(nfqref.GoNFQueue)
+	goNFQueueBatch = refImpl(nfqref.GoNFQueueBatch)
 )
 
 // implsUnderTest are the implementations every reader test runs against.
-var implsUnderTest = []string{ImplRaw, ImplGoNFQueue, ImplGoNFQueueBatch}
+var implsUnderTest = []impl{raw, goNFQueue, goNFQueueBatch}
 
 // forEachImpl runs f as a subtest per implementation, one after the other
 // (the tests are timing-sensitive on two cores: the parent decides about
 // parallelism, as before the implementations were parametrized).
-func forEachImpl(t *testing.T, f func(t *testing.T, impl string)) {
+func forEachImpl(t *testing.T, f func(t *testing.T, impl impl)) {
 	t.Helper()
 	for _, impl := range implsUnderTest {
-		t.Run(impl, func(t *testing.T) { f(t, impl) })
+		t.Run(impl.name, func(t *testing.T) { f(t, impl) })
 	}
 }
 
@@ -155,8 +215,8 @@ func (d udpDelivered) count(tb testing.TB) uint64 {
 // either). Not parallel: other tests' allocations would count.
 func TestRawNoAllocsUnderTraffic(t *testing.T) {
 	n := newTestNet(t)
-	n.install(t, DivertConfig{Hooks: []Hook{HookInput}, IPv4: true})
-	r := n.open(t, QueueConfig{Impl: ImplRaw}, func(p *Packet) Verdict { return Accept })
+	n.install(t, nfq.DivertConfig{Hooks: []nfq.Hook{nfq.HookInput}, IPv4: true})
+	r := n.open(t, raw, nfq.QueueConfig{}, func(p *nfq.Packet) nfq.Verdict { return nfq.Accept })
 	s := n.udpSender(t, serverV4, 9, 100)
 	s.send(1000, 50, time.Millisecond) // warm up
 	settle(func() uint64 { return r.Stats()[0].Packets })
@@ -183,10 +243,10 @@ func TestRawNoAllocsUnderTraffic(t *testing.T) {
 // packet got one verdict, none is left waiting.
 func TestMixedVerdicts(t *testing.T) {
 	t.Parallel()
-	forEachImpl(t, func(t *testing.T, impl string) {
+	forEachImpl(t, func(t *testing.T, impl impl) {
 		const count, port = 3000, 7777
 		n := newTestNet(t)
-		n.install(t, DivertConfig{Hooks: []Hook{HookInput}, IPv4: true})
+		n.install(t, nfq.DivertConfig{Hooks: []nfq.Hook{nfq.HookInput}, IPv4: true})
 		var ln *net.UDPConn
 		inNetns(t, n.server, func() error {
 			var err error
@@ -197,21 +257,21 @@ func TestMixedVerdicts(t *testing.T) {
 		if err := ln.SetReadBuffer(8 << 20); err != nil {
 			t.Fatal(err)
 		}
-		verdict := func(seq uint32) Verdict {
+		verdict := func(seq uint32) nfq.Verdict {
 			if seq%7 == 3 || seq/100%3 == 2 || seq/10%5 == 4 {
-				return Drop
+				return nfq.Drop
 			}
-			return Accept
+			return nfq.Accept
 		}
 		var ours, accepted, dropped atomic.Int64
-		r := n.open(t, QueueConfig{Impl: impl}, func(p *Packet) Verdict {
+		r := n.open(t, impl, nfq.QueueConfig{}, func(p *nfq.Packet) nfq.Verdict {
 			b := p.Payload
 			if len(b) < 32 || b[9] != 17 || binary.BigEndian.Uint16(b[22:]) != port {
-				return Accept
+				return nfq.Accept
 			}
 			ours.Add(1)
 			v := verdict(binary.BigEndian.Uint32(b[28:]))
-			if v == Accept {
+			if v == nfq.Accept {
 				accepted.Add(1)
 			} else {
 				dropped.Add(1)
@@ -239,10 +299,10 @@ func TestMixedVerdicts(t *testing.T) {
 		var wrong []uint32
 		want := 0
 		for seq := range uint32(count) {
-			if verdict(seq) == Accept {
+			if verdict(seq) == nfq.Accept {
 				want++
 			}
-			if c := seen[seq]; (verdict(seq) == Accept) != (c == 1) || c > 1 {
+			if c := seen[seq]; (verdict(seq) == nfq.Accept) != (c == 1) || c > 1 {
 				wrong = append(wrong, seq)
 			}
 		}
@@ -258,10 +318,11 @@ func TestMixedVerdicts(t *testing.T) {
 		if st.Errors != 0 || st.Accepted+st.Dropped != st.Packets || st.Dropped != uint64(dropped.Load()) || kq.waiting != 0 {
 			t.Errorf("stats %+v, kernel %+v, handler dropped %d", st, kq, dropped.Load())
 		}
-		if rq := r.queues[0].raw; rq != nil {
+		if impl.writes != nil {
 			r.Close()
-			t.Logf("%d verdict messages in %d writes", rq.msgs, rq.writes)
-			if rq.writes >= rq.msgs || rq.msgs >= st.Packets {
+			writes, msgs := impl.writes(r)
+			t.Logf("%d verdict messages in %d writes", msgs, writes)
+			if writes >= msgs || msgs >= st.Packets {
 				t.Errorf("no batch verdict or no write of several: the test did not test batching")
 			}
 		}
@@ -274,33 +335,31 @@ func TestMixedVerdicts(t *testing.T) {
 // the payload but not Length. All data arrives in every case.
 func TestGSOAndCopyRange(t *testing.T) {
 	t.Parallel()
-	forEachImpl(t, func(t *testing.T, impl string) {
+	forEachImpl(t, func(t *testing.T, impl impl) {
 		for _, c := range []struct {
 			name string
-			cfg  QueueConfig
+			cfg  nfq.QueueConfig
 		}{
-			{"default", QueueConfig{}},
-			{"NoGSO", QueueConfig{NoGSO: true}},
-			{"CopyRange=128", QueueConfig{CopyRange: 128}},
+			{"default", nfq.QueueConfig{}},
+			{"NoGSO", nfq.QueueConfig{NoGSO: true}},
+			{"CopyRange=128", nfq.QueueConfig{CopyRange: 128}},
 		} {
 			t.Run(c.name, func(t *testing.T) {
 				n := newTestNet(t)
-				n.install(t, DivertConfig{Hooks: []Hook{HookInput}, IPv4: true})
+				n.install(t, nfq.DivertConfig{Hooks: []nfq.Hook{nfq.HookInput}, IPv4: true})
 				var gso, maxLen, maxPayload, bad atomic.Int64
-				cfg := c.cfg
-				cfg.Impl = impl
-				n.open(t, cfg, func(p *Packet) Verdict {
-					if p.Flags&FlagGSO != 0 {
+				n.open(t, impl, c.cfg, func(p *nfq.Packet) nfq.Verdict {
+					if p.Flags&nfq.FlagGSO != 0 {
 						gso.Add(1)
 					}
-					if int(p.Length) < len(p.Payload) || len(p.Payload) < 20 || int(binary.BigEndian.Uint16(p.Payload[2:])) != int(p.Length) && p.Flags&FlagGSO == 0 {
+					if int(p.Length) < len(p.Payload) || len(p.Payload) < 20 || int(binary.BigEndian.Uint16(p.Payload[2:])) != int(p.Length) && p.Flags&nfq.FlagGSO == 0 {
 						bad.Add(1)
 					}
 					for m := int64(p.Length); m > maxLen.Load() && !maxLen.CompareAndSwap(maxLen.Load(), m); {
 					}
 					for m := int64(len(p.Payload)); m > maxPayload.Load() && !maxPayload.CompareAndSwap(maxPayload.Load(), m); {
 					}
-					return Accept
+					return nfq.Accept
 				})
 				const size = 8 << 20
 				var ln net.Listener

@@ -1,6 +1,6 @@
 //go:build linux
 
-package nfq
+package nfq_test
 
 import (
 	"bytes"
@@ -25,6 +25,7 @@ import (
 
 	"github.com/statewall/statewall/internal/command"
 	"github.com/statewall/statewall/internal/testenv"
+	"github.com/statewall/statewall/pkg/nfq"
 )
 
 // These tests need root: they make network namespaces (sw-nfq-PID-N), a
@@ -186,7 +187,7 @@ func (n testNet) saveAll(t *testing.T, backend string) string {
 	t.Helper()
 	var b strings.Builder
 	for _, v6 := range []bool{false, true} {
-		out := mustSh(t, "", "ip", "netns", "exec", n.server, tool(backend, v6, "save"), "-t", "filter")
+		out := mustSh(t, "", "ip", "netns", "exec", n.server, nfq.Tool(backend, v6, "save"), "-t", "filter")
 		for line := range strings.Lines(out) {
 			if strings.HasPrefix(line, "#") {
 				continue
@@ -201,10 +202,10 @@ func (n testNet) saveAll(t *testing.T, backend string) string {
 }
 
 // install installs divert rules in the server and removes them at the end.
-func (n testNet) install(t *testing.T, cfg DivertConfig) *Divert {
+func (n testNet) install(t *testing.T, cfg nfq.DivertConfig) *nfq.Divert {
 	t.Helper()
 	cfg.NetnsName = n.server
-	d, err := Install(cfg)
+	d, err := nfq.Install(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -216,11 +217,12 @@ func (n testNet) install(t *testing.T, cfg DivertConfig) *Divert {
 	return d
 }
 
-// open opens a reader in the server, runs it, and closes it at the end.
-func (n testNet) open(t *testing.T, cfg QueueConfig, h Handler) *Reader {
+// open opens a reader of impl in the server, runs it, and closes it at
+// the end.
+func (n testNet) open(t *testing.T, impl impl, cfg nfq.QueueConfig, h nfq.Handler) reader {
 	t.Helper()
 	cfg.NetnsName = n.server
-	r, err := Open(cfg, h, slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug})))
+	r, err := impl.open(cfg, h, slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug})))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -270,11 +272,11 @@ type counter struct {
 	n       atomic.Int64
 	verdict atomic.Uint32
 	mu      sync.Mutex
-	first   *Packet
+	first   *nfq.Packet
 	v6      atomic.Int64
 }
 
-func (c *counter) handle(p *Packet) Verdict {
+func (c *counter) handle(p *nfq.Packet) nfq.Verdict {
 	c.n.Add(1)
 	if len(p.Payload) > 0 && p.Payload[0]>>4 == 6 {
 		c.v6.Add(1)
@@ -286,19 +288,19 @@ func (c *counter) handle(p *Packet) Verdict {
 		c.first = &cp
 	}
 	c.mu.Unlock()
-	return Verdict(c.verdict.Load())
+	return nfq.Verdict(c.verdict.Load())
 }
 
 func TestDetectBackend(t *testing.T) {
 	needRoot(t)
 	t.Parallel()
 	ns := newNamespace(t)
-	b, err := detectBackend(runner{ns}, defaultTag)
+	b, err := nfq.DetectBackendIn(ns)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Logf("backend in a fresh namespace: %s", b)
-	if out := mustSh(t, "", "ip", "netns", "exec", ns, tool(b, false, "save")); strings.Contains(out, "PROBE") {
+	if out := mustSh(t, "", "ip", "netns", "exec", ns, nfq.Tool(b, false, "save")); strings.Contains(out, "PROBE") {
 		t.Errorf("the probe chain is left:\n%s", out)
 	}
 }
@@ -307,12 +309,12 @@ func TestDetectBackend(t *testing.T) {
 // and its verdict decides whether ping gets replies.
 func TestPingAcceptDrop(t *testing.T) {
 	t.Parallel()
-	forEachImpl(t, func(t *testing.T, impl string) {
+	forEachImpl(t, func(t *testing.T, impl impl) {
 		n := newTestNet(t)
-		n.install(t, DivertConfig{Hooks: []Hook{HookInput}})
+		n.install(t, nfq.DivertConfig{Hooks: []nfq.Hook{nfq.HookInput}})
 		var c counter
-		c.verdict.Store(uint32(Accept))
-		r := n.open(t, QueueConfig{Impl: impl}, c.handle)
+		c.verdict.Store(uint32(nfq.Accept))
+		r := n.open(t, impl, nfq.QueueConfig{}, c.handle)
 
 		if got := n.ping(t, serverV4, 3); got != 3 {
 			t.Errorf("accept: %d of 3 replies", got)
@@ -323,7 +325,7 @@ func TestPingAcceptDrop(t *testing.T) {
 		c.mu.Lock()
 		p := c.first
 		c.mu.Unlock()
-		if p == nil || p.Hook != HookInput || p.InDev == 0 || p.OutDev != 0 || len(p.Payload) < 20 || p.Payload[0]>>4 != 4 ||
+		if p == nil || p.Hook != nfq.HookInput || p.InDev == 0 || p.OutDev != 0 || len(p.Payload) < 20 || p.Payload[0]>>4 != 4 ||
 			int(p.Length) != len(p.Payload) || p.Queue != 0 {
 			t.Errorf("first packet: %+v", p)
 		} else if src := fmt.Sprintf("%d.%d.%d.%d", p.Payload[12], p.Payload[13], p.Payload[14], p.Payload[15]); src != clientV4 {
@@ -331,7 +333,7 @@ func TestPingAcceptDrop(t *testing.T) {
 		}
 
 		before := c.n.Load()
-		c.verdict.Store(uint32(Drop))
+		c.verdict.Store(uint32(nfq.Drop))
 		if got := n.ping(t, serverV4, 3); got != 0 {
 			t.Errorf("drop: %d of 3 replies, want none", got)
 		}
@@ -349,12 +351,12 @@ func TestPingAcceptDrop(t *testing.T) {
 // too, so the Handler sees more than the echo requests.
 func TestPingIPv6(t *testing.T) {
 	t.Parallel()
-	forEachImpl(t, func(t *testing.T, impl string) {
+	forEachImpl(t, func(t *testing.T, impl impl) {
 		n := newTestNet(t)
-		n.install(t, DivertConfig{Hooks: []Hook{HookInput}, IPv6: true})
+		n.install(t, nfq.DivertConfig{Hooks: []nfq.Hook{nfq.HookInput}, IPv6: true})
 		var c counter
-		c.verdict.Store(uint32(Accept))
-		n.open(t, QueueConfig{Impl: impl}, c.handle)
+		c.verdict.Store(uint32(nfq.Accept))
+		n.open(t, impl, nfq.QueueConfig{}, c.handle)
 		if got := n.ping(t, serverV6, 3); got != 3 {
 			t.Errorf("accept: %d of 3 replies", got)
 		}
@@ -369,7 +371,7 @@ func TestPingIPv6(t *testing.T) {
 		if c.n.Load() != before {
 			t.Errorf("IPv4 packets were diverted")
 		}
-		c.verdict.Store(uint32(Drop))
+		c.verdict.Store(uint32(nfq.Drop))
 		if got := n.ping(t, serverV6, 3); got != 0 {
 			t.Errorf("drop: %d of 3 replies, want none", got)
 		}
@@ -380,10 +382,10 @@ func TestPingIPv6(t *testing.T) {
 // (ping passes through a Handler), and Install and Remove change nothing
 // else, not even rules that look like ours; Remove is idempotent.
 func TestInstallRemoveLeavesNoTrace(t *testing.T) {
-	for _, backend := range []string{BackendNFT, BackendLegacy} {
+	for _, backend := range []string{nfq.BackendNFT, nfq.BackendLegacy} {
 		t.Run(backend, func(t *testing.T) {
 			t.Parallel()
-			forEachImpl(t, func(t *testing.T, impl string) {
+			forEachImpl(t, func(t *testing.T, impl impl) {
 				n := newTestNet(t)
 				foreign := `*filter
 :OTHER - [0:0]
@@ -397,11 +399,11 @@ COMMIT
 `
 				for _, v6 := range []bool{false, true} {
 					mustSh(t, strings.ReplaceAll(foreign, "ADDR", map[bool]string{false: "198.18.9.9/32", true: "fd00:198:18::9/128"}[v6]),
-						"ip", "netns", "exec", n.server, tool(backend, v6, "restore"), "--noflush")
+						"ip", "netns", "exec", n.server, nfq.Tool(backend, v6, "restore"), "--noflush")
 				}
 				before := n.saveAll(t, backend)
 
-				d, err := Install(DivertConfig{NetnsName: n.server, Backend: backend, FailOpen: true})
+				d, err := nfq.Install(nfq.DivertConfig{NetnsName: n.server, Backend: backend, FailOpen: true})
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -422,8 +424,8 @@ COMMIT
 					}
 				}
 				var c counter
-				c.verdict.Store(uint32(Accept))
-				r := n.open(t, QueueConfig{Impl: impl, FailOpen: true}, c.handle)
+				c.verdict.Store(uint32(nfq.Accept))
+				r := n.open(t, impl, nfq.QueueConfig{FailOpen: true}, c.handle)
 				if got := n.ping(t, serverV4, 3); got != 3 || c.n.Load() < 6 { // request in, reply out
 					t.Errorf("%d of 3 replies, %d packets seen", got, c.n.Load())
 				}
@@ -447,17 +449,17 @@ COMMIT
 func TestCleanupAfterCrash(t *testing.T) {
 	t.Parallel()
 	n := newTestNet(t)
-	backend, err := detectBackend(runner{n.server}, defaultTag)
+	backend, err := nfq.DetectBackendIn(n.server)
 	if err != nil {
 		t.Fatal(err)
 	}
 	before := n.saveAll(t, backend)
-	if _, err := Install(DivertConfig{NetnsName: n.server, Backend: backend}); err != nil { // and "crash"
+	if _, err := nfq.Install(nfq.DivertConfig{NetnsName: n.server, Backend: backend}); err != nil { // and "crash"
 		t.Fatal(err)
 	}
 	// The next run installs over the leftovers: one jump per hook, the
 	// forward chain it no longer wants is gone.
-	if _, err := Install(DivertConfig{NetnsName: n.server, Backend: backend, Hooks: []Hook{HookInput, HookOutput}}); err != nil {
+	if _, err := nfq.Install(nfq.DivertConfig{NetnsName: n.server, Backend: backend, Hooks: []nfq.Hook{nfq.HookInput, nfq.HookOutput}}); err != nil {
 		t.Fatal(err)
 	}
 	during := n.saveAll(t, backend)
@@ -469,25 +471,25 @@ func TestCleanupAfterCrash(t *testing.T) {
 	}
 	// Somebody else's rule into our chain stops Cleanup, which then
 	// changes nothing.
-	mustSh(t, "", "ip", "netns", "exec", n.server, tool(backend, false, ""), "-N", "OTHER")
-	mustSh(t, "", "ip", "netns", "exec", n.server, tool(backend, false, ""), "-A", "OTHER", "-j", "STATEWALL-OUTPUT")
+	mustSh(t, "", "ip", "netns", "exec", n.server, nfq.Tool(backend, false, ""), "-N", "OTHER")
+	mustSh(t, "", "ip", "netns", "exec", n.server, nfq.Tool(backend, false, ""), "-A", "OTHER", "-j", "STATEWALL-OUTPUT")
 	withOther := n.saveAll(t, backend)
-	if err := Cleanup(DivertConfig{NetnsName: n.server}); err == nil || !strings.Contains(err.Error(), "did not make") {
+	if err := nfq.Cleanup(nfq.DivertConfig{NetnsName: n.server}); err == nil || !strings.Contains(err.Error(), "did not make") {
 		t.Errorf("Cleanup with a foreign reference: %v", err)
 	}
 	if got := n.saveAll(t, backend); got != withOther {
 		t.Errorf("a failed Cleanup changed the rules:\n%s", got)
 	}
-	mustSh(t, "", "ip", "netns", "exec", n.server, tool(backend, false, ""), "-D", "OTHER", "-j", "STATEWALL-OUTPUT")
-	mustSh(t, "", "ip", "netns", "exec", n.server, tool(backend, false, ""), "-X", "OTHER")
+	mustSh(t, "", "ip", "netns", "exec", n.server, nfq.Tool(backend, false, ""), "-D", "OTHER", "-j", "STATEWALL-OUTPUT")
+	mustSh(t, "", "ip", "netns", "exec", n.server, nfq.Tool(backend, false, ""), "-X", "OTHER")
 
-	if err := Cleanup(DivertConfig{NetnsName: n.server}); err != nil {
+	if err := nfq.Cleanup(nfq.DivertConfig{NetnsName: n.server}); err != nil {
 		t.Fatal(err)
 	}
 	if after := n.saveAll(t, backend); after != before {
 		t.Errorf("after Cleanup:\n%s\nbefore:\n%s", after, before)
 	}
-	if err := Cleanup(DivertConfig{NetnsName: n.server}); err != nil {
+	if err := nfq.Cleanup(nfq.DivertConfig{NetnsName: n.server}); err != nil {
 		t.Errorf("Cleanup of nothing: %v", err)
 	}
 }
@@ -497,14 +499,14 @@ func TestCleanupAfterCrash(t *testing.T) {
 func TestFailOpenWithoutReader(t *testing.T) {
 	t.Parallel()
 	n := newTestNet(t)
-	n.install(t, DivertConfig{Hooks: []Hook{HookInput}, FailOpen: true})
+	n.install(t, nfq.DivertConfig{Hooks: []nfq.Hook{nfq.HookInput}, FailOpen: true})
 	if got := n.ping(t, serverV4, 3); got != 3 {
 		t.Errorf("fail-open: %d of 3 replies", got)
 	}
 	if got := n.ping(t, serverV6, 3); got != 3 {
 		t.Errorf("fail-open IPv6: %d of 3 replies", got)
 	}
-	n.install(t, DivertConfig{Hooks: []Hook{HookInput}, FailOpen: false}) // replaces the rules
+	n.install(t, nfq.DivertConfig{Hooks: []nfq.Hook{nfq.HookInput}, FailOpen: false}) // replaces the rules
 	if got := n.ping(t, serverV4, 3); got != 0 {
 		t.Errorf("fail-closed: %d of 3 replies, want none", got)
 	}
@@ -517,21 +519,21 @@ func TestFailOpenFullQueue(t *testing.T) {
 	for _, failOpen := range []bool{true, false} {
 		t.Run(fmt.Sprintf("FailOpen=%v", failOpen), func(t *testing.T) {
 			t.Parallel()
-			forEachImpl(t, func(t *testing.T, impl string) {
+			forEachImpl(t, func(t *testing.T, impl impl) {
 				n := newTestNet(t)
-				n.install(t, DivertConfig{Hooks: []Hook{HookInput}})
+				n.install(t, nfq.DivertConfig{Hooks: []nfq.Hook{nfq.HookInput}})
 				release := make(chan struct{})
 				var once sync.Once
 				t.Cleanup(func() { once.Do(func() { close(release) }) })
 				var seen atomic.Int64
-				n.open(t, QueueConfig{Impl: impl, FailOpen: failOpen, MaxLen: 1}, func(p *Packet) Verdict {
+				n.open(t, impl, nfq.QueueConfig{FailOpen: failOpen, MaxLen: 1}, func(p *nfq.Packet) nfq.Verdict {
 					if seen.Add(1) == 1 {
 						select {
 						case <-release:
 						case <-time.After(10 * time.Second):
 						}
 					}
-					return Accept
+					return nfq.Accept
 				})
 				got := n.ping(t, serverV4, 4)
 				once.Do(func() { close(release) })
@@ -557,21 +559,21 @@ func TestFailOpenFullQueue(t *testing.T) {
 func TestCloseWithPacketsInFlight(t *testing.T) {
 	for _, failOpen := range []bool{true, false} {
 		t.Run(fmt.Sprintf("FailOpen=%v", failOpen), func(t *testing.T) {
-			forEachImpl(t, func(t *testing.T, impl string) {
+			forEachImpl(t, func(t *testing.T, impl impl) {
 				n := newTestNet(t)
-				n.install(t, DivertConfig{Hooks: []Hook{HookInput}, FailOpen: failOpen})
+				n.install(t, nfq.DivertConfig{Hooks: []nfq.Hook{nfq.HookInput}, FailOpen: failOpen})
 				var seen atomic.Int64
-				r, err := Open(QueueConfig{Impl: impl, NetnsName: n.server, FailOpen: failOpen}, func(p *Packet) Verdict {
+				r, err := impl.open(nfq.QueueConfig{NetnsName: n.server, FailOpen: failOpen}, func(p *nfq.Packet) nfq.Verdict {
 					seen.Add(1)
 					time.Sleep(20 * time.Millisecond)
-					return Accept
+					return nfq.Accept
 				}, nil)
 				if err != nil {
 					t.Fatal(err)
 				}
 				var atDrain kernelQueue
 				var bound bool
-				r.afterDrain = func() { atDrain, bound = n.kernelQueue(t, 0) }
+				impl.setAfterDrain(r, func() { atDrain, bound = n.kernelQueue(t, 0) })
 				runErr := make(chan error, 1)
 				go func() { runErr <- r.Run(context.Background()) }()
 				t.Cleanup(func() { r.Close() })
@@ -630,15 +632,15 @@ func TestCloseWithPacketsInFlight(t *testing.T) {
 // working.
 func TestENOBUFSSurvived(t *testing.T) {
 	t.Parallel()
-	forEachImpl(t, func(t *testing.T, impl string) {
+	forEachImpl(t, func(t *testing.T, impl impl) {
 		n := newTestNet(t)
-		n.install(t, DivertConfig{Hooks: []Hook{HookInput}, IPv4: true})
-		r := n.open(t, QueueConfig{Impl: impl, SockBuf: 32 << 10}, func(p *Packet) Verdict {
+		n.install(t, nfq.DivertConfig{Hooks: []nfq.Hook{nfq.HookInput}, IPv4: true})
+		r := n.open(t, impl, nfq.QueueConfig{SockBuf: 32 << 10}, func(p *nfq.Packet) nfq.Verdict {
 			if p.Payload[9] == 17 { // UDP: slowly, and no port unreachable
 				time.Sleep(time.Millisecond)
-				return Drop
+				return nfq.Drop
 			}
-			return Accept
+			return nfq.Accept
 		})
 		n.blastUDP(t, serverV4, 2000, 100, 0, 0)
 		settle(func() uint64 { return r.Stats()[0].Packets })
@@ -675,14 +677,14 @@ func BenchmarkDivertUDP(b *testing.B) {
 		b.Run(name, func(b *testing.B) {
 			n := newTestNet(b)
 			n.ping(b, serverV4, 1) // resolve the neighbour first
-			var r *Reader
+			var r *nfq.Reader
 			if divert {
-				d, err := Install(DivertConfig{NetnsName: n.server, Hooks: []Hook{HookInput}, IPv4: true, FailOpen: true})
+				d, err := nfq.Install(nfq.DivertConfig{NetnsName: n.server, Hooks: []nfq.Hook{nfq.HookInput}, IPv4: true, FailOpen: true})
 				if err != nil {
 					b.Fatal(err)
 				}
 				defer d.Remove()
-				if r, err = Open(QueueConfig{NetnsName: n.server, FailOpen: true}, func(p *Packet) Verdict { return Accept }, nil); err != nil {
+				if r, err = nfq.Open(nfq.QueueConfig{NetnsName: n.server, FailOpen: true}, func(p *nfq.Packet) nfq.Verdict { return nfq.Accept }, nil); err != nil {
 					b.Fatal(err)
 				}
 				go r.Run(context.Background())
@@ -726,26 +728,26 @@ func cpuTime() time.Duration {
 // times out, as it should.)
 func TestOpenUnderTraffic(t *testing.T) {
 	t.Parallel()
-	forEachImpl(t, func(t *testing.T, impl string) {
+	forEachImpl(t, func(t *testing.T, impl impl) {
 		n := newTestNet(t)
-		n.install(t, DivertConfig{Hooks: []Hook{HookInput}, IPv4: true, FailOpen: true})
+		n.install(t, nfq.DivertConfig{Hooks: []nfq.Hook{nfq.HookInput}, IPv4: true, FailOpen: true})
 		blasted := make(chan struct{})
 		go func() { defer close(blasted); n.blastUDP(t, serverV4, 200000, 100, 250, time.Millisecond) }()
 		defer func() { <-blasted }()
 		var total uint64
 		for i := range 10 {
 			var short atomic.Int64
-			r, err := Open(QueueConfig{Impl: impl, NetnsName: n.server, FailOpen: true}, func(p *Packet) Verdict {
+			r, err := impl.open(nfq.QueueConfig{NetnsName: n.server, FailOpen: true}, func(p *nfq.Packet) nfq.Verdict {
 				if len(p.Payload) != 20+8+100 {
 					short.Add(1)
 				}
-				return Accept
+				return nfq.Accept
 			}, nil)
 			if err != nil {
 				t.Fatalf("Open %d: %v", i, err)
 			}
 			var atDrain kernelQueue
-			r.afterDrain = func() { atDrain, _ = n.kernelQueue(t, 0) }
+			impl.setAfterDrain(r, func() { atDrain, _ = n.kernelQueue(t, 0) })
 			done := make(chan error, 1)
 			go func() { done <- r.Run(context.Background()) }()
 			time.Sleep(20 * time.Millisecond)
@@ -777,22 +779,22 @@ func TestOpenUnderTraffic(t *testing.T) {
 func TestOpenBusyQueue(t *testing.T) {
 	needRoot(t)
 	t.Parallel()
-	forEachImpl(t, func(t *testing.T, impl string) {
+	forEachImpl(t, func(t *testing.T, impl impl) {
 		ns := newNamespace(t)
-		accept := func(*Packet) Verdict { return Accept }
-		r, err := Open(QueueConfig{Impl: impl, NetnsName: ns, Queues: [2]uint16{3, 4}}, accept, nil)
+		accept := func(*nfq.Packet) nfq.Verdict { return nfq.Accept }
+		r, err := impl.open(nfq.QueueConfig{NetnsName: ns, Queues: [2]uint16{3, 4}}, accept, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
 		defer r.Close()
 		// Queue 2 binds, queue 3 does not: Open undoes queue 2.
-		if r2, err := Open(QueueConfig{Impl: impl, NetnsName: ns, Queues: [2]uint16{2, 3}}, accept, nil); err == nil {
+		if r2, err := impl.open(nfq.QueueConfig{NetnsName: ns, Queues: [2]uint16{2, 3}}, accept, nil); err == nil {
 			r2.Close()
 			t.Fatal("a second reader bound queue 3")
 		} else {
 			t.Logf("second Open: %v", err)
 		}
-		r3, err := Open(QueueConfig{Impl: impl, NetnsName: ns, Queues: [2]uint16{2, 2}}, accept, nil)
+		r3, err := impl.open(nfq.QueueConfig{NetnsName: ns, Queues: [2]uint16{2, 2}}, accept, nil)
 		if err != nil {
 			t.Fatalf("queue 2 is still bound after the failed Open: %v", err)
 		}
@@ -800,7 +802,7 @@ func TestOpenBusyQueue(t *testing.T) {
 		if err := r.Close(); err != nil {
 			t.Errorf("Close without Run: %v", err)
 		}
-		if err := r.Run(context.Background()); err != ErrClosed {
+		if err := r.Run(context.Background()); err != nfq.ErrClosed {
 			t.Errorf("Run after Close = %v, want ErrClosed", err)
 		}
 	})

@@ -13,10 +13,13 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/statewall/statewall/pkg/nfq/internal/nfqnl"
 )
 
-// Tests of the raw reader's message handling, on a socket pair instead of a
-// netlink socket: they need no privileges.
+// Tests of the reader's message handling (read_linux.go, verdict_linux.go,
+// parse_linux.go), on a socket pair instead of a netlink socket: they need
+// no privileges.
 
 type attr struct {
 	typ  uint16
@@ -27,7 +30,7 @@ func be32b(v uint32) []byte { return binary.BigEndian.AppendUint32(nil, v) }
 
 // nlMsg is a netlink message: header, then body, padded.
 func nlMsg(typ uint16, seq uint32, body []byte) []byte {
-	b := binary.NativeEndian.AppendUint32(nil, uint32(nlmsgHdrLen+len(body)))
+	b := binary.NativeEndian.AppendUint32(nil, uint32(nfqnl.NlmsgHdrLen+len(body)))
 	b = binary.NativeEndian.AppendUint16(b, typ)
 	b = binary.NativeEndian.AppendUint16(b, 0)
 	b = binary.NativeEndian.AppendUint32(b, seq)
@@ -43,22 +46,22 @@ func nlMsg(typ uint16, seq uint32, body []byte) []byte {
 func packetBody(attrs ...attr) []byte {
 	b := []byte{unix.AF_INET, 0, 0, 7}
 	for _, a := range attrs {
-		b = appendAttr(b, a.typ, a.data...)
+		b = nfqnl.AppendAttr(b, a.typ, a.data...)
 	}
 	return b
 }
 
 func hdrAttr(id uint32, hook Hook) attr {
-	return attr{nfqaPacketHdr, append(be32b(id), 0x08, 0x00, byte(hook))}
+	return attr{nfqnl.AttrPacketHdr, append(be32b(id), 0x08, 0x00, byte(hook))}
 }
 
 func packetMsg(id uint32, payload []byte) []byte {
-	return nlMsg(nfqnlMsgTypePkt, 0, packetBody(hdrAttr(id, HookInput), attr{nfqaPayload, payload}))
+	return nlMsg(nfqnl.MsgTypePacket, 0, packetBody(hdrAttr(id, HookInput), attr{nfqnl.AttrPayload, payload}))
 }
 
 func errorMsg(errno unix.Errno, seq uint32) []byte {
 	body := binary.NativeEndian.AppendUint32(nil, uint32(-int32(errno)))
-	return nlMsg(unix.NLMSG_ERROR, seq, append(body, nlMsg(nfnlSubsysQueue<<8|nfqnlMsgVerdict, seq, nil)...))
+	return nlMsg(unix.NLMSG_ERROR, seq, append(body, nlMsg(nfqnl.SubsysQueue<<8|nfqnl.MsgVerdict, seq, nil)...))
 }
 
 func TestParsePacket(t *testing.T) {
@@ -66,15 +69,15 @@ func TestParsePacket(t *testing.T) {
 	ts := append(binary.BigEndian.AppendUint64(nil, 1700000000), binary.BigEndian.AppendUint64(nil, 123456)...)
 	body := packetBody(
 		hdrAttr(0x01020304, HookOutput),
-		attr{nfqaMark, be32b(0xdeadbeef)},
-		attr{nfqaTimestamp, ts},
-		attr{nfqaIfIndexIn, be32b(2)},
-		attr{nfqaIfIndexOut, be32b(5)},
+		attr{nfqnl.AttrMark, be32b(0xdeadbeef)},
+		attr{nfqnl.AttrTimestamp, ts},
+		attr{nfqnl.AttrIfIndexIn, be32b(2)},
+		attr{nfqnl.AttrIfIndexOut, be32b(5)},
 		attr{9, []byte{0, 6, 0, 0, 1, 2, 3, 4, 5, 6, 0, 0}}, // NFQA_HWADDR: skipped
 		attr{11 | 0x8000, []byte{4, 0, 1, 0}},               // NFQA_CT, nested: skipped
-		attr{nfqaPayload, payload},
-		attr{nfqaCapLen, be32b(1500)},
-		attr{nfqaSkbInfo, be32b(uint32(FlagChecksumNotReady | FlagGSO))},
+		attr{nfqnl.AttrPayload, payload},
+		attr{nfqnl.AttrCapLen, be32b(1500)},
+		attr{nfqnl.AttrSkbInfo, be32b(uint32(FlagChecksumNotReady | FlagGSO))},
 	)
 	var p Packet
 	haveID, ok := parsePacket(&p, body)
@@ -86,7 +89,7 @@ func TestParsePacket(t *testing.T) {
 
 	// Without NFQA_CAP_LEN the packet is whole.
 	p = Packet{}
-	if haveID, ok := parsePacket(&p, packetBody(hdrAttr(9, HookInput), attr{nfqaPayload, payload})); !haveID || !ok || p.Length != uint32(len(payload)) || p.ID != 9 {
+	if haveID, ok := parsePacket(&p, packetBody(hdrAttr(9, HookInput), attr{nfqnl.AttrPayload, payload})); !haveID || !ok || p.Length != uint32(len(payload)) || p.ID != 9 {
 		t.Errorf("without cap len: %v %v %+v", haveID, ok, p)
 	}
 
@@ -96,11 +99,11 @@ func TestParsePacket(t *testing.T) {
 		haveID, ok bool
 	}{
 		"empty":           {nil, false, false},
-		"no header":       {packetBody(attr{nfqaPayload, payload}), false, true},
-		"short header":    {packetBody(attr{nfqaPacketHdr, []byte{0, 0, 0, 1}}), false, false},
-		"short mark":      {packetBody(hdrAttr(3, HookInput), attr{nfqaMark, []byte{1}}), true, false},
-		"short timestamp": {packetBody(hdrAttr(3, HookInput), attr{nfqaTimestamp, []byte{1, 2, 3}}), true, false},
-		"overlong attr":   {append(packetBody(hdrAttr(3, HookInput)), 200, 0, nfqaPayload, 0, 1, 2, 3, 4), true, false},
+		"no header":       {packetBody(attr{nfqnl.AttrPayload, payload}), false, true},
+		"short header":    {packetBody(attr{nfqnl.AttrPacketHdr, []byte{0, 0, 0, 1}}), false, false},
+		"short mark":      {packetBody(hdrAttr(3, HookInput), attr{nfqnl.AttrMark, []byte{1}}), true, false},
+		"short timestamp": {packetBody(hdrAttr(3, HookInput), attr{nfqnl.AttrTimestamp, []byte{1, 2, 3}}), true, false},
+		"overlong attr":   {append(packetBody(hdrAttr(3, HookInput)), 200, 0, nfqnl.AttrPayload, 0, 1, 2, 3, 4), true, false},
 		"attr len 2":      {append(packetBody(hdrAttr(3, HookInput)), 2, 0, 0, 0), true, false},
 		"trailing bytes":  {append(packetBody(hdrAttr(3, HookInput)), 1, 2), true, true},
 	} {
@@ -113,7 +116,7 @@ func TestParsePacket(t *testing.T) {
 }
 
 func FuzzParsePacket(f *testing.F) {
-	f.Add(packetBody(hdrAttr(1, HookInput), attr{nfqaPayload, []byte{0x45, 0, 0, 20}}, attr{nfqaCapLen, be32b(99)}))
+	f.Add(packetBody(hdrAttr(1, HookInput), attr{nfqnl.AttrPayload, []byte{0x45, 0, 0, 20}}, attr{nfqnl.AttrCapLen, be32b(99)}))
 	f.Add([]byte{2, 0, 0, 0, 8, 0, 1, 0, 0, 0, 0, 1})
 	f.Fuzz(func(t *testing.T, b []byte) {
 		var p Packet
@@ -124,10 +127,10 @@ func FuzzParsePacket(f *testing.F) {
 	})
 }
 
-// pairQueue is a raw queue reading nothing and writing its verdicts to a
+// pairQueue is a queue reading nothing and writing its verdicts to a
 // socket pair, whose other end the test reads.
 type pairQueue struct {
-	*rawQueue
+	*queue
 	peer int
 }
 
@@ -151,8 +154,7 @@ func newPairQueue(t testing.TB, cfg QueueConfig, h Handler) pairQueue {
 		t.Fatal(err)
 	}
 	r := &Reader{cfg: cfg, h: h, log: slog.New(slog.DiscardHandler), fatal: make(chan error, 1)}
-	q := r.newQueue(7)
-	return pairQueue{newRawQueue(q, rc), fds[1]}
+	return pairQueue{r.newQueue(7, rc), fds[1]}
 }
 
 type sentVerdict struct {
@@ -175,21 +177,21 @@ func (pq pairQueue) written(t *testing.T) (writes [][]sentVerdict) {
 			t.Fatal(err)
 		}
 		var w []sentVerdict
-		for b := buf[:n]; len(b) > 0; b = b[verdictMsgLen:] {
-			if len(b) < verdictMsgLen || binary.NativeEndian.Uint32(b) != verdictMsgLen {
+		for b := buf[:n]; len(b) > 0; b = b[nfqnl.VerdictMsgLen:] {
+			if len(b) < nfqnl.VerdictMsgLen || binary.NativeEndian.Uint32(b) != nfqnl.VerdictMsgLen {
 				t.Fatalf("bad verdict message % x", b)
 			}
 			typ := binary.NativeEndian.Uint16(b[4:])
-			if typ>>8 != nfnlSubsysQueue || (typ&0xff != nfqnlMsgVerdict && typ&0xff != nfqnlMsgVerdictBatch) ||
-				binary.NativeEndian.Uint16(b[6:]) != nlmFRequest || b[18] != 0 || b[19] != 7 ||
-				binary.NativeEndian.Uint16(b[20:]) != 12 || binary.NativeEndian.Uint16(b[22:]) != nfqaVerdictHdr {
-				t.Fatalf("bad verdict message % x", b[:verdictMsgLen])
+			if typ>>8 != nfqnl.SubsysQueue || (typ&0xff != nfqnl.MsgVerdict && typ&0xff != nfqnl.MsgVerdictBatch) ||
+				binary.NativeEndian.Uint16(b[6:]) != nfqnl.NlmFRequest || b[18] != 0 || b[19] != 7 ||
+				binary.NativeEndian.Uint16(b[20:]) != 12 || binary.NativeEndian.Uint16(b[22:]) != nfqnl.AttrVerdictHdr {
+				t.Fatalf("bad verdict message % x", b[:nfqnl.VerdictMsgLen])
 			}
 			nv := binary.BigEndian.Uint32(b[24:])
 			if nv > 1 {
 				t.Fatalf("verdict %d", nv)
 			}
-			w = append(w, sentVerdict{typ&0xff == nfqnlMsgVerdictBatch, binary.BigEndian.Uint32(b[28:]), Verdict(nv)})
+			w = append(w, sentVerdict{typ&0xff == nfqnl.MsgVerdictBatch, binary.BigEndian.Uint32(b[28:]), Verdict(nv)})
 		}
 		writes = append(writes, w)
 	}
@@ -225,14 +227,14 @@ func TestRawVerdictRuns(t *testing.T) {
 	if fmt.Sprint(seen) != "[10 11 12 13 14 15 16 17 18 19]" {
 		t.Errorf("handler saw %v", seen)
 	}
-	q := pq.q
+	q := pq.queue
 	if q.packets.Load() != 10 || q.accepted.Load() != 6 || q.dropped.Load() != 4 || q.errs.Load() != 0 || q.lastID.Load() != 19 {
 		t.Errorf("counters: packets %d accepted %d dropped %d errors %d last id %d",
 			q.packets.Load(), q.accepted.Load(), q.dropped.Load(), q.errs.Load(), q.lastID.Load())
 	}
 
 	// A packet without id stops batching.
-	pq.process(nlMsg(nfqnlMsgTypePkt, 0, packetBody(attr{nfqaPayload, []byte{1, 2, 3}})))
+	pq.process(nlMsg(nfqnl.MsgTypePacket, 0, packetBody(attr{nfqnl.AttrPayload, []byte{1, 2, 3}})))
 	pq.process(packetMsg(20, []byte{1, 2, 3}))
 	pq.process(packetMsg(21, []byte{1, 2, 3}))
 	pq.flush()
@@ -246,12 +248,12 @@ func TestRawVerdictRuns(t *testing.T) {
 }
 
 // TestRawBatchBounds: at most batchLimit verdicts wait, and none longer
-// than maxBatchDelay once batchClockEvery more packets are decided.
+// than nfqnl.MaxBatchDelay once batchClockEvery more packets are decided.
 func TestRawBatchBounds(t *testing.T) {
 	slow := false
 	pq := newPairQueue(t, QueueConfig{MaxLen: 8}, func(p *Packet) Verdict {
 		if slow {
-			time.Sleep(maxBatchDelay)
+			time.Sleep(nfqnl.MaxBatchDelay)
 		}
 		return Accept
 	})
@@ -272,7 +274,7 @@ func TestRawBatchBounds(t *testing.T) {
 	slow = true
 	sq := newPairQueue(t, QueueConfig{}, func(p *Packet) Verdict {
 		if slow {
-			time.Sleep(maxBatchDelay / 2)
+			time.Sleep(nfqnl.MaxBatchDelay / 2)
 		}
 		return Accept
 	})
@@ -286,11 +288,11 @@ func TestRawBatchBounds(t *testing.T) {
 	if got, want := fmt.Sprint(sq.written(t)), fmt.Sprintf("[[{true %d 1}]]", batchClockEvery-1); got != want {
 		t.Errorf("slow handler: written %v, want %v", got, want)
 	}
-	if n := batchLimit(defaultMaxLen); n != maxBatch {
-		t.Errorf("batchLimit(%d) = %d", defaultMaxLen, n)
+	if n := nfqnl.BatchLimit(nfqnl.DefaultMaxLen); n != nfqnl.MaxBatch {
+		t.Errorf("nfqnl.BatchLimit(%d) = %d", nfqnl.DefaultMaxLen, n)
 	}
-	if n := batchLimit(1); n != 1 {
-		t.Errorf("batchLimit(1) = %d", n)
+	if n := nfqnl.BatchLimit(1); n != 1 {
+		t.Errorf("nfqnl.BatchLimit(1) = %d", n)
 	}
 }
 
@@ -299,7 +301,7 @@ func TestRawBatchBounds(t *testing.T) {
 // and unknown messages are counted; acknowledgements are not.
 func TestRawErrors(t *testing.T) {
 	pq := newPairQueue(t, QueueConfig{}, func(p *Packet) Verdict { return Drop })
-	q := pq.q
+	q := pq.queue
 	q.probeSeq.Store(1<<31 | 5)
 	q.paramsSeq.Store(1<<31 | 4)
 	pq.process(append(packetMsg(1, nil), errorMsg(unix.ENOENT, 1<<31|5)...))
@@ -311,9 +313,9 @@ func TestRawErrors(t *testing.T) {
 	if got := pq.written(t); fmt.Sprint(got) != "[[{false 1 0}]]" {
 		t.Errorf("written %v", got)
 	}
-	pq.process(errorMsg(0, 77))                                  // an acknowledgement
-	pq.process(errorMsg(unix.ENOENT, 12))                        // a verdict refused
-	pq.process(nlMsg(nfnlSubsysQueue<<8|nfqnlMsgConfig, 0, nil)) // not for us
+	pq.process(errorMsg(0, 77))                                     // an acknowledgement
+	pq.process(errorMsg(unix.ENOENT, 12))                           // a verdict refused
+	pq.process(nlMsg(nfqnl.SubsysQueue<<8|nfqnl.MsgConfig, 0, nil)) // not for us
 	pq.process([]byte{200, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0})
 	if q.errs.Load() != 3 || pq.fatal != nil {
 		t.Errorf("errors %d, fatal %v", q.errs.Load(), pq.fatal)
@@ -339,24 +341,24 @@ func TestNoAllocs(t *testing.T) {
 	}
 	one := testing.AllocsPerRun(1000, func() {
 		id++
-		binary.BigEndian.PutUint32(msg[nlmsgHdrLen+4+4:], id)
+		binary.BigEndian.PutUint32(msg[nfqnl.NlmsgHdrLen+4+4:], id)
 		pq.process(msg)
 		pq.flush()
 		drain()
 	})
 	many := testing.AllocsPerRun(100, func() {
-		for range 3*maxBatch + 5 {
+		for range 3*nfqnl.MaxBatch + 5 {
 			id++
-			binary.BigEndian.PutUint32(msg[nlmsgHdrLen+4+4:], id)
+			binary.BigEndian.PutUint32(msg[nfqnl.NlmsgHdrLen+4+4:], id)
 			pq.process(msg)
 		}
 		pq.flush()
 		drain()
 	})
 	if one != 0 || many != 0 {
-		t.Errorf("allocations: %v for a packet on its own, %v for %d packets", one, many, 3*maxBatch+5)
+		t.Errorf("allocations: %v for a packet on its own, %v for %d packets", one, many, 3*nfqnl.MaxBatch+5)
 	}
-	if q := pq.q; q.errs.Load() != 0 || q.accepted.Load()+q.dropped.Load() != q.packets.Load() {
+	if q := pq.queue; q.errs.Load() != 0 || q.accepted.Load()+q.dropped.Load() != q.packets.Load() {
 		t.Errorf("errors %d, accepted %d + dropped %d of %d", q.errs.Load(), q.accepted.Load(), q.dropped.Load(), q.packets.Load())
 	}
 }
@@ -407,7 +409,7 @@ func TestSpin(t *testing.T) {
 	}
 }
 
-// TestRawRecvBatch: one read takes up to rawBatch datagrams, each whole in
+// TestRawRecvBatch: one read takes up to recvBatch datagrams, each whole in
 // its own buffer, the next read the rest; reading allocates nothing; a
 // datagram too large for its buffer is counted, not parsed, and no batch
 // verdict may cover its packet afterwards.
@@ -438,10 +440,10 @@ func TestRawRecvBatch(t *testing.T) {
 		pq.n = rn
 		return rn, rerr
 	}
-	for id := range uint32(rawBatch + 4) {
+	for id := range uint32(recvBatch + 4) {
 		send(id, bytes.Repeat([]byte{0x45}, 100))
 	}
-	for _, want := range []int{rawBatch, 4} {
+	for _, want := range []int{recvBatch, 4} {
 		if n, err := recv(); n != want || err != nil {
 			t.Fatalf("read %d datagrams (%v), want %d", n, err, want)
 		}
@@ -450,7 +452,7 @@ func TestRawRecvBatch(t *testing.T) {
 	if _, err := recv(); err != unix.EAGAIN {
 		t.Fatalf("read of an empty socket: %v, want EAGAIN", err)
 	}
-	if len(seen) != rawBatch+4 || seen[0] != 0 || seen[len(seen)-1] != rawBatch+3 {
+	if len(seen) != recvBatch+4 || seen[0] != 0 || seen[len(seen)-1] != recvBatch+3 {
 		t.Errorf("handler saw %v", seen)
 	}
 	pq.flush()
@@ -472,14 +474,14 @@ func TestRawRecvBatch(t *testing.T) {
 		t.Errorf("reading and deciding: %v allocations", n)
 	}
 
-	errs := pq.q.errs.Load()
+	errs := pq.errs.Load()
 	seen = seen[:0]
 	send(99, bytes.Repeat([]byte{0x45}, len(pq.bufs[0])))
 	if n, err := recv(); n != 1 || err != nil {
 		t.Fatalf("read %d datagrams (%v), want the large one", n, err)
 	}
 	pq.processRead()
-	if len(seen) != 0 || pq.q.errs.Load() != errs+1 || !pq.noBatch {
-		t.Errorf("a truncated datagram: handler saw %v, errors %d -> %d, batch verdicts still on: %v", seen, errs, pq.q.errs.Load(), !pq.noBatch)
+	if len(seen) != 0 || pq.errs.Load() != errs+1 || !pq.noBatch {
+		t.Errorf("a truncated datagram: handler saw %v, errors %d -> %d, batch verdicts still on: %v", seen, errs, pq.errs.Load(), !pq.noBatch)
 	}
 }

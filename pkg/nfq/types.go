@@ -6,6 +6,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/statewall/statewall/pkg/nfq/internal/nfqnl"
 )
 
 // Errors.
@@ -148,8 +150,10 @@ type QueueConfig struct {
 	// verdict. Zero means 4096 (the kernel's own default is 1024).
 	MaxLen uint32
 	// CopyRange is how many bytes of each packet are copied to us. Zero
-	// means 0xffff, whole packets: the decoders need only headers, but
-	// statewall keeps full packets until a measurement says the copy costs.
+	// means 0xffff, whole packets (up to the 64 KiB a GSO packet may
+	// have). The daemon asks for 512 (daemon.DefaultCopyRange): its
+	// engines read headers only, and the kernel keeps the packet while
+	// its verdict is pending, so copying all of it would be wasted work.
 	CopyRange uint32
 	// NoGSO clears NFQA_CFG_F_GSO. By default it is set, so the kernel
 	// queues segmentation-offload super-packets whole (see FlagGSO) instead
@@ -173,16 +177,11 @@ type QueueConfig struct {
 	// VM costs tens of microseconds on both sides; a reply that comes
 	// back within Spin is read at once instead (see bench/results/live.md:
 	// request/response p50 about 46 -> 28 us at no cost in UDP packets/s).
-	// Zero means DefaultSpin; negative never spins. ImplRaw only.
+	// Zero means DefaultSpin; negative never spins.
 	Spin time.Duration
 	// NetnsName is a network namespace made by "ip netns add" to open the
 	// queues in; empty means the caller's.
 	NetnsName string
-	// Impl selects the implementation of the receive and verdict path:
-	// ImplRaw (the default, also for "") or ImplGoNFQueue, the reference
-	// it is measured and tested against. ImplGoNFQueueBatch is the
-	// reference with batched verdicts, kept for the comparison.
-	Impl string
 }
 
 // DefaultSpin is QueueConfig.Spin's default: about a local round trip
@@ -190,51 +189,21 @@ type QueueConfig struct {
 // packet.
 const DefaultSpin = 20 * time.Microsecond
 
-// Implementations of the receive and verdict path (QueueConfig.Impl).
-const (
-	// ImplRaw reads each queue's netlink socket directly, up to 16
-	// datagrams per recvmmsg(2) into reused buffers, parses the messages
-	// itself and sends the verdicts decided
-	// since the socket was last empty in one write, runs of equal
-	// verdicts as one NFQNL_MSG_VERDICT_BATCH. No allocation per packet.
-	ImplRaw = "raw"
-	// ImplGoNFQueue is github.com/florianl/go-nfqueue, one verdict
-	// message per packet.
-	ImplGoNFQueue = "go-nfqueue"
-	// ImplGoNFQueueBatch is go-nfqueue with go-nfqueue's SetVerdictBatch,
-	// sent when a poll finds the socket empty.
-	ImplGoNFQueueBatch = "go-nfqueue-batch"
-)
-
-const (
-	defaultMaxLen       = 4096
-	defaultCopyRange    = 0xffff
-	defaultSockBuf      = 8 << 20
-	defaultDrainTimeout = 5 * time.Second
-)
-
 func (c QueueConfig) normalize() (QueueConfig, error) {
 	if c.Queues[0] > c.Queues[1] {
 		return c, fmt.Errorf("nfq: queue range %d:%d is reversed", c.Queues[0], c.Queues[1])
 	}
 	if c.MaxLen == 0 {
-		c.MaxLen = defaultMaxLen
+		c.MaxLen = nfqnl.DefaultMaxLen
 	}
-	if c.CopyRange == 0 || c.CopyRange > defaultCopyRange {
-		c.CopyRange = defaultCopyRange
+	if c.CopyRange == 0 || c.CopyRange > nfqnl.DefaultCopyRange {
+		c.CopyRange = nfqnl.DefaultCopyRange
 	}
 	if c.SockBuf <= 0 {
-		c.SockBuf = defaultSockBuf
+		c.SockBuf = nfqnl.DefaultSockBuf
 	}
 	if c.DrainTimeout <= 0 {
-		c.DrainTimeout = defaultDrainTimeout
-	}
-	switch c.Impl {
-	case "":
-		c.Impl = ImplRaw
-	case ImplRaw, ImplGoNFQueue, ImplGoNFQueueBatch:
-	default:
-		return c, fmt.Errorf("nfq: unknown implementation %q (want %s, %s or %s)", c.Impl, ImplRaw, ImplGoNFQueue, ImplGoNFQueueBatch)
+		c.DrainTimeout = nfqnl.DefaultDrainTimeout
 	}
 	return c, nil
 }
