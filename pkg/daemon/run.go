@@ -217,17 +217,17 @@ func (d *Daemon) Run(ctx context.Context) error {
 		tag = "STATEWALL"
 	}
 	defrag := true
-	if rule, err := setDefrag(d.cfg.Netns, tag, true); err != nil {
+	if rule, err := nfq.EnableDefrag(d.cfg.Netns, tag); err != nil {
 		defrag = false
 		d.log.Warn("cannot switch on the kernel's defragmentation: fragments reach the engines one by one, and stateful mode drops them", "err", err)
 	} else {
-		d.log.Debug("kernel defragmentation on", "table", "inet "+defragTable(tag), "rule", rule)
+		d.log.Debug("kernel defragmentation on", "table", "inet "+nfq.DefragTable(tag), "rule", rule)
 	}
 	undoDefrag := func() {
 		if !defrag {
 			return
 		}
-		if _, err := setDefrag(d.cfg.Netns, tag, false); err != nil {
+		if err := nfq.DisableDefrag(d.cfg.Netns, tag); err != nil {
 			d.log.Error("removing the defragmentation table", "err", err)
 		}
 	}

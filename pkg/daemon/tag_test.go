@@ -46,17 +46,3 @@ func TestConfigRefusesBadTag(t *testing.T) {
 		}
 	}
 }
-
-// TestSetDefragRefusesBadTag: the defragmentation table's script is never
-// built from a bad tag, even if a caller skipped Config.check. (The bad
-// tags' extra commands only read, in case this ever runs unfixed as root.)
-func TestSetDefragRefusesBadTag(t *testing.T) {
-	for _, tag := range badTags {
-		for _, enable := range []bool{true, false} {
-			_, err := setDefrag("", tag, enable)
-			if err == nil || !strings.Contains(err.Error(), "bad tag") {
-				t.Errorf("setDefrag(%q, %v) = %v; want a bad tag error, before nft runs", tag, enable, err)
-			}
-		}
-	}
-}

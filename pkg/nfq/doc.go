@@ -1,7 +1,8 @@
 // Package nfq is statewall's packet path on Linux: it diverts packets to
-// NFQUEUE with iptables rules of its own (Install, Remove, Cleanup) and reads
-// the queues, handing every packet to a Handler and sending the kernel the
-// Handler's verdict (Open, Reader).
+// NFQUEUE with iptables rules of its own (Install, Remove, Cleanup), has
+// the kernel reassemble fragments before they are diverted (EnableDefrag,
+// DisableDefrag), and reads the queues, handing every packet to a Handler
+// and sending the kernel the Handler's verdict (Open, Reader).
 //
 //	d, err := nfq.Install(nfq.DivertConfig{FailOpen: true})
 //	...
@@ -9,6 +10,12 @@
 //	r, err := nfq.Open(nfq.QueueConfig{FailOpen: true}, handler, log)
 //	...
 //	err = r.Run(ctx) // until ctx is done; every packet read gets one verdict
+//
+// Every change statewall makes to netfilter is made here: the iptables
+// divert chains and jumps (divert_linux.go, scripts built in rules.go) and
+// the nft defragmentation table (defrag.go, defrag_linux.go), both named
+// after DivertConfig.Tag, which CheckTag vets before it reaches a command
+// run as root. Nothing else in statewall runs iptables or nft.
 //
 // # Diversion
 //

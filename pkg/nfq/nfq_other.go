@@ -22,6 +22,12 @@ func (d *Divert) Remove() error { return ErrNotSupported }
 // Cleanup is Linux-only; it returns ErrNotSupported here.
 func Cleanup(cfg DivertConfig) error { return ErrNotSupported }
 
+// EnableDefrag is Linux-only; it returns ErrNotSupported here.
+func EnableDefrag(netns, tag string) (string, error) { return "", ErrNotSupported }
+
+// DisableDefrag is Linux-only; it returns ErrNotSupported here.
+func DisableDefrag(netns, tag string) error { return ErrNotSupported }
+
 // DetectBackend is Linux-only; it returns ErrNotSupported here.
 func DetectBackend() (string, error) { return "", ErrNotSupported }
 

@@ -64,8 +64,9 @@ func TestNormalize(t *testing.T) {
 	}{
 		{DivertConfig{Queues: [2]uint16{3, 1}}, "reversed"},
 		{DivertConfig{Hooks: []Hook{0}}, "cannot divert at hook(0)"},
-		{DivertConfig{Tag: "A-VERY-LONG-TAG-NAME-X"}, "1 to 20 characters"},
-		{DivertConfig{Tag: "bad tag"}, "only letters"},
+		{DivertConfig{Tag: "A-VERY-LONG-TAG-NAME-X"}, "bad tag"},
+		{DivertConfig{Tag: "bad tag"}, "bad tag"},
+		{DivertConfig{Tag: "-x"}, "bad tag"},
 		{DivertConfig{Backend: "nft"}, "unknown backend"},
 	} {
 		if _, err := tt.cfg.normalize(); err == nil || !strings.Contains(err.Error(), tt.err) {

@@ -249,7 +249,7 @@ type DivertConfig struct {
 	// DetectBackend.
 	Backend string
 	// Tag prefixes the chain names (<Tag>-INPUT ...); empty means
-	// "STATEWALL". At most 20 letters, digits, '_', '-' or '.'.
+	// "STATEWALL". At most 20 letters, digits, '_' or '-' (see CheckTag).
 	Tag string
 	// NetnsName is a network namespace made by "ip netns add" to install
 	// the rules in ("ip netns exec"); empty means the caller's.
@@ -293,7 +293,7 @@ func (c DivertConfig) normalize() (DivertConfig, error) {
 	if c.Tag == "" {
 		c.Tag = defaultTag
 	}
-	if err := checkTag(c.Tag); err != nil {
+	if err := CheckTag(c.Tag); err != nil {
 		return c, err
 	}
 	switch c.Backend {
@@ -304,15 +304,24 @@ func (c DivertConfig) normalize() (DivertConfig, error) {
 	return c, nil
 }
 
-func checkTag(tag string) error {
-	if tag == "" || len(tag) > maxTagLen {
-		return fmt.Errorf("nfq: tag %q: want 1 to %d characters", tag, maxTagLen)
+// CheckTag reports whether tag can name what statewall adds to netfilter:
+// the divert chains <tag>-INPUT, <tag>-OUTPUT and <tag>-FORWARD (iptables
+// allows 28 characters, "-FORWARD" takes 8) and the defragmentation table
+// statewall-defrag-<tag> (see EnableDefrag). It wants 1 to 20 letters,
+// digits, '_' or '-', not starting with '-' (iptables would read the chain
+// name as an option). The tag is spliced unquoted into the nft script that
+// makes the table, run as root (nft names cannot be quoted), so anything
+// else, a newline above all, could add commands of its own. Install,
+// Cleanup and EnableDefrag check it; a caller that takes a tag from a user
+// can check it before anything runs.
+func CheckTag(tag string) error {
+	ok := tag != "" && len(tag) <= maxTagLen && tag[0] != '-'
+	for i := 0; ok && i < len(tag); i++ {
+		c := tag[i]
+		ok = 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '_' || c == '-'
 	}
-	for _, r := range tag {
-		ok := r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '_' || r == '-' || r == '.'
-		if !ok {
-			return fmt.Errorf("nfq: tag %q: only letters, digits, '_', '-' and '.'", tag)
-		}
+	if !ok {
+		return fmt.Errorf("nfq: bad tag %q: want 1 to %d letters, digits, '_' or '-', not starting with '-'", tag, maxTagLen)
 	}
 	return nil
 }
