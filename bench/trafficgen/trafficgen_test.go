@@ -81,12 +81,12 @@ func replayThrough(t *testing.T, g *Generator, n int) (roles [numRoles]int, kind
 		if got, want := d.Label(), gp.Role.Expect(); got != want {
 			if bad++; bad <= 10 {
 				t.Errorf("packet %d (%v, %s %v:%d > %v:%d %s seq %d ack %d len %d): ct %s (%s), want %s",
-					i, gp.Role, protoName(p.Proto), p.Src, p.SrcPort, p.Dst, p.DstPort, packet.TCPFlagsString(p.TCPFlags), p.Seq, p.Ack, p.PayloadLen, got, d.Reason(), want)
+					i, gp.Role, kindName(p.Proto), p.Src, p.SrcPort, p.Dst, p.DstPort, packet.TCPFlagsString(p.TCPFlags), p.Seq, p.Ack, p.PayloadLen, got, d.Reason(), want)
 			}
 		}
 		roles[gp.Role]++
 		if gp.Role == Open {
-			kinds[protoName(p.Proto)+map[bool]string{false: "4", true: "6"}[p.IPVersion == 6]]++
+			kinds[kindName(p.Proto)+map[bool]string{false: "4", true: "6"}[p.IPVersion == 6]]++
 		}
 	}
 	if bad > 0 {
@@ -95,7 +95,9 @@ func replayThrough(t *testing.T, g *Generator, n int) (roles [numRoles]int, kind
 	return roles, kinds
 }
 
-func protoName(p uint8) string {
+// kindName groups a protocol with its kind of session: ICMP and ICMPv6
+// are both "icmp" (the family tells them apart).
+func kindName(p packet.Proto) string {
 	switch p {
 	case packet.ProtoTCP:
 		return "tcp"

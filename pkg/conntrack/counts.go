@@ -38,7 +38,7 @@ func kindOf(e *entry) uint16 {
 
 // Count is how many live entries of one protocol are in one state.
 type Count struct {
-	Proto uint8
+	Proto packet.Proto
 	// State is what StateName shows: the TCP state, or ASSURED, REPLIED,
 	// UNREPLIED.
 	State string
@@ -87,7 +87,7 @@ func (t *Table) Counts(now int64) []Count {
 		if k >= kindTCP {
 			c.Proto, c.State = packet.ProtoTCP, tcpstate.State(k-kindTCP).String()
 		} else {
-			c.Proto, c.State = uint8(k/3), flagStates[k%3]
+			c.Proto, c.State = packet.Proto(k/3), flagStates[k%3]
 		}
 		out = append(out, c)
 	}

@@ -59,7 +59,7 @@ func FuzzTrack(f *testing.F) {
 // flags or ICMP type, sequence number. Packets have no bytes, so checksums
 // count as good.
 func fuzzPacket(b []byte, hosts4, hosts6 []netip.Addr) packet.Packet {
-	protos := []uint8{packet.ProtoTCP, packet.ProtoUDP, packet.ProtoICMP, packet.ProtoICMPv6, packet.ProtoGRE, packet.ProtoUDPLite}
+	protos := []packet.Proto{packet.ProtoTCP, packet.ProtoUDP, packet.ProtoICMP, packet.ProtoICMPv6, packet.ProtoGRE, packet.ProtoUDPLite}
 	proto := protos[int(b[0])%len(protos)]
 	hosts := hosts4
 	v := uint8(4)

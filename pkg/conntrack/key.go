@@ -35,13 +35,13 @@ import (
 type Key struct {
 	src, dst     [16]byte
 	sport, dport uint16 // ICMP: sport is the identifier, dport is type<<8 | code
-	proto        uint8
+	proto        packet.Proto
 	family       uint8 // 4 or 6
 }
 
 // NewKey returns the tuple of a protocol with ports (TCP, UDP, UDP-Lite) or,
 // with zero ports, of the generic tracker.
-func NewKey(proto uint8, src, dst netip.AddrPort) Key {
+func NewKey(proto packet.Proto, src, dst netip.AddrPort) Key {
 	k := Key{src: src.Addr().As16(), dst: dst.Addr().As16(), proto: proto, family: family(src.Addr())}
 	if hasPorts(proto) {
 		k.sport, k.dport = src.Port(), dst.Port()
@@ -71,11 +71,11 @@ func family(a netip.Addr) uint8 {
 // which the kernel tracks with modules of their own, are tracked by the
 // generic tracker here, which keys on addresses only, like the kernel's
 // nf_conntrack_proto_generic.
-func hasPorts(proto uint8) bool {
+func hasPorts(proto packet.Proto) bool {
 	return proto == packet.ProtoTCP || proto == packet.ProtoUDP || proto == packet.ProtoUDPLite || proto == packet.ProtoSCTP
 }
 
-func isICMP(proto uint8) bool { return proto == packet.ProtoICMP || proto == packet.ProtoICMPv6 }
+func isICMP(proto packet.Proto) bool { return proto == packet.ProtoICMP || proto == packet.ProtoICMPv6 }
 
 // packetKey sets k to the tuple of p in its own direction. It fills k in
 // place rather than returning a Key: on the hot path the 38-byte copy of a
@@ -138,7 +138,7 @@ var icmpInverse = [2][256]uint8{
 }
 
 // icmpTable selects the row of icmpInverse for proto.
-func icmpTable(proto uint8) int {
+func icmpTable(proto packet.Proto) int {
 	if proto == packet.ProtoICMPv6 {
 		return 1
 	}
@@ -147,7 +147,9 @@ func icmpTable(proto uint8) int {
 
 // icmpInvertible reports whether an ICMP type has a reply tuple (the kernel's
 // nf_ct_invert_tuple succeeds).
-func icmpInvertible(proto, typ uint8) bool { return icmpInverse[icmpTable(proto)][typ] != 0 }
+func icmpInvertible(proto packet.Proto, typ uint8) bool {
+	return icmpInverse[icmpTable(proto)][typ] != 0
+}
 
 // Reply returns the tuple of the other direction. For an ICMP type without
 // an inverse (errors, unknown types) the type is left as it is; such tuples
@@ -170,8 +172,8 @@ func (k Key) Reply() Key {
 // Family is 4 or 6 (0 for the zero Key).
 func (k Key) Family() uint8 { return k.family }
 
-// Proto is the IP protocol number.
-func (k Key) Proto() uint8 { return k.proto }
+// Proto is the IP protocol.
+func (k Key) Proto() packet.Proto { return k.proto }
 
 // Src is the source address.
 func (k Key) Src() netip.Addr { return k.addr(k.src) }

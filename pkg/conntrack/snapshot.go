@@ -120,7 +120,7 @@ func encodeEntry(b *[snapshotRecordSize]byte, e *entry, now int64) {
 	copy(b[16:32], e.key.dst[:])
 	le.PutUint16(b[32:], e.key.sport)
 	le.PutUint16(b[34:], e.key.dport)
-	b[36], b[37] = e.key.proto, e.key.family
+	b[36], b[37] = uint8(e.key.proto), e.key.family
 	if e.seenReply() {
 		b[38] |= snapSeenReply
 	}
@@ -171,7 +171,7 @@ func decodeEntry(b []byte, i int) (loaded, error) {
 	copy(e.key.src[:], b[0:16])
 	copy(e.key.dst[:], b[16:32])
 	e.key.sport, e.key.dport = le.Uint16(b[32:]), le.Uint16(b[34:])
-	e.key.proto, e.key.family = b[36], b[37]
+	e.key.proto, e.key.family = packet.Proto(b[36]), b[37]
 	if err := checkKey(&e.key); err != nil {
 		return l, snapErr("record %d: %v", i, err)
 	}
@@ -212,7 +212,7 @@ func decodeEntry(b []byte, i int) (loaded, error) {
 	}
 	if e.key.proto != packet.ProtoTCP {
 		if *c != (tcpstate.Conn{}) {
-			return l, snapErr("record %d: TCP state on a %s entry", i, protoName(e.key.proto))
+			return l, snapErr("record %d: TCP state on a %s entry", i, e.key.proto.String())
 		}
 		return l, nil
 	}
@@ -227,13 +227,6 @@ func decodeEntry(b []byte, i int) (loaded, error) {
 		return l, snapErr("record %d: TCP window scale %d above 14", i, c.LastWScale)
 	}
 	return l, nil
-}
-
-func protoName(p uint8) string {
-	if n, ok := protoNames[p]; ok {
-		return n
-	}
-	return fmt.Sprintf("protocol %d", p)
 }
 
 // checkKey reports whether k is a tuple the table could have stored.
@@ -251,13 +244,13 @@ func checkKey(k *Key) error {
 	}
 	switch {
 	case k.proto == packet.ProtoICMP && k.family != 4, k.proto == packet.ProtoICMPv6 && k.family != 6:
-		return fmt.Errorf("%s over IPv%d", protoName(k.proto), k.family)
+		return fmt.Errorf("%s over IPv%d", k.proto.String(), k.family)
 	case isICMP(k.proto):
 		if !icmpInvertible(k.proto, uint8(k.dport>>8)) {
-			return fmt.Errorf("%s type %d cannot have an entry", protoName(k.proto), k.dport>>8)
+			return fmt.Errorf("%s type %d cannot have an entry", k.proto.String(), k.dport>>8)
 		}
 	case !hasPorts(k.proto) && (k.sport != 0 || k.dport != 0):
-		return fmt.Errorf("ports on a %s entry", protoName(k.proto))
+		return fmt.Errorf("ports on a %s entry", k.proto.String())
 	}
 	return nil
 }

@@ -433,7 +433,7 @@ func TestSnapshotCapsTimeouts(t *testing.T) {
 		o := snapshotHeaderSize + i*snapshotRecordSize
 		if snap[o+36] == 47 {
 			r := bytes.Clone(snap[o : o+snapshotRecordSize])
-			r[36] = packet.ProtoSCTP
+			r[36] = uint8(packet.ProtoSCTP)
 			snap = append(snap[:len(snap)-4:len(snap)-4], append(r, 0, 0, 0, 0)...)
 			binary.LittleEndian.PutUint64(snap[8:], uint64(tb.Len()+1))
 			break
@@ -480,7 +480,7 @@ func TestSnapshotCapsTimeouts(t *testing.T) {
 		}
 		got := map[string]time.Duration{}
 		tab.Walk(now, func(e EntryInfo) bool {
-			name := protoName(e.Original.proto)
+			name := e.Original.proto.String()
 			switch {
 			case e.Original.proto == packet.ProtoTCP:
 				name += " " + e.TCPState.String()
@@ -499,9 +499,9 @@ func TestSnapshotCapsTimeouts(t *testing.T) {
 			"udp 6000":        11 * time.Second, // unreplied
 			"udp assured":     12 * time.Second,
 			"icmp":            13 * time.Second,
-			"icmpv6":          14 * time.Second,
-			"protocol 47":     15 * time.Second, // GRE: generic
-			"protocol 132":    sctpTimeout,
+			"icmp6":           14 * time.Second,
+			"gre":             15 * time.Second, // generic
+			"sctp":            sctpTimeout,
 		}
 		if len(got) != len(want) {
 			t.Errorf("entries %v, want %v", got, want)

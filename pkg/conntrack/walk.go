@@ -43,7 +43,7 @@ func (e *entry) info(now int64) EntryInfo {
 }
 
 // Proto is the IP protocol number.
-func (e EntryInfo) Proto() uint8 { return e.Original.proto }
+func (e EntryInfo) Proto() packet.Proto { return e.Original.proto }
 
 // State is the state name conntrack -L shows: the TCP state, "" for other
 // protocols.
@@ -54,12 +54,18 @@ func (e EntryInfo) State() string {
 	return ""
 }
 
-var protoNames = map[uint8]string{
-	packet.ProtoTCP:     "tcp",
-	packet.ProtoUDP:     "udp",
-	packet.ProtoUDPLite: "udplite",
-	packet.ProtoICMP:    "icmp",
-	packet.ProtoICMPv6:  "icmpv6",
+// listName is the protocol's name in conntrack -L's listing, which the
+// listing copies: the protocols conntrack tracks by name, as the kernel
+// spells them ("icmpv6", where the rules language and packet.Proto say
+// "icmp6"), and "unknown" for what the generic tracker handles.
+func listName(p packet.Proto) string {
+	switch p {
+	case packet.ProtoTCP, packet.ProtoUDP, packet.ProtoUDPLite, packet.ProtoICMP, packet.ProtoSCTP:
+		return p.String()
+	case packet.ProtoICMPv6:
+		return "icmpv6"
+	}
+	return "unknown"
 }
 
 // String renders the entry as conntrack -L does (with accounting on):
@@ -69,11 +75,7 @@ var protoNames = map[uint8]string{
 // Protocols the generic tracker handles are called "unknown", as there.
 func (e EntryInfo) String() string {
 	var b strings.Builder
-	name, ok := protoNames[e.Original.proto]
-	if !ok {
-		name = "unknown"
-	}
-	fmt.Fprintf(&b, "%-8s %d %d ", name, e.Original.proto, int64(e.Timeout/time.Second))
+	fmt.Fprintf(&b, "%-8s %d %d ", listName(e.Original.proto), e.Original.proto, int64(e.Timeout/time.Second))
 	if s := e.State(); s != "" {
 		b.WriteString(s)
 		b.WriteByte(' ')

@@ -19,6 +19,7 @@ import (
 
 	"github.com/statewall/statewall/pkg/conntrack"
 	"github.com/statewall/statewall/pkg/nfq"
+	"github.com/statewall/statewall/pkg/packet"
 )
 
 // The control socket speaks one JSON request and one JSON response per
@@ -249,7 +250,14 @@ func (d *Daemon) Conntrack(f ConnFilter) ([]Conn, error) {
 		}
 		addr = a
 	}
-	proto := strings.ToLower(f.Proto)
+	var proto packet.Proto
+	if f.Proto != "" {
+		p, ok := packet.ParseProto(strings.ToLower(f.Proto))
+		if !ok {
+			return nil, fmt.Errorf("bad protocol filter %q (want a name such as tcp, udp, icmp, icmp6, or a number 0-255)", f.Proto)
+		}
+		proto = p
+	}
 	var out []Conn
 	d.table.Walk(d.clock.Load(), func(e conntrack.EntryInfo) bool {
 		o := e.Original
@@ -259,11 +267,11 @@ func (d *Daemon) Conntrack(f ConnFilter) ([]Conn, error) {
 		if f.Port != 0 && int(o.SrcPort()) != f.Port && int(o.DstPort()) != f.Port {
 			return true
 		}
-		if proto != "" && protoName(o.Proto()) != proto {
+		if f.Proto != "" && o.Proto() != proto {
 			return true
 		}
 		out = append(out, Conn{
-			Proto: protoName(o.Proto()), State: e.StateName(),
+			Proto: o.Proto().String(), State: e.StateName(),
 			Original: o.String(), Reply: e.Reply.String(),
 			Assured: e.Assured, SeenReply: e.SeenReply, Timeout: e.Timeout.Seconds(),
 			Packets: e.Packets, Bytes: e.Bytes,

@@ -180,7 +180,7 @@ func (c *tableCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(descCTEvents, prometheus.CounterValue, float64(e.v), e.n)
 	}
 	for _, n := range t.Counts(c.d.clock.Load()) {
-		ch <- prometheus.MustNewConstMetric(descConns, prometheus.GaugeValue, float64(n.N), protoName(n.Proto), n.State)
+		ch <- prometheus.MustNewConstMetric(descConns, prometheus.GaugeValue, float64(n.N), n.Proto.String(), n.State)
 	}
 }
 
@@ -205,22 +205,4 @@ func (c *queueCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(descENOBUFS, prometheus.CounterValue, float64(s.ENOBUFS), q)
 		ch <- prometheus.MustNewConstMetric(descQErrors, prometheus.CounterValue, float64(s.Errors), q)
 	}
-}
-
-func protoName(p uint8) string {
-	switch p {
-	case 6:
-		return "tcp"
-	case 17:
-		return "udp"
-	case 1:
-		return "icmp"
-	case 58:
-		return "icmp6"
-	case 132:
-		return "sctp"
-	case 136:
-		return "udplite"
-	}
-	return strconv.Itoa(int(p))
 }

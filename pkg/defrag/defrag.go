@@ -173,7 +173,7 @@ func (r *Reassembler) init(cfg Config) {
 type key struct {
 	src, dst [16]byte
 	id       uint32
-	proto    uint8 // IPv4 only: IPv6 fragments of one datagram may differ here
+	proto    packet.Proto // IPv4 only: IPv6 fragments of one datagram may differ here
 	v6       bool
 }
 
@@ -555,7 +555,7 @@ func (r *Reassembler) Expire(now int64) []Dropped {
 type Datagram struct {
 	V6       bool
 	Src, Dst netip.Addr
-	Proto    uint8 // IPv4 only: ignored for IPv6, as in the key
+	Proto    packet.Proto // IPv4 only: ignored for IPv6, as in the key
 	ID       uint32
 }
 

@@ -157,7 +157,7 @@ func shortUDP(t testing.TB) []byte {
 	b := serializeUDP4(t, "abcd")
 	binary.BigEndian.PutUint16(b[34+4:], 10)
 	b[34+6], b[34+7] = 0, 0
-	pseudo := append(bytes.Clone(b[14+12:14+20]), 0, ProtoUDP, 0, 10)
+	pseudo := append(bytes.Clone(b[14+12:14+20]), 0, uint8(ProtoUDP), 0, 10)
 	binary.BigEndian.PutUint16(b[34+6:], refChecksum(pseudo, b[34:44]))
 	if refChecksum(pseudo, b[34:44]) != 0 {
 		t.Fatal("shortUDP: the RFC 768 checksum over the UDP length is not right")

@@ -170,7 +170,7 @@ func (p *Packet) decodeIPv4(off int) {
 	p.IPLen = tot
 	p.IPOptions = ihl > 20
 	p.TTL = h[8]
-	p.Proto = h[9]
+	p.Proto = Proto(h[9])
 	p.Src = netip.AddrFrom4([4]byte(h[12:16]))
 	p.Dst = netip.AddrFrom4([4]byte(h[16:20]))
 	fo := be16(h[6:])
@@ -273,7 +273,7 @@ walk:
 			p.Frag.IsFragment = p.Frag.More || p.Frag.Offset != 0
 			if p.Frag.Offset != 0 {
 				// The rest of the header chain is in the first fragment.
-				p.Proto = data[pos]
+				p.Proto = Proto(data[pos])
 				p.IPHdrLen = pos + 8 - off
 				return
 			}
@@ -282,7 +282,7 @@ walk:
 		nhPos = pos
 		pos += n
 	}
-	p.Proto = nh
+	p.Proto = Proto(nh)
 	p.IPHdrLen = pos - off
 	p.decodeL4(data, pos, end, capEnd)
 }
@@ -465,7 +465,7 @@ func (p *Packet) decodeInner(q []byte) {
 		if ihl < 20 || len(q) < ihl {
 			return
 		}
-		in.Proto = q[9]
+		in.Proto = Proto(q[9])
 		in.Src = netip.AddrFrom4([4]byte(q[12:16]))
 		in.Dst = netip.AddrFrom4([4]byte(q[16:20]))
 		in.IPVersion = 4
@@ -513,7 +513,7 @@ func (p *Packet) decodeInner(q []byte) {
 			nh = q[pos]
 			pos += n
 		}
-		in.Proto = nh
+		in.Proto = Proto(nh)
 		in.Src = netip.AddrFrom16([16]byte(q[8:24]))
 		in.Dst = netip.AddrFrom16([16]byte(q[24:40]))
 		in.IPVersion = 6

@@ -685,7 +685,7 @@ func udpLite6(t testing.TB, cov uint16) []byte {
 	if c == 0 {
 		c = uint16(len(h))
 	}
-	ck := refChecksum(pseudo6(b[8:40], ProtoUDPLite, len(h)), b[40:40+int(c)])
+	ck := refChecksum(pseudo6(b[8:40], uint8(ProtoUDPLite), len(h)), b[40:40+int(c)])
 	binary.BigEndian.PutUint16(b[46:], ck)
 	return b
 }

@@ -65,17 +65,6 @@ const (
 	LinkIP LinkType = 0xffff
 )
 
-// IP protocol numbers the firewall treats specially.
-const (
-	ProtoICMP    uint8 = 1
-	ProtoTCP     uint8 = 6
-	ProtoUDP     uint8 = 17
-	ProtoGRE     uint8 = 47
-	ProtoICMPv6  uint8 = 58
-	ProtoSCTP    uint8 = 132
-	ProtoUDPLite uint8 = 136
-)
-
 // TCP flag bits as they sit in byte 13 of the TCP header.
 const (
 	TCPFin uint8 = 1 << iota
@@ -162,7 +151,7 @@ type Inner struct {
 	// nf_conntrack_core.c) and labels the error invalid.
 	NonFirstFragment bool
 	IPVersion        uint8
-	Proto            uint8
+	Proto            Proto
 	Src, Dst         netip.Addr
 	SrcPort          uint16 // TCP/UDP/UDP-Lite/SCTP ports; for ICMP quotes: 0
 	DstPort          uint16
@@ -198,7 +187,7 @@ type Packet struct {
 
 	// Network layer.
 	IPVersion uint8 // 4 or 6, 0 when Kind is KindNotIP
-	Proto     uint8 // transport protocol (after IPv6 extension headers)
+	Proto     Proto // transport protocol (after IPv6 extension headers)
 	Src, Dst  netip.Addr
 	TTL       uint8 // TTL or hop limit
 	IPLen     int   // IP total length from the header (IPv6: 40 + payload length)

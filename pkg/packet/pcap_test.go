@@ -248,7 +248,7 @@ func compareWithGopacket(t *testing.T, where string, p *Packet, gp gopacket.Pack
 		}
 		break
 	}
-	check(t, where, "proto", p.Proto, proto)
+	check(t, where, "proto", p.Proto, Proto(proto))
 	if i == len(ls) {
 		return
 	}

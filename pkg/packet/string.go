@@ -20,7 +20,7 @@ func (p *Packet) String() string {
 	if p.VLANs > 0 {
 		fmt.Fprintf(&b, "vlan %d ", p.VLANID)
 	}
-	fmt.Fprintf(&b, "ipv%d %s ", p.IPVersion, protoName(p.Proto))
+	fmt.Fprintf(&b, "ipv%d %s ", p.IPVersion, p.Proto)
 	if p.L4Off != 0 && p.Kind == KindOK && (p.Proto == ProtoTCP || p.Proto == ProtoUDP || p.Proto == ProtoUDPLite || p.Proto == ProtoSCTP) {
 		fmt.Fprintf(&b, "%s > %s", netip.AddrPortFrom(p.Src, p.SrcPort), netip.AddrPortFrom(p.Dst, p.DstPort))
 	} else {
@@ -36,7 +36,7 @@ func (p *Packet) String() string {
 			fmt.Fprintf(&b, " id=%d seq=%d", p.ICMPID, p.ICMPSeq)
 		}
 		if in := p.Inner; in.Valid {
-			fmt.Fprintf(&b, " [%s %s:%d > %s:%d]", protoName(in.Proto), in.Src, in.SrcPort, in.Dst, in.DstPort)
+			fmt.Fprintf(&b, " [%s %s:%d > %s:%d]", in.Proto, in.Src, in.SrcPort, in.Dst, in.DstPort)
 		}
 	}
 	if p.Frag.IsFragment {
@@ -49,24 +49,4 @@ func (p *Packet) String() string {
 		fmt.Fprintf(&b, " len=%d", p.PayloadLen)
 	}
 	return b.String()
-}
-
-func protoName(proto uint8) string {
-	switch proto {
-	case ProtoICMP:
-		return "icmp"
-	case ProtoTCP:
-		return "tcp"
-	case ProtoUDP:
-		return "udp"
-	case ProtoGRE:
-		return "gre"
-	case ProtoICMPv6:
-		return "icmp6"
-	case ProtoSCTP:
-		return "sctp"
-	case ProtoUDPLite:
-		return "udplite"
-	}
-	return fmt.Sprintf("proto-%d", proto)
 }

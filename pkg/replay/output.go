@@ -14,42 +14,14 @@ import (
 	"github.com/statewall/statewall/pkg/rules"
 )
 
-// ProtoName is the name the reports use for a record's protocol: tcp, udp,
-// icmp, icmp6, a few others by name, else the number; "invalid" for
-// packets that could not be decoded as IP.
+// ProtoName is the name the reports use for a record's protocol: its
+// name (packet.Proto's String: tcp, udp, icmp, icmp6, gre, ...) or its
+// number; "invalid" for packets that could not be decoded as IP.
 func (r *Record) ProtoName() string {
 	if r.Kind != packet.KindOK {
 		return "invalid"
 	}
-	switch r.Proto {
-	case packet.ProtoTCP:
-		return "tcp"
-	case packet.ProtoUDP:
-		return "udp"
-	case packet.ProtoICMP:
-		return "icmp"
-	case packet.ProtoICMPv6:
-		return "icmp6"
-	case packet.ProtoSCTP:
-		return "sctp"
-	case packet.ProtoGRE:
-		return "gre"
-	case packet.ProtoUDPLite:
-		return "udplite"
-	case 2:
-		return "igmp"
-	case 50:
-		return "esp"
-	case 51:
-		return "ah"
-	case 88:
-		return "eigrp"
-	case 89:
-		return "ospf"
-	case 103:
-		return "pim"
-	}
-	return strconv.Itoa(int(r.Proto))
+	return r.Proto.String()
 }
 
 func appendEndpoint(b []byte, a netip.Addr, port uint16, hasPort bool) []byte {

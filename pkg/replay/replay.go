@@ -166,7 +166,7 @@ type Record struct {
 
 	Kind      packet.Kind
 	IPVersion uint8
-	Proto     uint8
+	Proto     packet.Proto
 	Src, Dst  netip.Addr
 	SrcPort   uint16
 	DstPort   uint16

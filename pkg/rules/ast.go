@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/statewall/statewall/pkg/conntrack"
+	"github.com/statewall/statewall/pkg/packet"
 )
 
 // Action is what a rule (or a default) does with a packet. The zero value
@@ -96,9 +97,9 @@ type Rule struct {
 	Index  int // 1-based position among the rules ("rule 3")
 	Line   int // line of the action word in the file
 	Action Action
-	Dir    Dir   // DirUnknown: the rule said neither `in` nor `out`
-	Family uint8 // 0 (both), 4 or 6: from `inet`/`inet6`, or implied by the addresses or by proto icmp/icmp6
-	Proto  uint8 // 0: any
+	Dir    Dir          // DirUnknown: the rule said neither `in` nor `out`
+	Family uint8        // 0 (both), 4 or 6: from `inet`/`inet6`, or implied by the addresses or by proto icmp/icmp6
+	Proto  packet.Proto // 0: any
 
 	From, To           AddrSpec
 	FromPorts, ToPorts PortSpec

@@ -313,9 +313,9 @@ func compilePort(s PortSpec) port {
 
 // crule is one compiled rule. The fields an IPv4 test reads come first.
 type crule struct {
-	dirs   uint8 // bit 1<<Dir for each direction the rule matches
-	family uint8 // 0, 4 or 6
-	proto  uint8 // 0: any
+	dirs   uint8        // bit 1<<Dir for each direction the rule matches
+	family uint8        // 0, 4 or 6
+	proto  packet.Proto // 0: any
 	needL4 bool
 	// synOnly: a pass rule that keeps state and names no flags opens TCP
 	// connections only with a SYN (pf's default `flags S/SA`); see MatchNew.

@@ -3,6 +3,8 @@ package rules
 import (
 	"encoding/binary"
 	"sort"
+
+	"github.com/statewall/statewall/pkg/packet"
 )
 
 // The index keeps first-match exact while testing only a few rules per
@@ -171,7 +173,7 @@ type ruleSets struct {
 
 func buildIndex(rules []crule, sets []ruleSets) *index {
 	x := &index{}
-	var protos []uint8
+	var protos []packet.Proto
 	for i := range rules {
 		if p := rules[i].proto; p != 0 && x.protoSlot[p] == 0 {
 			if len(protos)+1 >= maxProtoSlots {
@@ -197,7 +199,7 @@ func buildIndex(rules []crule, sets []ruleSets) *index {
 	for dir := DirUnknown; dir <= DirOut; dir++ {
 		for fi, fam := range [2]uint8{4, 6} {
 			for slot := 0; slot < x.nslots; slot++ {
-				var proto uint8 // slot 0: a protocol no rule names
+				var proto packet.Proto // slot 0: a protocol no rule names
 				if slot > 0 {
 					proto = protos[slot-1]
 				}
@@ -243,7 +245,7 @@ const (
 
 // canMatch reports whether r can match some packet with this direction,
 // family and protocol (proto 0: a protocol that no rule names).
-func (b *builder) canMatch(i int, dir Dir, fam, proto uint8) bool {
+func (b *builder) canMatch(i int, dir Dir, fam uint8, proto packet.Proto) bool {
 	r := &b.rules[i]
 	if r.dirs&(1<<dir) == 0 || r.family != 0 && r.family != fam || r.proto != proto && r.proto != 0 {
 		return false

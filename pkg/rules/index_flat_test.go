@@ -148,7 +148,7 @@ func clusteredRuleset(t testing.TB, r *rand.Rand, n int) (*Ruleset, func() *pack
 			}
 			return netip.AddrFrom4([4]byte{198, 18, byte(r.IntN(2)), byte(r.IntN(256))})
 		}
-		p := &packet.Packet{Kind: packet.KindOK, Proto: pick(r, []uint8{1, 6, 17, 58, 47}), Src: addr(), Dst: addr(),
+		p := &packet.Packet{Kind: packet.KindOK, Proto: pick(r, []packet.Proto{1, 6, 17, 58, 47}), Src: addr(), Dst: addr(),
 			SrcPort: uint16(r.IntN(1 << 16)), DstPort: uint16(r.IntN(1 << 16)), TCPFlags: uint8(r.IntN(256)),
 			ICMPType: uint8(r.IntN(20)), ICMPCode: uint8(r.IntN(3)), L4Off: 34}
 		if r.IntN(20) == 0 {

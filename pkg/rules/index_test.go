@@ -115,7 +115,7 @@ func randPacket(r *rand.Rand) *packet.Packet {
 	}
 	p := &packet.Packet{
 		Kind:     packet.KindOK,
-		Proto:    pick(r, []uint8{1, 6, 17, 58, 47, 132, 50}),
+		Proto:    pick(r, []packet.Proto{1, 6, 17, 58, 47, 132, 50}),
 		Src:      netip.MustParseAddr(pick(r, hosts)),
 		Dst:      netip.MustParseAddr(pick(r, hosts)),
 		SrcPort:  pick(r, []uint16{0, 22, 53, 80, 443, 1023, 1024, 40000, 65535}),

@@ -15,7 +15,7 @@ type pkey struct {
 	dir      Dir
 	dirBit   uint8
 	family   uint8 // 4, 6, or 0 when the addresses are not valid
-	proto    uint8
+	proto    packet.Proto
 	l4       bool // the transport header is there (not a later fragment)
 	flags    uint8
 	icmpType uint8

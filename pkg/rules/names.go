@@ -1,35 +1,13 @@
 package rules
 
-// Names the language knows for protocols, ports and ICMP types. The first
+// Names the language knows for ports and ICMP types (protocols: package
+// packet's ParseProto and Proto.String). The first
 // name listed for a number is the canonical one that String prints; the
 // others are accepted aliases (pf's and nft's spellings).
 
 type named struct {
 	name string
 	num  uint8
-}
-
-var protoNames = []named{
-	{"icmp", 1},
-	{"igmp", 2},
-	{"tcp", 6},
-	{"udp", 17},
-	{"gre", 47},
-	{"esp", 50},
-	{"ah", 51},
-	{"icmp6", 58},
-	{"ipv6-icmp", 58},
-	{"icmpv6", 58},
-	{"ospf", 89},
-	{"pim", 103},
-	{"vrrp", 112},
-	{"sctp", 132},
-	{"udplite", 136},
-}
-
-// Protocols that carry ports.
-func hasPorts(proto uint8) bool {
-	return proto == 6 || proto == 17 || proto == 132 || proto == 136
 }
 
 var serviceNames = map[string]uint16{

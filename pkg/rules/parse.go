@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/statewall/statewall/pkg/conntrack"
+	"github.com/statewall/statewall/pkg/packet"
 )
 
 // ParseFile reads and parses the rules file at path. Errors in the text are
@@ -761,20 +762,16 @@ func (p *parser) parseProto(r *Rule, fam *famState) error {
 	if t.kind != tWord {
 		return p.errAt(t, "expected protocol name or number after 'proto', got %s", t.describe())
 	}
-	n, ok := lookupName(protoNames, t.text)
-	if !ok {
-		v, err := strconv.ParseUint(t.text, 10, 8)
-		if err != nil || v == 0 {
-			return p.errAt(t, "expected protocol (tcp, udp, icmp, icmp6, sctp, ... or a number 1-255) after 'proto', got %s", t.describe())
-		}
-		n = uint8(v)
+	n, ok := packet.ParseProto(t.text)
+	if !ok || n == 0 {
+		return p.errAt(t, "expected protocol (tcp, udp, icmp, icmp6, sctp, ... or a number 1-255) after 'proto', got %s", t.describe())
 	}
 	r.Proto = n
 	var need uint8
 	switch n {
-	case 1:
+	case packet.ProtoICMP:
 		need = 4
-	case 58:
+	case packet.ProtoICMPv6:
 		need = 6
 	}
 	if need != 0 {
@@ -836,8 +833,8 @@ func (p *parser) parseEndpoint(r *Rule, fam *famState, kw token) (AddrSpec, Port
 		if r.Proto == 0 {
 			return as, ps, p.errAt(t, "'port' needs 'proto tcp', 'proto udp' or 'proto sctp' before it (as in pf, ports are only matched for a named protocol)")
 		}
-		if !hasPorts(r.Proto) {
-			return as, ps, p.errAt(t, "proto %s has no ports", protoString(r.Proto))
+		if !r.Proto.HasPorts() {
+			return as, ps, p.errAt(t, "proto %s has no ports", r.Proto.String())
 		}
 		es, err := p.parseTerm(nil, defPorts, "'port'", false)
 		if err != nil {
@@ -922,7 +919,7 @@ func (p *parser) parseICMP(r *Rule, kw token) error {
 	if !ok {
 		v, err := strconv.ParseUint(t.text, 10, 8)
 		if err != nil {
-			return p.errAt(t, "expected %s type name (echo-request, echo-reply, dest-unreach, ...) or number 0-255 after '%s', got %s", protoString(r.Proto), kw.text, t.describe())
+			return p.errAt(t, "expected %s type name (echo-request, echo-reply, dest-unreach, ...) or number 0-255 after '%s', got %s", r.Proto.String(), kw.text, t.describe())
 		}
 		n = uint8(v)
 	}

@@ -73,7 +73,7 @@ func (r *Rule) String() string {
 		}
 	}
 	if r.Proto != 0 {
-		b.WriteString(" proto " + protoString(r.Proto))
+		b.WriteString(" proto " + r.Proto.String())
 	}
 	writeEndpoint(&b, "from", r.From, r.FromPorts)
 	writeEndpoint(&b, "to", r.To, r.ToPorts)
@@ -193,13 +193,6 @@ func formatDuration(d time.Duration) string {
 		}
 	}
 	return strconv.FormatInt(int64(d/time.Millisecond), 10) + "ms"
-}
-
-func protoString(n uint8) string {
-	if s := canonicalName(protoNames, n); s != "" {
-		return s
-	}
-	return strconv.Itoa(int(n))
 }
 
 func formatFlags(f uint8) string {
