@@ -608,9 +608,12 @@ func (o *TCPOptions) parseAll(b []byte) {
 				o.SACKPerm = true
 			}
 		case 5:
-			// A SACK option without blocks (n == 2) is legal but says
-			// nothing; NSACK stays 0.
-			if (n-2)%8 == 0 {
+			// Only the first SACK option with at least one block counts,
+			// as in the kernel's tcp_sack, which reads the blocks of the
+			// first well-formed one and stops. A SACK option without
+			// blocks (n == 2) is legal but says nothing, and does not
+			// stop the search; NSACK stays 0.
+			if o.NSACK == 0 && n >= 10 && (n-2)%8 == 0 {
 				k := min((n-2)/8, len(o.SACK))
 				for j := range k {
 					o.SACK[j] = SACKBlock{be32(opt[2+8*j:]), be32(opt[6+8*j:])}
