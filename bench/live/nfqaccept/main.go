@@ -1,12 +1,15 @@
 //go:build linux
 
 // Command nfqaccept is the ceiling of the library path that statewall's
-// packet path is built on: a minimal NFQUEUE reader on go-nfqueue that
+// packet path started on: a minimal NFQUEUE reader on go-nfqueue that
 // accepts every packet, one SetVerdict per packet, and decodes nothing.
-// It binds the queue with the options statewall's reader uses (packet copy
-// up to 64 KiB, GSO packets whole, 4096 packets per queue, an 8 MiB socket
+// (statewall's reader, pkg/nfq, has since left go-nfqueue; the full
+// go-nfqueue references it is measured against are in pkg/nfq/nfqref.)
+// It binds the queue with the defaults of pkg/nfq's reader (packet copy up
+// to 64 KiB, GSO packets whole, 4096 packets per queue, an 8 MiB socket
 // buffer, fail-closed) so that the two differ only in what happens between
-// the read and the verdict.
+// the read and the verdict; `statewall run` asks for 512 bytes of each
+// packet.
 //
 //	nfqaccept -queue 0 -max 10m
 //

@@ -289,7 +289,7 @@ func markdown(d data, configs []string, m harness.Machine, now time.Time, reps, 
 	p("- **TCP bulk rides on GSO** (offloads on): the sender hands 64 KB segments down the veth pairs, the kernel forwards them ")
 	p("whole, and the NFQUEUE readers bind with the GSO flag, so they get them whole too: a verdict per 64 KB, not per 1500 bytes. ")
 	p("`OFFLOADS=off` measures wire-sized packets instead.\n")
-	p("- **statewall's reader is not go-nfqueue.** `statewall run` reads the queue with pkg/nfq's default implementation, ")
+	p("- **statewall's reader is not go-nfqueue.** `statewall run` reads the queue with pkg/nfq's own netlink reader, ")
 	p("which may be faster than `nfqaccept`, the go-nfqueue path that does nothing per packet: then `nfqaccept` is the ceiling ")
 	p("of the library path only, not of statewall.\n")
 	p("- **Noise.** The VM is shared, and other jobs may run during the benchmark; the configurations are interleaved so that a ")
