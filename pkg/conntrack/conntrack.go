@@ -99,6 +99,7 @@ const (
 	ReasonErrorOuterDst    // an ICMP error whose outer destination is not the connection's endpoint
 	ReasonSCTPChunks       // SCTP chunks that break the basic rules (bad length, INIT not alone)
 	ReasonSCTPNoInit       // SCTP packet that cannot start an association (DATA, SACK, ...)
+	ReasonNoNextHeader     // IPv6 "no next header" (59): no transport protocol to track
 	numReasons
 )
 
@@ -126,6 +127,7 @@ var reasonNames = [numReasons]string{
 	ReasonErrorOuterDst:    "ICMP error not sent to the connection's endpoint",
 	ReasonSCTPChunks:       "malformed SCTP chunks",
 	ReasonSCTPNoInit:       "SCTP chunk cannot start an association",
+	ReasonNoNextHeader:     "IPv6 no next header",
 }
 
 // String returns a short text ("bad checksum").
@@ -469,6 +471,15 @@ func (t *Table) TrackInto(r *Result, p *packet.Packet, now int64) {
 		t.trackICMPv6(r, p, now)
 	case packet.ProtoSCTP:
 		t.trackSCTP(r, p, now)
+	case packet.ProtoIPv6NoNext:
+		if p.IPVersion == 6 {
+			// The kernel's ipv6_skip_exthdr gives up at "no next
+			// header" (an extension header to it), so get_l4proto
+			// finds no protocol and the packet gets no entry: invalid.
+			t.invalid(r, p, ReasonNoNextHeader)
+			return
+		}
+		t.trackGeneric(r, p, now)
 	default:
 		t.trackGeneric(r, p, now)
 	}

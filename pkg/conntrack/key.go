@@ -101,6 +101,15 @@ func (k *Key) dirOf(o *Key) (uint8, bool) {
 		return 0, false
 	}
 	if k.src == o.src && k.dst == o.dst && k.sport == o.sport && k.dport == o.dport {
+		// A tuple equal to its own reverse (a self-connect, a UDP socket
+		// sending to its own address and port, a LAND SYN) is both, and
+		// the kernel's lookup meets the reply: __nf_conntrack_hash_insert
+		// puts the reply node at the head of the same chain after the
+		// original. So from its second packet on, such a connection is
+		// an established reply.
+		if k.src == k.dst && !isICMP(k.proto) && k.sport == k.dport {
+			return 1, true
+		}
 		return 0, true
 	}
 	if isICMP(o.proto) {

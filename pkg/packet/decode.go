@@ -446,7 +446,10 @@ func (p *Packet) isICMPError() bool {
 		}
 		return false
 	}
-	return p.ICMPType >= 1 && p.ICMPType <= 4
+	// Every ICMPv6 type below 128 is an error to the kernel
+	// (nf_conntrack_icmpv6_error: "is not error message?" is type >= 128),
+	// the four RFC 4443 defines and the unassigned ones alike.
+	return p.ICMPType < 128
 }
 
 // decodeInner decodes the packet quoted by an ICMP error: q starts at the
@@ -523,20 +526,31 @@ func (p *Packet) decodeInner(q []byte) {
 		}
 		l4 = q[pos:]
 	}
-	// RFC 792 promises 8 bytes of the quoted datagram's data: ports and
-	// the TCP sequence number, or the ICMP header with its id.
-	if len(l4) < 8 {
+	// What the kernel's nf_ct_get_tuplepr needs of the quoted transport
+	// header to find the connection: the 4 bytes of ports for the
+	// protocols that have them, the whole 8-byte ICMP header (type, code,
+	// id), nothing for the others (tracked by addresses). RFC 792
+	// promises 8 bytes, but a quote that holds only the ports still
+	// names its connection.
+	need := 0
+	switch {
+	case in.Proto.HasPorts():
+		need = 4
+	case in.Proto == ProtoICMP || in.Proto == ProtoICMPv6:
+		need = 8
+	}
+	if len(l4) < need {
 		*in = Inner{}
 		return
 	}
 	in.Valid = true
 	switch in.Proto {
-	case ProtoTCP:
-		in.TCPSeq = be32(l4[4:])
-		fallthrough
-	case ProtoUDP, ProtoUDPLite, ProtoSCTP:
+	case ProtoTCP, ProtoUDP, ProtoUDPLite, ProtoSCTP:
 		in.SrcPort = be16(l4[0:])
 		in.DstPort = be16(l4[2:])
+		if in.Proto == ProtoTCP && len(l4) >= 8 {
+			in.TCPSeq = be32(l4[4:])
+		}
 	case ProtoICMP, ProtoICMPv6:
 		in.ICMPType = l4[0]
 		in.ICMPCode = l4[1]

@@ -141,9 +141,10 @@ type SACKBlock struct{ Left, Right uint32 }
 // of it to find the connection the error is about.
 type Inner struct {
 	// Valid: the quote held an IP header of the error's own IP version and
-	// at least 8 bytes of its transport header (RFC 792's promise; the
-	// kernel reads only the 4 bytes of ports for TCP and UDP), or the IP
-	// header of a non-first fragment. When Valid is false Inner is zero.
+	// what the kernel reads of its transport header to find the
+	// connection: the 4 bytes of ports (TCP, UDP, UDP-Lite, SCTP), the
+	// 8-byte ICMP header, nothing for other protocols; or the IP header of
+	// a non-first fragment. When Valid is false Inner is zero.
 	Valid bool
 	// NonFirstFragment: the quoted packet is a non-first fragment, so the
 	// quote has addresses and Proto but no ports (Valid is still set). The
@@ -158,7 +159,7 @@ type Inner struct {
 	ICMPType         uint8 // when Proto is ICMP/ICMPv6
 	ICMPCode         uint8
 	ICMPID           uint16
-	TCPSeq           uint32 // when Proto is TCP
+	TCPSeq           uint32 // when Proto is TCP and the quote holds it
 }
 
 // Packet is one decoded packet. The zero value is an empty packet; Decode

@@ -8,13 +8,15 @@ type Proto uint8
 
 // IP protocol numbers the firewall treats specially.
 const (
-	ProtoICMP    Proto = 1
-	ProtoTCP     Proto = 6
-	ProtoUDP     Proto = 17
-	ProtoGRE     Proto = 47
-	ProtoICMPv6  Proto = 58
-	ProtoSCTP    Proto = 132
-	ProtoUDPLite Proto = 136
+	ProtoICMP   Proto = 1
+	ProtoTCP    Proto = 6
+	ProtoUDP    Proto = 17
+	ProtoGRE    Proto = 47
+	ProtoICMPv6 Proto = 58
+	// ProtoIPv6NoNext is IPv6's "no next header": nothing follows.
+	ProtoIPv6NoNext Proto = 59
+	ProtoSCTP       Proto = 132
+	ProtoUDPLite    Proto = 136
 )
 
 // protoNames are the names statewall knows for protocols: the first for a
@@ -35,6 +37,7 @@ var protoNames = []struct {
 	{"icmp6", ProtoICMPv6},
 	{"ipv6-icmp", ProtoICMPv6},
 	{"icmpv6", ProtoICMPv6},
+	{"ipv6-nonxt", ProtoIPv6NoNext},
 	{"eigrp", 88},
 	{"ospf", 89},
 	{"pim", 103},
