@@ -7,6 +7,7 @@ import (
 	"unsafe"
 
 	"github.com/statewall/statewall/pkg/conntrack/tcpstate"
+	"github.com/statewall/statewall/pkg/packet"
 )
 
 // Storage. Every connection lives in exactly one shard, picked by the low
@@ -108,6 +109,26 @@ func (s *shard) setDeadline(e *entry, at int64) {
 		s.soonest.Store(at)
 		lowerBound(s.tableSoonest, at)
 	}
+}
+
+// droppable reports whether a full table may drop the entry to make room:
+// an unassured one, or an assured TCP connection that is closing (FIN_WAIT,
+// CLOSE_WAIT, LAST_ACK, TIME_WAIT, CLOSE). The kernel's early_drop takes
+// only unassured entries, but its garbage collector, with the table over
+// 95% full, also drops what gc_worker_can_early_drop allows, which for
+// TCP is tcp_can_early_drop's closing states; at the limit both have run.
+func (e *entry) droppable() bool {
+	if !e.assured() {
+		return true
+	}
+	if e.key.proto != packet.ProtoTCP {
+		return false
+	}
+	switch e.tcp.State {
+	case tcpstate.FinWait, tcpstate.CloseWait, tcpstate.LastAck, tcpstate.TimeWait, tcpstate.Close:
+		return true
+	}
+	return false
 }
 
 // expired reports whether the entry's timer has run out at now. Like the
@@ -422,7 +443,7 @@ func (s *shard) compact() {
 // evictNear makes room for a connection with hash h, like the kernel's
 // early_drop: among the first evictScan entries from h's home position, it
 // reaps an expired one, or else, when live is true, drops the first that
-// is not assured. It reports whether an entry went away. An expired entry
+// may go early (droppable). It reports whether an entry went away. An expired entry
 // anywhere in the scan goes before a live one: a live connection is never
 // dropped for room that a dead one holds.
 //
@@ -451,7 +472,7 @@ func (s *shard) evictNear(h uint64, now int64, live bool) bool {
 			s.remove(i)
 			s.st.expired.Add(1)
 			return true
-		case !found && !e.assured():
+		case !found && e.droppable():
 			victim, found = i, true
 		}
 	}

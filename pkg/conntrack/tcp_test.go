@@ -247,3 +247,43 @@ func TestTCPSynFloodSparesAssured(t *testing.T) {
 	}
 	checkBalance(t, tb.Table)
 }
+
+// TestTCPFullTableDropsClosingAssured: in a table full of assured entries,
+// a TCP connection that is closing (here TIME_WAIT) makes room for a new
+// connection, as the kernel's garbage collector drops it over 95% full
+// (tcp_can_early_drop); an established one never does.
+func TestTCPFullTableDropsClosingAssured(t *testing.T) {
+	tb := newTbl(t, Config{Limit: 2, Shards: 1})
+	tb.handshake()
+	tb.want("tcp 198.18.0.1:40000 > 198.18.0.2:80 FA seq=1001 ack=5001 win=8192", LabelEstablished, false)
+	tb.want("tcp 198.18.0.2:80 > 198.18.0.1:40000 FA seq=5001 ack=1002 win=8192", LabelEstablished, true)
+	tb.want("tcp 198.18.0.1:40000 > 198.18.0.2:80 A seq=1002 ack=5002 win=8192", LabelEstablished, false)
+	const other = "tcp 198.18.0.1:40001 > 198.18.0.2:80 S seq=1000 win=8192"
+	tb.want(other, LabelNew, false)
+	tb.want("tcp 198.18.0.2:80 > 198.18.0.1:40001 SA seq=5000 ack=1001 win=8192", LabelEstablished, true)
+	tb.want("tcp 198.18.0.1:40001 > 198.18.0.2:80 A seq=1001 ack=5001 win=8192", LabelEstablished, false)
+	if e, _ := tb.entry(cSyn); e.TCPState != tcpstate.TimeWait || !e.Assured {
+		t.Fatalf("the closed connection: %v", e)
+	}
+	// Full: the next connection takes the TIME_WAIT entry's place.
+	if r := tb.want("tcp 198.18.0.1:40002 > 198.18.0.2:80 S seq=1 win=8192", LabelNew, false); r.Reason != ReasonNewConn {
+		t.Fatalf("new connection in a full table: %s", r.ReasonString())
+	}
+	if _, ok := tb.entry(cSyn); ok {
+		t.Error("the TIME_WAIT entry is still there")
+	}
+	if _, ok := tb.entry(other); !ok {
+		t.Error("the established connection was dropped")
+	}
+	// Now full of an established connection and an unassured one: the
+	// next takes the unassured one's place, and the one after that
+	// another unassured one's (its own predecessor), never the
+	// established.
+	tb.want("tcp 198.18.0.1:40003 > 198.18.0.2:80 S seq=1 win=8192", LabelNew, false)
+	if _, ok := tb.entry(other); !ok {
+		t.Error("the established connection was dropped")
+	}
+	if st := tb.Stats(); st.Evicted != 2 || st.Refused != 0 {
+		t.Errorf("stats %+v", st)
+	}
+}
