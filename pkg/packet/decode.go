@@ -219,12 +219,18 @@ walk:
 		switch nh {
 		case ip6HopByHop, ip6Routing, ip6DestOpts, ip6AH, ip6Fragment:
 			// All of them start with next header and a length byte, and
-			// are at least 8 bytes long.
-			if end-pos < 8 {
+			// are at least 8 bytes long. The kernel reads the whole of a
+			// fragment header but only those two bytes of the others
+			// before it moves on.
+			need := 2
+			if nh == ip6Fragment {
+				need = 8
+			}
+			if end-pos < need {
 				p.Kind = KindMalformed
 				return
 			}
-			if capEnd-pos < 8 {
+			if capEnd-pos < min(8, end-pos) {
 				p.Kind = KindTruncated
 				return
 			}
@@ -237,7 +243,22 @@ walk:
 				n = (int(data[pos+1]) + 1) * 8
 			}
 			if end-pos < n {
-				p.Kind = KindMalformed
+				// The header says it runs past the datagram. The
+				// kernel's ipv6_skip_exthdr reads only its first two
+				// bytes and carries on, past the end: when what
+				// follows is an upper-layer protocol, conntrack gets
+				// that protocol with no header to read (tracked by
+				// addresses if it needs none, invalid otherwise). Decode
+				// it so: the protocol, and no transport header.
+				next := data[pos]
+				switch next {
+				case ip6HopByHop, ip6Routing, ip6DestOpts, ip6AH, ip6Fragment:
+					p.Kind = KindMalformed
+					return
+				}
+				p.markExtHeader(nh)
+				p.Proto = Proto(next)
+				p.IPHdrLen = end - off
 				return
 			}
 			if capEnd-pos < n {
@@ -247,22 +268,19 @@ walk:
 		default:
 			break walk // the upper-layer header (or ESP, or No Next Header)
 		}
-		switch nh {
-		case ip6HopByHop:
-			p.HasHopByHop = true
-		case ip6Routing:
-			p.HasRouting = true
-		case ip6DestOpts:
-			p.HasDestOpts = true
-		case ip6Fragment:
-			// RFC 8200 allows one fragment header; a second one would
-			// need nested reassembly that no sender produces.
-			if seenFrag {
+		p.markExtHeader(nh)
+		if nh == ip6Fragment {
+			fo := be16(data[pos+2:])
+			// RFC 8200 allows one fragment header. The kernel skips
+			// any number of atomic ones (offset 0, M clear: whole
+			// datagrams, RFC 6946), so do we; a real fragment behind
+			// another fragment header would need nested reassembly
+			// that no sender produces.
+			if seenFrag && (fo != 0 || p.Frag.IsFragment) {
 				p.Kind = KindMalformed
 				return
 			}
 			seenFrag = true
-			fo := be16(data[pos+2:])
 			p.Frag.ID = be32(data[pos+4:])
 			p.Frag.HdrOff = uint16(pos - off)
 			p.Frag.NHOff = uint16(nhPos - off)
@@ -285,6 +303,18 @@ walk:
 	p.Proto = Proto(nh)
 	p.IPHdrLen = pos - off
 	p.decodeL4(data, pos, end, capEnd)
+}
+
+// markExtHeader records that the packet carries IPv6 extension header nh.
+func (p *Packet) markExtHeader(nh byte) {
+	switch nh {
+	case ip6HopByHop:
+		p.HasHopByHop = true
+	case ip6Routing:
+		p.HasRouting = true
+	case ip6DestOpts:
+		p.HasDestOpts = true
+	}
 }
 
 // decodeL4 decodes the transport header at start. end is where the IP

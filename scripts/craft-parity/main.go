@@ -101,6 +101,16 @@ func captures() []capture {
 	badVersion[0] = 0x65
 	q4.add("port unreachable quoting a header with version 6", icmp4(server4, client4, 3, 3, badVersion))
 	cs = append(cs, q4)
+
+	// IPv6 oddities of the header chain: a destination options header
+	// that runs past the packet, two fragment headers.
+	odd := capture{name: "parity-ipv6-odd-chains", about: "IPv6 header chains the kernel's parser takes its own way: a destination options header longer than the packet before UDP (invalid: no ports to read) and before GRE (tracked by addresses), and a UDP datagram behind two atomic fragment headers (tracked)"}
+	odd.add("destination options longer than the packet", ipv6Raw(client6, server6, 60, []byte{17, 2, 1, 4, 0, 0, 0, 0}))
+	whole := udp6(client6, server6, 40301, 53, "query")[40:]
+	twoFrags := append([]byte{44, 0, 0, 0, 0, 0, 0, 8, 17, 0, 0, 0, 0, 0, 0, 9}, whole...)
+	odd.add("UDP behind two atomic fragment headers", ipv6Raw(client6, server6, 44, twoFrags))
+	odd.add("GRE behind destination options longer than the packet", ipv6Raw(client6, server6, 60, []byte{47, 3, 1, 4, 0, 0, 0, 0, 0, 0, 0x88, 0x0b}))
+	cs = append(cs, odd)
 	return cs
 }
 
