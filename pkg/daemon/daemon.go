@@ -85,7 +85,7 @@ type Config struct {
 	// Backend forces "iptables-nft" or "iptables-legacy"; empty: detect.
 	Backend string
 	// Tag prefixes the chain names of the divert rules (<Tag>-INPUT, ...)
-	// and ends the name of the defragmentation table (defrag.go);
+	// and ends the name of the defragmentation table (nfq.DefragTable);
 	// "STATEWALL" when empty. Two daemons on one host (or namespace) need
 	// different tags. At most 20 letters, digits, '_' and '-', not
 	// starting with '-' (checkTag): the longest chain name, <Tag>-FORWARD,

@@ -54,7 +54,7 @@ func TestRouterOutboundOnly(t *testing.T) {
 			t.Error("dig: the DNS answer should pass as established")
 		}
 		// 3000 bytes do not fit the 1500-byte MTU: the kernel reassembles
-		// before the divert rules (see defrag.go) and the engines see whole
+		// before the divert rules (nfq.EnableDefrag) and the engines see whole
 		// datagrams; conntrack would call every fragment invalid.
 		if n := pingCount(tp.client, serverV4, 2, 3000); n != 2 {
 			t.Errorf("fragmented ping: %d of 2 replies", n)
@@ -63,7 +63,7 @@ func TestRouterOutboundOnly(t *testing.T) {
 			t.Errorf("fragmented ping over IPv6: %d of 2 replies", n)
 		}
 		// Defragmentation without the kernel's own connection tracking
-		// (defrag.go): unless this kernel lacks nft_tproxy and the daemon
+		// (pkg/nfq/defrag.go): unless this kernel lacks nft_tproxy and the daemon
 		// fell back to a ct rule, the kernel tracked none of the above.
 		if table := mustNS(t, tp.router, "", "nft", "list", "table", "inet", "statewall-defrag-STATEWALL"); strings.Contains(table, "tproxy") {
 			if n, err := inNS(tp.router, "", "cat", "/proc/sys/net/netfilter/nf_conntrack_count"); err == nil && strings.TrimSpace(n) != "0" {
