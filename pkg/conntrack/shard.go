@@ -456,6 +456,14 @@ func (s *shard) evictNear(h uint64, now int64, live bool) bool {
 	if s.n == 0 {
 		return false
 	}
+	// While now is before the shard's deadline bound no entry here has
+	// expired: the first droppable entry goes at once, without loading
+	// the rest of the window (the common case of a flood against a full
+	// table).
+	noneExpired := now < s.soonest.Load()
+	if noneExpired && !live {
+		return false
+	}
 	mask := uint32(len(s.slots) - 1)
 	i := slotPos(h) & mask
 	seen := 0
@@ -468,11 +476,16 @@ func (s *shard) evictNear(h uint64, now int64, live bool) bool {
 		seen++
 		e := s.at(sl&refMask - 1)
 		switch {
-		case e.expired(now):
+		case !noneExpired && e.expired(now):
 			s.remove(i)
 			s.st.expired.Add(1)
 			return true
 		case !found && e.droppable():
+			if noneExpired {
+				s.remove(i)
+				s.st.evicted.Add(1)
+				return true
+			}
 			victim, found = i, true
 		}
 	}
