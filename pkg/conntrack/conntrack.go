@@ -605,7 +605,7 @@ func (t *Table) miss(r *Result, s *shard, h uint64, now int64, timeout time.Dura
 // is depends on the hash, as in the kernel; whether one is evicted at all
 // does not.
 func (t *Table) makeRoom(s *shard, h uint64, now int64) bool {
-	if s.evictNear(h, now, false) {
+	if s.evictNear(h, now, false, false) {
 		return true
 	}
 	if now >= t.soonest.Load() {
@@ -616,8 +616,12 @@ func (t *Table) makeRoom(s *shard, h uint64, now int64) bool {
 			return true
 		}
 	}
-	return s.evictNear(h, now, true)
+	return s.evictNear(h, now, true, t.limit >= closingDropLimit)
 }
+
+// closingDropLimit is the smallest limit at which a full table drops
+// closing TCP connections (see entry.droppable).
+const closingDropLimit = 100
 
 // Commit stores the entry of a new connection whose first packet the rules
 // accepted; r is Track's result for that same packet. It reports false when
@@ -665,7 +669,7 @@ func (t *Table) Commit(p *packet.Packet, r *Result, now int64) bool {
 		s.st.expired.Add(1)
 	}
 	if t.count.Add(1) > t.limit {
-		if !s.evictNear(r.hash, now, true) {
+		if !s.evictNear(r.hash, now, true, t.limit >= closingDropLimit) {
 			t.count.Add(-1)
 			t.refuse(s, r)
 			return false

@@ -112,16 +112,21 @@ func (s *shard) setDeadline(e *entry, at int64) {
 }
 
 // droppable reports whether a full table may drop the entry to make room:
-// an unassured one, or an assured TCP connection that is closing (FIN_WAIT,
-// CLOSE_WAIT, LAST_ACK, TIME_WAIT, CLOSE). The kernel's early_drop takes
-// only unassured entries, but its garbage collector, with the table over
-// 95% full, also drops what gc_worker_can_early_drop allows, which for
-// TCP is tcp_can_early_drop's closing states; at the limit both have run.
-func (e *entry) droppable() bool {
+// an unassured one, or, when closing is true, an assured TCP connection
+// that is closing (FIN_WAIT, CLOSE_WAIT, LAST_ACK, TIME_WAIT, CLOSE). The
+// kernel's early_drop takes only unassured entries, but its garbage
+// collector, once early drop has failed and with the table over 95% full,
+// also drops what gc_worker_can_early_drop allows, which for TCP is
+// tcp_can_early_drop's closing states. It computes 95% as max/100*95, so
+// a limit under 100 never gets there: closing is limit >= 100. (The
+// kernel drops the packet that found the table full and frees the room
+// later, finding them anywhere in the table; here the room is made for
+// it at once, near its slot, as for unassured entries.)
+func (e *entry) droppable(closing bool) bool {
 	if !e.assured() {
 		return true
 	}
-	if e.key.proto != packet.ProtoTCP {
+	if !closing || e.key.proto != packet.ProtoTCP {
 		return false
 	}
 	switch e.tcp.State {
@@ -443,16 +448,17 @@ func (s *shard) compact() {
 // evictNear makes room for a connection with hash h, like the kernel's
 // early_drop: among the first evictScan entries from h's home position, it
 // reaps an expired one, or else, when live is true, drops the first that
-// may go early (droppable). It reports whether an entry went away. An expired entry
-// anywhere in the scan goes before a live one: a live connection is never
-// dropped for room that a dead one holds.
+// may go early (droppable, closing TCP connections too when closing is
+// true). It reports whether an entry went away. An expired entry anywhere
+// in the scan goes before a live one: a live connection is never dropped
+// for room that a dead one holds.
 //
 // It counts entries, not slots: in a sparse index (a small limit, or a
 // table emptied by expiry) the neighbourhood of h may hold no entry at all,
 // and scanning slots alone would refuse a connection while expired entries
 // sit further on. Empty slots cost a load each; the scan stops after one
 // turn.
-func (s *shard) evictNear(h uint64, now int64, live bool) bool {
+func (s *shard) evictNear(h uint64, now int64, live, closing bool) bool {
 	if s.n == 0 {
 		return false
 	}
@@ -480,7 +486,7 @@ func (s *shard) evictNear(h uint64, now int64, live bool) bool {
 			s.remove(i)
 			s.st.expired.Add(1)
 			return true
-		case !found && e.droppable():
+		case !found && e.droppable(closing):
 			if noneExpired {
 				s.remove(i)
 				s.st.evicted.Add(1)

@@ -1,6 +1,7 @@
 package conntrack
 
 import (
+	"fmt"
 	"testing"
 	"time"
 
@@ -251,39 +252,49 @@ func TestTCPSynFloodSparesAssured(t *testing.T) {
 // TestTCPFullTableDropsClosingAssured: in a table full of assured entries,
 // a TCP connection that is closing (here TIME_WAIT) makes room for a new
 // connection, as the kernel's garbage collector drops it over 95% full
-// (tcp_can_early_drop); an established one never does.
+// (tcp_can_early_drop); an established one never does. Below a limit of
+// 100 the kernel's 95% is 0 (max/100*95) and nothing assured goes.
 func TestTCPFullTableDropsClosingAssured(t *testing.T) {
-	tb := newTbl(t, Config{Limit: 2, Shards: 1})
-	tb.handshake()
-	tb.want("tcp 198.18.0.1:40000 > 198.18.0.2:80 FA seq=1001 ack=5001 win=8192", LabelEstablished, false)
-	tb.want("tcp 198.18.0.2:80 > 198.18.0.1:40000 FA seq=5001 ack=1002 win=8192", LabelEstablished, true)
-	tb.want("tcp 198.18.0.1:40000 > 198.18.0.2:80 A seq=1002 ack=5002 win=8192", LabelEstablished, false)
-	const other = "tcp 198.18.0.1:40001 > 198.18.0.2:80 S seq=1000 win=8192"
-	tb.want(other, LabelNew, false)
-	tb.want("tcp 198.18.0.2:80 > 198.18.0.1:40001 SA seq=5000 ack=1001 win=8192", LabelEstablished, true)
-	tb.want("tcp 198.18.0.1:40001 > 198.18.0.2:80 A seq=1001 ack=5001 win=8192", LabelEstablished, false)
-	if e, _ := tb.entry(cSyn); e.TCPState != tcpstate.TimeWait || !e.Assured {
-		t.Fatalf("the closed connection: %v", e)
-	}
-	// Full: the next connection takes the TIME_WAIT entry's place.
-	if r := tb.want("tcp 198.18.0.1:40002 > 198.18.0.2:80 S seq=1 win=8192", LabelNew, false); r.Reason != ReasonNewConn {
-		t.Fatalf("new connection in a full table: %s", r.ReasonString())
-	}
-	if _, ok := tb.entry(cSyn); ok {
-		t.Error("the TIME_WAIT entry is still there")
-	}
-	if _, ok := tb.entry(other); !ok {
-		t.Error("the established connection was dropped")
-	}
-	// Now full of an established connection and an unassured one: the
-	// next takes the unassured one's place, and the one after that
-	// another unassured one's (its own predecessor), never the
-	// established.
-	tb.want("tcp 198.18.0.1:40003 > 198.18.0.2:80 S seq=1 win=8192", LabelNew, false)
-	if _, ok := tb.entry(other); !ok {
-		t.Error("the established connection was dropped")
-	}
-	if st := tb.Stats(); st.Evicted != 2 || st.Refused != 0 {
-		t.Errorf("stats %+v", st)
+	for _, limit := range []int{100, 99} {
+		tb := newTbl(t, Config{Limit: limit, Shards: 1})
+		tb.handshake()
+		tb.want("tcp 198.18.0.1:40000 > 198.18.0.2:80 FA seq=1001 ack=5001 win=8192", LabelEstablished, false)
+		tb.want("tcp 198.18.0.2:80 > 198.18.0.1:40000 FA seq=5001 ack=1002 win=8192", LabelEstablished, true)
+		tb.want("tcp 198.18.0.1:40000 > 198.18.0.2:80 A seq=1002 ack=5002 win=8192", LabelEstablished, false)
+		// The rest of the table: assured UDP streams.
+		for i := range limit - 1 {
+			tb.want(fmt.Sprintf("udp 198.18.1.%d:5000 > 198.18.0.2:53", i), LabelNew, false)
+			tb.want(fmt.Sprintf("udp 198.18.0.2:53 > 198.18.1.%d:5000", i), LabelEstablished, true)
+		}
+		tb.advance(3 * time.Second)
+		for i := range limit - 1 {
+			tb.want(fmt.Sprintf("udp 198.18.1.%d:5000 > 198.18.0.2:53", i), LabelEstablished, false)
+		}
+		if e, _ := tb.entry(cSyn); e.TCPState != tcpstate.TimeWait || !e.Assured || tb.Len() != limit {
+			t.Fatalf("limit %d: the closed connection %v, %d entries", limit, e, tb.Len())
+		}
+		// New connections, from one port after another: early drop looks
+		// near each one's slot, so the TIME_WAIT entry goes to the first
+		// whose window holds it (with limit >= 100), and nothing else
+		// ever goes: everything else is assured and alive.
+		admitted := -1
+		for port := 40002; port < 40002+200 && admitted < 0; port++ {
+			p := pkt(fmt.Sprintf("tcp 198.18.0.1:%d > 198.18.0.2:80 S seq=1 win=8192", port))
+			r := tb.Track(p, tb.now())
+			if r.Reason == ReasonNewConn {
+				admitted = port
+				tb.Commit(p, &r, tb.now())
+			}
+		}
+		_, closedKept := tb.entry(cSyn)
+		switch {
+		case limit >= 100 && (admitted < 0 || closedKept):
+			t.Errorf("limit %d: admitted %d, TIME_WAIT entry kept %v; want a new connection in that entry's place", limit, admitted, closedKept)
+		case limit < 100 && (admitted >= 0 || !closedKept):
+			t.Errorf("limit %d: admitted %d, TIME_WAIT entry kept %v; want every new connection refused", limit, admitted, closedKept)
+		}
+		if st := tb.Stats(); limit >= 100 && st.Evicted != 1 {
+			t.Errorf("limit %d: %d evicted, want 1 (the TIME_WAIT entry)", limit, st.Evicted)
+		}
 	}
 }
