@@ -31,18 +31,25 @@ type Clock interface {
 // and would expire it.)
 type SystemClock struct{}
 
-// Monotonic reads CLOCK_MONOTONIC.
-func (SystemClock) Monotonic() int64 {
-	var ts unix.Timespec
-	if err := unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts); err != nil {
-		// Cannot happen on Linux; Go's own monotonic reading is the
-		// same clock there.
-		return int64(time.Since(processStart))
-	}
-	return ts.Nano()
-}
+// Monotonic reads CLOCK_MONOTONIC, through Go's own monotonic clock
+// (the vDSO, not a system call): the offset between the two is read once.
+func (SystemClock) Monotonic() int64 { return monotonicAt(time.Now()) }
 
 // Wall reads the time of day.
 func (SystemClock) Wall() time.Time { return time.Now() }
 
-var processStart = time.Now()
+// monotonicAt converts a time.Time carrying Go's monotonic reading (from
+// time.Now) to CLOCK_MONOTONIC nanoseconds.
+func monotonicAt(t time.Time) int64 { return monoBaseNS + int64(t.Sub(monoBase)) }
+
+// monoBase and monoBaseNS are one moment on both clocks: Go's (whose
+// readings only differences reveal) and CLOCK_MONOTONIC. Go reads
+// CLOCK_MONOTONIC itself on Linux, so the offset never drifts.
+var monoBase, monoBaseNS = func() (time.Time, int64) {
+	var ts unix.Timespec
+	t := time.Now()
+	if err := unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts); err != nil {
+		return t, 0 // cannot happen on Linux; any origin will do
+	}
+	return t, ts.Nano()
+}()

@@ -236,7 +236,7 @@ func (d *Daemon) Status() Status {
 // tableStats are the table's counters, with expired entries reaped first,
 // so that Entries counts the live ones only, as the listing does.
 func (d *Daemon) tableStats() conntrack.Stats {
-	d.table.Live(d.clock.Load())
+	d.table.Live(d.now())
 	return d.table.Stats()
 }
 
@@ -259,7 +259,7 @@ func (d *Daemon) Conntrack(f ConnFilter) ([]Conn, error) {
 		proto = p
 	}
 	var out []Conn
-	d.table.Walk(d.clock.Load(), func(e conntrack.EntryInfo) bool {
+	d.table.Walk(d.now(), func(e conntrack.EntryInfo) bool {
 		o := e.Original
 		if addr.IsValid() && o.Src() != addr && o.Dst() != addr {
 			return true

@@ -179,7 +179,7 @@ func (c *tableCollector) Collect(ch chan<- prometheus.Metric) {
 	}{{"inserted", st.Inserted}, {"evicted", st.Evicted}, {"refused", st.Refused}, {"expired", st.Expired}, {"deleted", st.Deleted}, {"invalid", st.Invalid}} {
 		ch <- prometheus.MustNewConstMetric(descCTEvents, prometheus.CounterValue, float64(e.v), e.n)
 	}
-	for _, n := range t.Counts(c.d.clock.Load()) {
+	for _, n := range t.Counts(c.d.now()) {
 		ch <- prometheus.MustNewConstMetric(descConns, prometheus.GaugeValue, float64(n.N), n.Proto.String(), n.State)
 	}
 }

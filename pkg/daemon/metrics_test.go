@@ -33,11 +33,11 @@ func benchDaemon(tb testing.TB, n int) (*Daemon, []packet.Packet) {
 	if err := os.WriteFile(f, fmt.Appendf(nil, "set limit states %d\npass proto udp\n", 2*n), 0o644); err != nil {
 		tb.Fatal(err)
 	}
-	d, err := New(Config{RulesFile: f}, nil)
+	d, err := New(Config{RulesFile: f, Clock: &manualClock{}}, nil)
 	if err != nil {
 		tb.Fatal(err)
 	}
-	now := d.clock.Load()
+	now := d.now()
 	server := netip.MustParseAddr("198.19.255.254")
 	replies := make([]packet.Packet, n)
 	var dec engine.Decision
@@ -56,6 +56,13 @@ func benchDaemon(tb testing.TB, n int) (*Daemon, []packet.Packet) {
 	}
 	return d, replies
 }
+
+// manualClock is a clock the test moves by hand.
+type manualClock struct{ ns atomic.Int64 }
+
+func (c *manualClock) Monotonic() int64        { return c.ns.Load() }
+func (c *manualClock) Wall() time.Time         { return time.Unix(0, c.ns.Load()) }
+func (c *manualClock) advance(d time.Duration) { c.ns.Add(int64(d)) }
 
 func udpConnPacket(src, dst netip.Addr, sport, dport uint16) packet.Packet {
 	return packet.Packet{Kind: packet.KindOK, IPVersion: 4, IPHdrLen: 20, IPLen: 36, Proto: packet.ProtoUDP,
@@ -83,7 +90,7 @@ func TestMetricsConnectionCounts(t *testing.T) {
 		!strings.Contains(body, "statewall_conntrack_entries 300") {
 		t.Fatalf("scrape of 300 replied UDP connections:\n%s", grepLines(body, "conntrack_"))
 	}
-	d.clock.Add(int64(31 * time.Second)) // past UDP's 30 s
+	d.cfg.Clock.(*manualClock).advance(31 * time.Second) // past UDP's 30 s
 	body = scrapeOnce(t, d.m.handler())
 	if strings.Contains(body, "statewall_conntrack_connections{") || !strings.Contains(body, "statewall_conntrack_entries 0") {
 		t.Errorf("after every entry expired:\n%s", grepLines(body, "conntrack_"))
@@ -186,7 +193,7 @@ func BenchmarkMetricsScrape(b *testing.B) {
 	h := d.m.handler()
 	walk := func() {
 		counts := map[string]int{}
-		d.table.Walk(d.clock.Load(), func(e conntrack.EntryInfo) bool {
+		d.table.Walk(d.now(), func(e conntrack.EntryInfo) bool {
 			counts[e.StateName()]++
 			return true
 		})
@@ -225,7 +232,7 @@ func BenchmarkMetricsScrape(b *testing.B) {
 			}()
 			lat := make([]time.Duration, 0, 1<<20)
 			var dec engine.Decision
-			now := d.clock.Load()
+			now := d.now()
 			i := 0
 			for b.Loop() {
 				p := &replies[(i*7919)%len(replies)]

@@ -35,12 +35,6 @@ type Daemon struct {
 	limit    int
 	timeouts conntrack.Timeouts
 
-	// clock is the daemon's notion of now for conntrack: nanoseconds of
-	// cfg.Clock's monotonic clock, never the wall clock (see Clock),
-	// refreshed every millisecond by tick: one atomic load per packet
-	// instead of a clock read; conntrack timeouts are seconds.
-	clock atomic.Int64
-
 	workers []worker // one per queue, indexed by queue - cfg.Queues[0]
 	m       *metrics
 	reader  atomic.Pointer[nfq.Reader]
@@ -49,6 +43,10 @@ type Daemon struct {
 
 	// keepDivert: the coming stop is for a restart (StopForRestart).
 	keepDivert atomic.Bool
+
+	// sysClock: cfg.Clock is SystemClock, so a packet's read time (on
+	// Go's monotonic clock, CLOCK_MONOTONIC) is conntrack's time for it.
+	sysClock bool
 }
 
 type loadInfo struct {
@@ -103,7 +101,7 @@ func New(cfg Config, log *slog.Logger) (*Daemon, error) {
 	d.loaded.Store(&loadInfo{File: cfg.RulesFile, Rules: len(rs.Rules), Loaded: cfg.Clock.Wall()})
 	d.workers = make([]worker, int(cfg.Queues[1]-cfg.Queues[0])+1)
 	d.m = newMetrics(d)
-	d.clock.Store(cfg.Clock.Monotonic())
+	_, d.sysClock = cfg.Clock.(SystemClock)
 	return d, nil
 }
 
@@ -148,9 +146,6 @@ func (d *Daemon) StopForRestart() { d.keepDivert.Store(true) }
 // rules, so a restart leaves no moment in which packets go undiverted.
 func (d *Daemon) Run(ctx context.Context) error {
 	d.started = d.cfg.Clock.Wall()
-	tickCtx, stopTick := context.WithCancel(context.Background())
-	defer stopTick()
-	go d.tick(tickCtx)
 
 	// A state file in a directory others could write is a configuration
 	// error, refused before anything is installed (as the control
@@ -297,17 +292,19 @@ func hookNames(hs []nfq.Hook) []string {
 	return s
 }
 
-func (d *Daemon) tick(ctx context.Context) {
-	t := time.NewTicker(time.Millisecond)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			d.clock.Store(d.cfg.Clock.Monotonic())
-		}
+// now is conntrack's time for everything but the packet path: cfg.Clock's
+// monotonic clock, never the wall clock (see Clock).
+func (d *Daemon) now() int64 { return d.cfg.Clock.Monotonic() }
+
+// nowFor is conntrack's time for a packet: the time its queue read it
+// (one clock read per read of up to 16 packets, by the reader), on the
+// system's monotonic clock; an injected clock is read itself. There is no
+// ticker: a daemon with nothing queued reads no clock at all.
+func (d *Daemon) nowFor(p *nfq.Packet) int64 {
+	if d.sysClock && !p.Read.IsZero() {
+		return monotonicAt(p.Read)
 	}
+	return d.cfg.Clock.Monotonic()
 }
 
 // hookDir is the direction the rules see: input is in, output is out. A
@@ -346,9 +343,9 @@ func (d *Daemon) handle(p *nfq.Packet) nfq.Verdict {
 	case Stateless:
 		d.stateless.DecideInto(&dec, pk, dir)
 	case Stateful:
-		d.stateful.DecideInto(&dec, pk, dir, d.clock.Load())
+		d.stateful.DecideInto(&dec, pk, dir, d.nowFor(p))
 	case Shadow:
-		d.stateful.DecideInto(&dec, pk, dir, d.clock.Load())
+		d.stateful.DecideInto(&dec, pk, dir, d.nowFor(p))
 		var shadow engine.Decision
 		d.stateless.DecideInto(&shadow, pk, dir)
 		if a := engine.Compare(shadow, dec); a != engine.Agree {
@@ -373,7 +370,7 @@ func (d *Daemon) disagree(a engine.Agreement, stateless, stateful engine.Decisio
 	if a == engine.OnlyStatelessPasses {
 		k = 1
 	}
-	now := d.clock.Load()
+	now := d.now()
 	last := d.lastLog[k].Load()
 	if now-last < int64(d.cfg.DisagreementLogEvery) || !d.lastLog[k].CompareAndSwap(last, now) {
 		return

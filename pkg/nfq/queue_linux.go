@@ -62,6 +62,7 @@ type queue struct {
 	pending      verdicts
 	limit        int
 	since        time.Time // when the first pending verdict was recorded
+	readAt       time.Time // when the last read from the socket returned (Packet.Read)
 	wbuf         []byte
 	flushFn      func(uintptr)
 	noBatch      bool   // a packet without id was read: batch verdicts could cover it

@@ -146,6 +146,7 @@ func (q *queue) read(fd uintptr) bool {
 
 // processRead handles the datagrams the last read got.
 func (q *queue) processRead() {
+	q.readAt = time.Now()
 	for i := range q.n {
 		m := &q.mmsgs[i]
 		if m.hdr.Flags&unix.MSG_TRUNC != 0 {
@@ -199,7 +200,7 @@ func (q *queue) unreadable(what string) {
 // packet hands one packet to the Handler and records its verdict.
 func (q *queue) packet(body []byte) {
 	p := &q.pkt
-	*p = Packet{Queue: q.num}
+	*p = Packet{Queue: q.num, Read: q.readAt}
 	haveID, ok := parsePacket(p, body)
 	if !haveID {
 		q.unreadable("a queued packet without id")
@@ -215,13 +216,17 @@ func (q *queue) packet(body []byte) {
 	}
 	id := p.ID
 	p.Payload = nil
-	// The clock is read when a batch starts and then every
-	// batchClockEvery packets, not for each (a clock read is ~50 ns on
-	// the development VM, a few percent of the reader's CPU under a
-	// flood): a batch may outlive MaxBatchDelay by that many packets.
+	// The clock is read once per read from the socket (readAt) and
+	// then every batchClockEvery packets of a batch, not for each (a
+	// clock read is ~50 ns on the development VM, a few percent of the
+	// reader's CPU under a flood): a batch may outlive MaxBatchDelay by
+	// that many packets.
 	n := q.pending.len()
 	if n == 0 {
-		q.since = time.Now()
+		q.since = q.readAt
+		if q.since.IsZero() { // a packet not read by processRead (tests)
+			q.since = time.Now()
+		}
 	}
 	q.pending.add(id, v)
 	n++

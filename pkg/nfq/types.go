@@ -127,6 +127,11 @@ type Packet struct {
 	OutDev    uint32 // ifindex, 0 if none (input)
 	Flags     PacketFlags
 	Timestamp time.Time // receive time if the kernel has one (input, forward), else zero
+	// Read is when the reader read the packet from the socket: one clock
+	// read per read of up to 16 datagrams, with Go's monotonic reading,
+	// so that a handler that needs the time has it without a clock read
+	// of its own. Zero from readers that do not set it (nfqref).
+	Read time.Time
 }
 
 // Handler decides a packet. It is called on the reader goroutine of the
