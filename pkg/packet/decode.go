@@ -417,9 +417,17 @@ func (p *Packet) decodeL4(data []byte, start, end, capEnd int) {
 		} else if p.isICMPError() {
 			p.decodeInner(b[8:])
 		}
+	case ProtoGRE:
+		// Not a transport header (no ports, no payload offset), but the
+		// fields conntrack keys GRE on (see GRE.decode).
+		p.L4Off = start
+		if !p.GRE.decode(b, l4len) {
+			p.Kind = KindTruncated
+		}
+		return
 	default:
 		// Not decoded, but L4Off still says where it starts: the generic
-		// tracker and GRE users can read it from there.
+		// tracker can read it from there.
 		p.L4Off = start
 		return
 	}
@@ -585,6 +593,8 @@ func (p *Packet) decodeInner(q []byte) {
 		in.ICMPType = l4[0]
 		in.ICMPCode = l4[1]
 		in.ICMPID = be16(l4[4:])
+	case ProtoGRE:
+		in.GRE.decode(l4, len(l4)) // the quote is all the kernel has of it
 	}
 }
 

@@ -268,11 +268,12 @@ func TestDecodeFields(t *testing.T) {
 				IPLen: 51, IPHdrLen: 40, SrcPort: 7, DstPort: 9, L4Len: 11, PayloadLen: 3, UDPLen: 8},
 		},
 		{
-			name: "gre: protocol only, L4Off where it starts",
+			name: "gre: its base header, L4Off where it starts",
 			data: gre4(t), link: LinkEthernet,
 			want: Packet{L3Off: 14, L4Off: 34, EtherType: 0x0800,
 				IPVersion: 4, Proto: ProtoGRE, Src: addr("10.0.0.1"), Dst: addr("10.0.0.2"), TTL: 64,
-				IPLen: 28, IPHdrLen: 20, Frag: Fragment{ID: 0x1234, DontFrag: true}, L4Len: 8},
+				IPLen: 28, IPHdrLen: 20, Frag: Fragment{ID: 0x1234, DontFrag: true}, L4Len: 8,
+				GRE: GRE{Proto: 0x0800}},
 		},
 		{
 			name: "arp is not ip",

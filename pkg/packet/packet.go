@@ -160,6 +160,7 @@ type Inner struct {
 	ICMPCode         uint8
 	ICMPID           uint16
 	TCPSeq           uint32 // when Proto is TCP and the quote holds it
+	GRE              GRE    // when Proto is GRE: as much of its header as the quote holds
 }
 
 // Packet is one decoded packet. The zero value is an empty packet; Decode
@@ -172,8 +173,9 @@ type Packet struct {
 	// Data is the whole captured frame; L3Off and L4Off index into it. L4Off
 	// is 0 when the packet carries no transport header: a non-first
 	// fragment, or a first fragment whose transport header continues in the
-	// next one. For protocols Decode does not parse (GRE, ESP, ...) L4Off
-	// still says where their header starts.
+	// next one. For protocols without a transport header Decode parses
+	// (GRE, whose fields are in GRE, ESP, ...) L4Off still says where
+	// their header starts.
 	Data         []byte
 	L3Off, L4Off int
 	// PayloadOff is the start of the transport payload (TCP/UDP/SCTP data,
@@ -219,6 +221,11 @@ type Packet struct {
 	ICMPID   uint16 // identifier of echo, timestamp, information, address mask (ICMPv6: echo, node information)
 	ICMPSeq  uint16 // their sequence number
 	Inner    Inner  // for error messages
+
+	// GRE: its header, read where the IP header announces it (the base
+	// header from 4 bytes, enhanced GRE's call id from 8). GRE is not a
+	// transport header here: L4Off says where it starts, PayloadOff is 0.
+	GRE GRE
 
 	// Checksums are not verified by Decode (it costs as much as the rest of
 	// decoding on a 1500-byte packet); call L4ChecksumOK when it matters.
