@@ -100,6 +100,9 @@ const (
 	ReasonSCTPChunks       // SCTP chunks that break the basic rules (bad length, INIT not alone)
 	ReasonSCTPNoInit       // SCTP packet that cannot start an association (DATA, SACK, ...)
 	ReasonNoNextHeader     // IPv6 "no next header" (59): no transport protocol to track
+	ReasonSCTPVtag         // SCTP verification tag not the one the association expects
+	ReasonSCTPState        // SCTP chunk the association's state does not allow
+	ReasonGREProto         // enhanced GRE (version 1) that does not carry PPP
 	numReasons
 )
 
@@ -128,6 +131,9 @@ var reasonNames = [numReasons]string{
 	ReasonSCTPChunks:       "malformed SCTP chunks",
 	ReasonSCTPNoInit:       "SCTP chunk cannot start an association",
 	ReasonNoNextHeader:     "IPv6 no next header",
+	ReasonSCTPVtag:         "wrong SCTP verification tag",
+	ReasonSCTPState:        "SCTP chunk not allowed in this state",
+	ReasonGREProto:         "enhanced GRE not carrying PPP",
 }
 
 // String returns a short text ("bad checksum").
@@ -471,6 +477,8 @@ func (t *Table) TrackInto(r *Result, p *packet.Packet, now int64) {
 		t.trackICMPv6(r, p, now)
 	case packet.ProtoSCTP:
 		t.trackSCTP(r, p, now)
+	case packet.ProtoGRE:
+		t.trackGRE(r, p, now)
 	case packet.ProtoIPv6NoNext:
 		if p.IPVersion == 6 {
 			// The kernel's ipv6_skip_exthdr gives up at "no next
@@ -691,6 +699,9 @@ func (t *Table) Commit(p *packet.Packet, r *Result, now int64) bool {
 	s.setDeadline(e, now+int64(r.timeout))
 	if k.proto == packet.ProtoUDP {
 		*e.streamTS() = now + int64(udpStreamAfter)
+	}
+	if k.proto == packet.ProtoSCTP {
+		sctpCommit(e, p)
 	}
 	e.packets[0] = 1
 	e.bytes[0] = uint64(p.IPLen)

@@ -388,18 +388,18 @@ func TestICMPv6ErrorRelated(t *testing.T) {
 
 func TestGeneric(t *testing.T) {
 	tb := newTbl(t, Config{})
-	tb.want("gre 198.18.0.1 > 198.18.0.2", LabelNew, false)
-	tb.want("gre 198.18.0.1 > 198.18.0.2", LabelNew, false)
-	tb.want("gre 198.18.0.2 > 198.18.0.1", LabelEstablished, true)
-	tb.want("gre 198.18.0.1 > 198.18.0.2", LabelEstablished, false)
+	tb.want("proto=50 198.18.0.1 > 198.18.0.2", LabelNew, false)
+	tb.want("proto=50 198.18.0.1 > 198.18.0.2", LabelNew, false)
+	tb.want("proto=50 198.18.0.2 > 198.18.0.1", LabelEstablished, true)
+	tb.want("proto=50 198.18.0.1 > 198.18.0.2", LabelEstablished, false)
 	// Another protocol between the same hosts is another connection.
 	tb.want("proto=33 198.18.0.1 > 198.18.0.2", LabelNew, false)
-	e, ok := tb.entry("gre 198.18.0.2 > 198.18.0.1")
+	e, ok := tb.entry("proto=50 198.18.0.2 > 198.18.0.1")
 	if !ok || e.Timeout != 600*time.Second || e.Assured || e.State() != "" {
 		t.Errorf("entry %v", e)
 	}
 	tb.advance(600 * time.Second)
-	tb.want("gre 198.18.0.2 > 198.18.0.1", LabelNew, false)
+	tb.want("proto=50 198.18.0.2 > 198.18.0.1", LabelNew, false)
 }
 
 func TestUDPLite(t *testing.T) {
@@ -574,7 +574,7 @@ func TestWalk(t *testing.T) {
 	tb.want(dnsQuery, LabelNew, false)
 	tb.want(dnsAnswer, LabelEstablished, true)
 	tb.want("icmp 198.18.0.1 > 198.18.0.2 type=8 id=7 len=56", LabelNew, false)
-	tb.want("gre 198.18.0.1 > 198.18.0.3", LabelNew, false)
+	tb.want("proto=50 198.18.0.1 > 198.18.0.3", LabelNew, false)
 	tb.advance(1500 * time.Millisecond)
 	var lines []string
 	tb.Walk(tb.now(), func(e EntryInfo) bool {
@@ -584,7 +584,7 @@ func TestWalk(t *testing.T) {
 	want := []string{
 		"icmp     1 28 src=198.18.0.1 dst=198.18.0.2 type=8 code=0 id=7 packets=1 bytes=84 [UNREPLIED] src=198.18.0.2 dst=198.18.0.1 type=0 code=0 id=7 packets=0 bytes=0",
 		"udp      17 28 src=198.18.0.1 dst=198.18.0.2 sport=5353 dport=53 packets=1 bytes=58 src=198.18.0.2 dst=198.18.0.1 sport=53 dport=5353 packets=1 bytes=88",
-		"unknown  47 598 src=198.18.0.1 dst=198.18.0.3 packets=1 bytes=28 [UNREPLIED] src=198.18.0.3 dst=198.18.0.1 packets=0 bytes=0",
+		"unknown  50 598 src=198.18.0.1 dst=198.18.0.3 packets=1 bytes=28 [UNREPLIED] src=198.18.0.3 dst=198.18.0.1 packets=0 bytes=0",
 	}
 	if strings.Join(sorted(lines), "\n") != strings.Join(want, "\n") {
 		t.Errorf("Walk:\n%s\nwant:\n%s", strings.Join(sorted(lines), "\n"), strings.Join(want, "\n"))
@@ -600,7 +600,7 @@ func TestWalk(t *testing.T) {
 	n = 0
 	tb.Walk(tb.now(), func(EntryInfo) bool { n++; return true })
 	if n != 1 {
-		t.Errorf("Walk listed %d entries, want 1 (gre)", n)
+		t.Errorf("Walk listed %d entries, want 1 (esp)", n)
 	}
 }
 
@@ -688,7 +688,7 @@ func TestChurnMatchesModel(t *testing.T) {
 	rng := rand.New(rand.NewPCG(3, 4))
 	model := map[netip.Addr]int64{} // source -> expiry
 	mk := func(a netip.Addr) *packet.Packet {
-		p := pkt("gre 198.18.0.1 > 198.18.0.2")
+		p := pkt("proto=50 198.18.0.1 > 198.18.0.2")
 		p.Src = a
 		return p
 	}
@@ -873,7 +873,7 @@ func TestNoAllocs(t *testing.T) {
 		{"udp", []string{dnsQuery, dnsAnswer}, []string{dnsQuery, dnsAnswer}},
 		{"icmp", []string{"icmp 198.18.0.1 > 198.18.0.2 type=8 id=7"}, []string{"icmp 198.18.0.1 > 198.18.0.2 type=8 id=7", "icmp 198.18.0.2 > 198.18.0.1 type=0 id=7"}},
 		{"icmp error", []string{dnsQuery}, []string{"icmp 198.18.0.9 > 198.18.0.1 type=3 code=3 [udp 198.18.0.1:5353 > 198.18.0.2:53]"}},
-		{"generic", []string{"gre 198.18.0.1 > 198.18.0.2"}, []string{"gre 198.18.0.1 > 198.18.0.2", "gre 198.18.0.2 > 198.18.0.1"}},
+		{"generic", []string{"proto=50 198.18.0.1 > 198.18.0.2"}, []string{"proto=50 198.18.0.1 > 198.18.0.2", "proto=50 198.18.0.2 > 198.18.0.1"}},
 	}
 	for _, f := range flows {
 		t.Run(f.name, func(t *testing.T) {

@@ -7,7 +7,7 @@ import (
 
 // Counts by kind. Every shard keeps, under its lock, how many of its
 // entries are of each kind: the protocol and the state a listing shows
-// (the TCP state, or ASSURED / REPLIED / UNREPLIED for the others). They
+// (the TCP or SCTP state, or ASSURED / REPLIED / UNREPLIED for the others). They
 // change where entries change (insertion, removal, and the end of every
 // packet's tracking, which compares the entry's kind before and after), so
 // Counts costs one short lock per shard whatever the table's size: a
@@ -15,16 +15,20 @@ import (
 // that holds each shard's lock for milliseconds and stalls its queue.
 
 // Kind slots: 3 per IP protocol number (unreplied, replied, assured), then
-// one per TCP state.
+// one per TCP state, then one per SCTP state.
 const (
 	kindTCP  = 256 * 3
-	numKinds = kindTCP + int(tcpstate.NumStates)
+	kindSCTP = kindTCP + int(tcpstate.NumStates)
+	numKinds = kindSCTP + int(numSCTPStates)
 )
 
 // kindOf is e's kind slot.
 func kindOf(e *entry) uint16 {
-	if e.key.proto == packet.ProtoTCP {
+	switch e.key.proto {
+	case packet.ProtoTCP:
 		return kindTCP + uint16(e.tcp.State)
+	case packet.ProtoSCTP:
+		return uint16(kindSCTP) + uint16(e.sctp().state)
 	}
 	k := uint16(e.key.proto) * 3
 	switch {
@@ -39,20 +43,20 @@ func kindOf(e *entry) uint16 {
 // Count is how many live entries of one protocol are in one state.
 type Count struct {
 	Proto packet.Proto
-	// State is what StateName shows: the TCP state, or ASSURED, REPLIED,
-	// UNREPLIED.
+	// State is what StateName shows: the TCP or SCTP state, or ASSURED,
+	// REPLIED, UNREPLIED.
 	State string
 	N     int
 }
 
 var flagStates = [3]string{"UNREPLIED", "REPLIED", "ASSURED"}
 
-// StateName is the state a listing shows: the TCP state for TCP, else
-// ASSURED, REPLIED (a reply was seen) or UNREPLIED, as conntrack -L marks
-// entries.
+// StateName is the state a listing shows: the TCP state for TCP, the SCTP
+// state for SCTP, else ASSURED, REPLIED (a reply was seen) or UNREPLIED,
+// as conntrack -L marks entries.
 func (e EntryInfo) StateName() string {
-	if e.Original.proto == packet.ProtoTCP {
-		return e.TCPState.String()
+	if s := e.State(); s != "" {
+		return s
 	}
 	switch {
 	case e.Assured:
@@ -84,9 +88,12 @@ func (t *Table) Counts(now int64) []Count {
 			continue
 		}
 		c := Count{N: int(n)}
-		if k >= kindTCP {
+		switch {
+		case k >= kindSCTP:
+			c.Proto, c.State = packet.ProtoSCTP, SCTPState(k-kindSCTP).String()
+		case k >= kindTCP:
 			c.Proto, c.State = packet.ProtoTCP, tcpstate.State(k-kindTCP).String()
-		} else {
+		default:
 			c.Proto, c.State = packet.Proto(k/3), flagStates[k%3]
 		}
 		out = append(out, c)

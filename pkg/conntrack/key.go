@@ -29,6 +29,9 @@ import (
 //     the reply type (echo 8 -> 0, timestamp 13 -> 14, information 15 -> 16,
 //     address mask 17 -> 18; ICMPv6 echo 128 -> 129, node information
 //     139 -> 140);
+//   - GRE: sport is the source key, always 0 (without a PPTP helper the
+//     kernel's keymap is empty), dport the destination key: enhanced GRE's
+//     call id, 0 for plain GRE (see gre.go);
 //   - every other protocol: addresses only (the generic tracker).
 //
 // The zero Key matches no packet.
@@ -67,10 +70,10 @@ func family(a netip.Addr) uint8 {
 	return 6
 }
 
-// hasPorts reports whether the tuple of proto carries ports. DCCP and GRE,
-// which the kernel tracks with modules of their own, are tracked by the
-// generic tracker here, which keys on addresses only, like the kernel's
-// nf_conntrack_proto_generic.
+// hasPorts reports whether the tuple of proto carries ports. DCCP, which
+// the kernel tracks with a module of its own, is tracked by the generic
+// tracker here, which keys on addresses only, like the kernel's
+// nf_conntrack_proto_generic. GRE has keys instead (gre.go).
 func hasPorts(proto packet.Proto) bool {
 	return proto == packet.ProtoTCP || proto == packet.ProtoUDP || proto == packet.ProtoUDPLite || proto == packet.ProtoSCTP
 }
@@ -88,6 +91,9 @@ func packetKey(k *Key, p *packet.Packet) {
 		k.sport, k.dport = p.SrcPort, p.DstPort
 	case isICMP(p.Proto):
 		k.sport, k.dport = p.ICMPID, uint16(p.ICMPType)<<8|uint16(p.ICMPCode)
+	case p.Proto == packet.ProtoGRE:
+		k.sport = 0
+		k.dport, _ = greKey(&p.GRE)
 	default:
 		k.sport, k.dport = 0, 0
 	}
@@ -119,7 +125,9 @@ func (k *Key) dirOf(o *Key) (uint8, bool) {
 }
 
 // innerKey is the tuple of the packet quoted in an ICMP error, as the
-// kernel's nf_ct_get_tuplepr reads it.
+// kernel's nf_ct_get_tuplepr reads it. A quote in which the kernel finds
+// no tuple (enhanced GRE that does not carry PPP) gives the zero Key,
+// which matches no entry.
 func innerKey(in *packet.Inner) Key {
 	k := Key{src: in.Src.As16(), dst: in.Dst.As16(), proto: in.Proto, family: in.IPVersion}
 	switch {
@@ -127,6 +135,11 @@ func innerKey(in *packet.Inner) Key {
 		k.sport, k.dport = in.SrcPort, in.DstPort
 	case isICMP(in.Proto):
 		k.sport, k.dport = in.ICMPID, uint16(in.ICMPType)<<8|uint16(in.ICMPCode)
+	case in.Proto == packet.ProtoGRE:
+		var ok bool
+		if k.dport, ok = greKey(&in.GRE); !ok {
+			return Key{}
+		}
 	}
 	return k
 }
@@ -199,7 +212,7 @@ func (k Key) addr(a [16]byte) netip.Addr {
 
 // SrcPort is the source port (0 for protocols without ports).
 func (k Key) SrcPort() uint16 {
-	if isICMP(k.proto) {
+	if !hasPorts(k.proto) {
 		return 0
 	}
 	return k.sport
@@ -207,10 +220,27 @@ func (k Key) SrcPort() uint16 {
 
 // DstPort is the destination port (0 for protocols without ports).
 func (k Key) DstPort() uint16 {
-	if isICMP(k.proto) {
+	if !hasPorts(k.proto) {
 		return 0
 	}
 	return k.dport
+}
+
+// GREKeys are a GRE tuple's source and destination keys (0 and 0 for
+// other protocols): for enhanced GRE (PPTP) the destination key is the
+// call id the packets carry, the source key is always 0 (see gre.go).
+func (k Key) GREKeys() (src, dst uint16) {
+	if k.proto != packet.ProtoGRE {
+		return 0, 0
+	}
+	return k.sport, k.dport
+}
+
+// NewGREKey returns the tuple of a GRE packet from src to dst with the
+// given destination key: the call id of an enhanced GRE (PPTP) packet, 0
+// for plain GRE.
+func NewGREKey(src, dst netip.Addr, dstKey uint16) Key {
+	return Key{src: src.As16(), dst: dst.As16(), proto: packet.ProtoGRE, family: family(src), dport: dstKey}
 }
 
 // ICMPType is the ICMP or ICMPv6 type of the tuple (0 for other
@@ -242,13 +272,15 @@ func (k Key) ICMPID() uint16 {
 
 // String renders the tuple the way conntrack -L does:
 // "src=198.18.0.1 dst=198.18.0.2 sport=5353 dport=53", with
-// "type=8 code=0 id=7" for ICMP.
+// "type=8 code=0 id=7" for ICMP and "srckey=0x0 dstkey=0x4001" for GRE.
 func (k Key) String() string {
 	switch {
 	case isICMP(k.proto):
 		return fmt.Sprintf("src=%v dst=%v type=%d code=%d id=%d", k.Src(), k.Dst(), k.ICMPType(), k.ICMPCode(), k.ICMPID())
 	case hasPorts(k.proto):
 		return fmt.Sprintf("src=%v dst=%v sport=%d dport=%d", k.Src(), k.Dst(), k.sport, k.dport)
+	case k.proto == packet.ProtoGRE:
+		return fmt.Sprintf("src=%v dst=%v srckey=%#x dstkey=%#x", k.Src(), k.Dst(), k.sport, k.dport)
 	}
 	return fmt.Sprintf("src=%v dst=%v", k.Src(), k.Dst())
 }

@@ -87,7 +87,7 @@ type entry struct {
 	expires int64
 	packets [2]uint32 // by direction: 0 original, 1 reply
 	bytes   [2]uint64
-	tcp     tcpstate.Conn // TCP entries; UDP's stream timestamp otherwise (streamTS)
+	tcp     tcpstate.Conn // TCP entries; UDP's stream timestamp (streamTS) and SCTP's state (sctp) otherwise
 }
 
 // streamTS is a UDP entry's stream_ts (creation + 2 s: the flow is a
@@ -113,7 +113,8 @@ func (s *shard) setDeadline(e *entry, at int64) {
 
 // droppable reports whether a full table may drop the entry to make room:
 // an unassured one, or, when closing is true, an assured TCP connection
-// that is closing (FIN_WAIT, CLOSE_WAIT, LAST_ACK, TIME_WAIT, CLOSE). The
+// that is closing (FIN_WAIT, CLOSE_WAIT, LAST_ACK, TIME_WAIT, CLOSE) or
+// SCTP association that is shutting down (sctp_can_early_drop). The
 // kernel's early_drop takes only unassured entries, but its garbage
 // collector, once early drop has failed and with the table over 95% full,
 // also drops what gc_worker_can_early_drop allows, which for TCP is
@@ -125,6 +126,9 @@ func (s *shard) setDeadline(e *entry, at int64) {
 func (e *entry) droppable(closing bool) bool {
 	if !e.assured() {
 		return true
+	}
+	if closing && e.key.proto == packet.ProtoSCTP {
+		return e.sctp().state.closing()
 	}
 	if !closing || e.key.proto != packet.ProtoTCP {
 		return false

@@ -28,7 +28,7 @@ import (
 //	  8  count        uint64: number of records
 //	records  count * snapshotRecordSize bytes, one per connection
 //	  0  src [16], dst [16]   addresses (IPv4 as IPv4-mapped IPv6)
-//	 32  sport, dport uint16  (ICMP: identifier, type<<8|code)
+//	 32  sport, dport uint16  (ICMP: identifier, type<<8|code; GRE: keys, 0 and call id)
 //	 36  proto, family uint8
 //	 38  flags uint8          bit 0 seen reply, bit 1 assured
 //	 39  reserved uint8       0
@@ -40,7 +40,17 @@ import (
 //	     LastWin uint16, LastSeq, LastAck, LastEnd uint32
 //	100  TCP peers [2]: End, MaxEnd, MaxWin, MaxAck uint32, Scale, Flags uint8,
 //	     2 reserved bytes (0); 20 bytes each
+//	 80  SCTP instead: State uint8, init flags uint8 (bit 0 original, bit 1
+//	     reply), heartbeat flags uint8 (bit 0 vtag check failed, bit 1 in
+//	     the reply direction), 5 reserved bytes (0), verification tags
+//	     [2]uint32 (original, reply); 0 up to 140
+//	     (every other protocol: 0 from 80 to 140)
 //	trailer  CRC32 (Castagnoli) of the header and the records, uint32
+//
+// The SCTP state came in version 1's place for it, where statewall wrote 0
+// before it kept SCTP states: such a record (state NONE, which no entry
+// has) is dropped by Load (sctpLegacy), not refused, so a snapshot from
+// before still loads its other connections.
 //
 // Times are durations relative to the now passed to Save and Load, never
 // absolute: the clock of the next run is another clock. The time between
@@ -139,6 +149,9 @@ func encodeEntry(b *[snapshotRecordSize]byte, e *entry, now int64) {
 	le.PutUint64(b[64:], e.bytes[0])
 	le.PutUint64(b[72:], e.bytes[1])
 	if e.key.proto != packet.ProtoTCP {
+		if e.key.proto == packet.ProtoSCTP {
+			encodeSCTP(b, e.sctp())
+		}
 		return // the TCP state's place holds UDP's stream timestamp, written above
 	}
 	c := &e.tcp
@@ -194,6 +207,12 @@ func decodeEntry(b []byte, i int) (loaded, error) {
 	}
 	e.packets[0], e.packets[1] = le.Uint32(b[56:]), le.Uint32(b[60:])
 	e.bytes[0], e.bytes[1] = le.Uint64(b[64:]), le.Uint64(b[72:])
+	if e.key.proto == packet.ProtoSCTP {
+		if err := decodeSCTP(b, e.sctp()); err != nil {
+			return l, snapErr("record %d: %v", i, err)
+		}
+		return l, nil
+	}
 	c := &e.tcp
 	c.State, c.LastDir, c.LastIndex = tcpstate.State(b[80]), tcpstate.Dir(b[81]), tcpstate.Index(b[82])
 	c.Retrans, c.LastWScale, c.LastFlags = b[83], b[84], b[85]
@@ -229,6 +248,68 @@ func decodeEntry(b []byte, i int) (loaded, error) {
 	return l, nil
 }
 
+// encodeSCTP writes an SCTP entry's state into its record (see the
+// format above).
+func encodeSCTP(b *[snapshotRecordSize]byte, c *sctpConn) {
+	le := binary.LittleEndian
+	b[80] = uint8(c.state)
+	if c.init[0] {
+		b[81] |= 1
+	}
+	if c.init[1] {
+		b[81] |= 2
+	}
+	if c.hbFailed {
+		b[82] |= 1
+	}
+	if c.lastDir == 1 {
+		b[82] |= 2
+	}
+	le.PutUint32(b[88:], c.vtag[0])
+	le.PutUint32(b[92:], c.vtag[1])
+}
+
+// decodeSCTP reads an SCTP entry's state from its record and checks it.
+// A record whose SCTP bytes are all 0 (state NONE) comes from a statewall
+// that did not keep SCTP states; it decodes to NONE, and Load drops it
+// (sctpLegacy).
+func decodeSCTP(b []byte, c *sctpConn) error {
+	le := binary.LittleEndian
+	c.state = SCTPState(b[80])
+	c.init = [2]bool{b[81]&1 != 0, b[81]&2 != 0}
+	c.hbFailed, c.lastDir = b[82]&1 != 0, b[82]>>1&1
+	c.vtag = [2]uint32{le.Uint32(b[88:]), le.Uint32(b[92:])}
+	switch {
+	case c.state >= numSCTPStates:
+		return fmt.Errorf("SCTP state %d out of range", c.state)
+	case b[81]&^3 != 0 || b[82]&^3 != 0:
+		return fmt.Errorf("unknown SCTP flags %#x %#x", b[81], b[82])
+	case c.state == SCTPNone && (b[81] != 0 || b[82] != 0 || c.vtag != [2]uint32{}):
+		return errors.New("SCTP state NONE with tags or flags")
+	}
+	for _, x := range b[83:88] {
+		if x != 0 {
+			return errors.New("reserved SCTP bytes set")
+		}
+	}
+	for _, x := range b[96:snapshotRecordSize] {
+		if x != 0 {
+			return errors.New("bytes after the SCTP state set")
+		}
+	}
+	return nil
+}
+
+// sctpLegacy reports a record of an SCTP association that a statewall
+// before SCTP states saved (all its SCTP bytes 0, state NONE, which no
+// entry has once its first packet is through): it holds no verification
+// tags, so the association cannot go on as the kernel would track it. Load
+// drops it, as a kernel that lost an association would have none: its
+// DATA is then invalid and a new INIT or HEARTBEAT starts again.
+func sctpLegacy(e *entry) bool {
+	return e.key.proto == packet.ProtoSCTP && e.sctp().state == SCTPNone
+}
+
 // checkKey reports whether k is a tuple the table could have stored.
 func checkKey(k *Key) error {
 	switch k.family {
@@ -248,6 +329,10 @@ func checkKey(k *Key) error {
 	case isICMP(k.proto):
 		if !icmpInvertible(k.proto, uint8(k.dport>>8)) {
 			return fmt.Errorf("%s type %d cannot have an entry", k.proto.String(), k.dport>>8)
+		}
+	case k.proto == packet.ProtoGRE:
+		if k.sport != 0 {
+			return fmt.Errorf("GRE source key %#x (always 0 without a PPTP helper)", k.sport)
 		}
 	case !hasPorts(k.proto) && (k.sport != 0 || k.dport != 0):
 		return fmt.Errorf("ports on a %s entry", k.proto.String())
@@ -444,6 +529,9 @@ func (t *Table) loadRecord(k *keeper, b []byte, i int, now int64) error {
 	if err != nil {
 		return err
 	}
+	if sctpLegacy(&l.e) {
+		return nil
+	}
 	l.remaining = min(l.remaining, int64(t.maxTimeout(&l.e)))
 	if now > 0 && l.remaining > math.MaxInt64-now {
 		return snapErr("record %d: timeout %v overflows the clock", i, time.Duration(l.remaining))
@@ -461,8 +549,11 @@ func (t *Table) loadRecord(k *keeper, b []byte, i int, now int64) error {
 // everything else lowers it (retransmissions, unacknowledged data, a
 // pickup without a reply). UDP and UDP-Lite: the stream timeout for an
 // assured entry (the packet that assures it sets it, and every later one),
-// the UDP timeout otherwise. ICMP, ICMPv6, SCTP and the rest: their one
-// timeout.
+// the UDP timeout otherwise; GRE likewise with its own two. SCTP: the
+// timeout of its state (every packet that refreshes an SCTP entry sets
+// its new state's; a packet that changes the state without refreshing,
+// rare, is capped lower here than the kernel would keep it). ICMP, ICMPv6
+// and the rest: their one timeout.
 func (t *Table) maxTimeout(e *entry) time.Duration {
 	switch e.key.proto {
 	case packet.ProtoTCP:
@@ -477,7 +568,12 @@ func (t *Table) maxTimeout(e *entry) time.Duration {
 	case packet.ProtoICMPv6:
 		return t.to.ICMPv6
 	case packet.ProtoSCTP:
-		return sctpTimeout
+		return t.to.SCTP.of(e.sctp().state)
+	case packet.ProtoGRE:
+		if e.assured() {
+			return t.to.GREStream
+		}
+		return t.to.GRE
 	}
 	return t.to.Generic
 }

@@ -428,12 +428,16 @@ func FuzzLoad(f *testing.F) {
 func TestSnapshotCapsTimeouts(t *testing.T) {
 	tb := setupSnapshot(t, Config{})
 	snap := save(t, tb.Table, tb.now())
-	// Add an SCTP entry: the GRE record with its protocol changed.
+	// Add an SCTP entry: the GRE record with its protocol changed, in
+	// ESTABLISHED with tags.
 	for i := range tb.Len() {
 		o := snapshotHeaderSize + i*snapshotRecordSize
 		if snap[o+36] == 47 {
 			r := bytes.Clone(snap[o : o+snapshotRecordSize])
 			r[36] = uint8(packet.ProtoSCTP)
+			r[80] = uint8(SCTPEstablished)
+			binary.LittleEndian.PutUint32(r[88:], 0x1111)
+			binary.LittleEndian.PutUint32(r[92:], 0x2222)
 			snap = append(snap[:len(snap)-4:len(snap)-4], append(r, 0, 0, 0, 0)...)
 			binary.LittleEndian.PutUint64(snap[8:], uint64(tb.Len()+1))
 			break
@@ -472,6 +476,8 @@ func TestSnapshotCapsTimeouts(t *testing.T) {
 			ICMP:      13 * time.Second,
 			ICMPv6:    14 * time.Second,
 			Generic:   15 * time.Second,
+			GRE:       16 * time.Second,
+			SCTP:      SCTPTimeouts{Established: 17 * time.Second},
 		}
 		tab := New(Config{Timeouts: to})
 		const now = int64(time.Hour)
@@ -500,8 +506,8 @@ func TestSnapshotCapsTimeouts(t *testing.T) {
 			"udp assured":     12 * time.Second,
 			"icmp":            13 * time.Second,
 			"icmp6":           14 * time.Second,
-			"gre":             15 * time.Second, // generic
-			"sctp":            sctpTimeout,
+			"gre":             16 * time.Second, // unreplied
+			"sctp":            17 * time.Second, // ESTABLISHED
 		}
 		if len(got) != len(want) {
 			t.Errorf("entries %v, want %v", got, want)

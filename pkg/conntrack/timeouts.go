@@ -17,6 +17,46 @@ type Timeouts struct {
 	ICMP      time.Duration // 30 s
 	ICMPv6    time.Duration // 30 s
 	Generic   time.Duration // other protocols: 600 s
+	SCTP      SCTPTimeouts
+	GRE       time.Duration // GRE, unreplied (kernel: 30 s)
+	GREStream time.Duration // GRE once a reply was seen (kernel: 180 s)
+}
+
+// SCTPTimeouts are the SCTP timeouts by state (the kernel's
+// nf_conntrack_sctp_timeout_<state>). An entry's timer is set to its
+// state's timeout by every packet that the state machine accepts, except
+// a retransmitted INIT and a HEARTBEAT on another path.
+type SCTPTimeouts struct {
+	Closed          time.Duration // 10 s; also the first packet's when it leaves the state NONE, which it never does
+	CookieWait      time.Duration // 3 s
+	CookieEchoed    time.Duration // 3 s
+	Established     time.Duration // 210 s
+	ShutdownSent    time.Duration // 3 s
+	ShutdownRecd    time.Duration // 3 s
+	ShutdownAckSent time.Duration // 3 s
+	HeartbeatSent   time.Duration // 30 s
+}
+
+// of is the timeout of state s (the fields are set: the table's timeouts
+// went through WithDefaults). NONE has CLOSED's, as in the kernel.
+func (to *SCTPTimeouts) of(s SCTPState) time.Duration {
+	switch s {
+	case SCTPCookieWait:
+		return to.CookieWait
+	case SCTPCookieEchoed:
+		return to.CookieEchoed
+	case SCTPEstablished:
+		return to.Established
+	case SCTPShutdownSent:
+		return to.ShutdownSent
+	case SCTPShutdownRecd:
+		return to.ShutdownRecd
+	case SCTPShutdownAckSent:
+		return to.ShutdownAckSent
+	case SCTPHeartbeatSent:
+		return to.HeartbeatSent
+	}
+	return to.Closed
 }
 
 // DefaultTimeouts are the Linux kernel's defaults.
@@ -27,28 +67,50 @@ var DefaultTimeouts = Timeouts{
 	ICMP:      30 * time.Second,
 	ICMPv6:    30 * time.Second,
 	Generic:   600 * time.Second,
+	SCTP: SCTPTimeouts{
+		Closed:          10 * time.Second,
+		CookieWait:      3 * time.Second,
+		CookieEchoed:    3 * time.Second,
+		Established:     210 * time.Second,
+		ShutdownSent:    3 * time.Second,
+		ShutdownRecd:    3 * time.Second,
+		ShutdownAckSent: 3 * time.Second,
+		HeartbeatSent:   30 * time.Second,
+	},
+	GRE:       30 * time.Second,
+	GREStream: 180 * time.Second,
 }
 
 // timeoutFields maps the ruleset's names (after the kernel sysctls
 // net.netfilter.nf_conntrack_<proto>_timeout_<state>) to the field they set.
 func (t *Timeouts) fields() map[string]*time.Duration {
 	return map[string]*time.Duration{
-		"tcp.syn_sent":       &t.TCP.SynSent,
-		"tcp.syn_sent2":      &t.TCP.SynSent2,
-		"tcp.syn_recv":       &t.TCP.SynRecv,
-		"tcp.established":    &t.TCP.Established,
-		"tcp.fin_wait":       &t.TCP.FinWait,
-		"tcp.close_wait":     &t.TCP.CloseWait,
-		"tcp.last_ack":       &t.TCP.LastAck,
-		"tcp.time_wait":      &t.TCP.TimeWait,
-		"tcp.close":          &t.TCP.Close,
-		"tcp.max_retrans":    &t.TCP.MaxRetrans,
-		"tcp.unacknowledged": &t.TCP.Unacknowledged,
-		"udp":                &t.UDP,
-		"udp.stream":         &t.UDPStream,
-		"icmp":               &t.ICMP,
-		"icmpv6":             &t.ICMPv6,
-		"generic":            &t.Generic,
+		"tcp.syn_sent":           &t.TCP.SynSent,
+		"tcp.syn_sent2":          &t.TCP.SynSent2,
+		"tcp.syn_recv":           &t.TCP.SynRecv,
+		"tcp.established":        &t.TCP.Established,
+		"tcp.fin_wait":           &t.TCP.FinWait,
+		"tcp.close_wait":         &t.TCP.CloseWait,
+		"tcp.last_ack":           &t.TCP.LastAck,
+		"tcp.time_wait":          &t.TCP.TimeWait,
+		"tcp.close":              &t.TCP.Close,
+		"tcp.max_retrans":        &t.TCP.MaxRetrans,
+		"tcp.unacknowledged":     &t.TCP.Unacknowledged,
+		"udp":                    &t.UDP,
+		"udp.stream":             &t.UDPStream,
+		"icmp":                   &t.ICMP,
+		"icmpv6":                 &t.ICMPv6,
+		"generic":                &t.Generic,
+		"sctp.closed":            &t.SCTP.Closed,
+		"sctp.cookie_wait":       &t.SCTP.CookieWait,
+		"sctp.cookie_echoed":     &t.SCTP.CookieEchoed,
+		"sctp.established":       &t.SCTP.Established,
+		"sctp.shutdown_sent":     &t.SCTP.ShutdownSent,
+		"sctp.shutdown_recd":     &t.SCTP.ShutdownRecd,
+		"sctp.shutdown_ack_sent": &t.SCTP.ShutdownAckSent,
+		"sctp.heartbeat_sent":    &t.SCTP.HeartbeatSent,
+		"gre":                    &t.GRE,
+		"gre.stream":             &t.GREStream,
 	}
 }
 

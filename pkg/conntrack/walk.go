@@ -14,7 +14,9 @@ import (
 type EntryInfo struct {
 	Original, Reply Key
 	// TCPState is the TCP state (TCP entries only).
-	TCPState  tcpstate.State
+	TCPState tcpstate.State
+	// SCTPState is the SCTP state (SCTP entries only).
+	SCTPState SCTPState
 	SeenReply bool
 	Assured   bool
 	// Timeout is the time left before the entry expires.
@@ -35,9 +37,12 @@ func (e *entry) info(now int64) EntryInfo {
 		Packets:   [2]uint64{uint64(e.packets[0]), uint64(e.packets[1])},
 		Bytes:     e.bytes,
 	}
-	if e.key.proto == packet.ProtoTCP {
-		// Other entries keep something else there (streamTS).
+	switch e.key.proto {
+	case packet.ProtoTCP:
+		// Other entries keep something else there (streamTS, sctp).
 		in.TCPState = e.tcp.State
+	case packet.ProtoSCTP:
+		in.SCTPState = e.sctp().state
 	}
 	return in
 }
@@ -45,11 +50,14 @@ func (e *entry) info(now int64) EntryInfo {
 // Proto is the IP protocol number.
 func (e EntryInfo) Proto() packet.Proto { return e.Original.proto }
 
-// State is the state name conntrack -L shows: the TCP state, "" for other
-// protocols.
+// State is the state name conntrack -L shows: the TCP or SCTP state, ""
+// for other protocols.
 func (e EntryInfo) State() string {
-	if e.Original.proto == packet.ProtoTCP {
+	switch e.Original.proto {
+	case packet.ProtoTCP:
 		return e.TCPState.String()
+	case packet.ProtoSCTP:
+		return e.SCTPState.String()
 	}
 	return ""
 }
@@ -60,7 +68,7 @@ func (e EntryInfo) State() string {
 // "icmp6"), and "unknown" for what the generic tracker handles.
 func listName(p packet.Proto) string {
 	switch p {
-	case packet.ProtoTCP, packet.ProtoUDP, packet.ProtoUDPLite, packet.ProtoICMP, packet.ProtoSCTP:
+	case packet.ProtoTCP, packet.ProtoUDP, packet.ProtoUDPLite, packet.ProtoICMP, packet.ProtoSCTP, packet.ProtoGRE:
 		return p.String()
 	case packet.ProtoICMPv6:
 		return "icmpv6"

@@ -39,7 +39,7 @@ var parseErrorTests = []struct {
 	{"set foo bar", "host.rules:1:5: unknown setting \"foo\"; expected default, invalid, local, limit or timeout"},
 	{"set default pass\nset default block", "host.rules:2:5: duplicate 'set default' (first set on line 1)"},
 	{"set timeout tcp.established 5d\nset timeout tcp.established 4d", "host.rules:2:13: duplicate 'set timeout tcp.established' (first set on line 1)"},
-	{"set timeout tcp.nope 5d", "host.rules:1:13: expected timeout name after 'set timeout' (generic, icmp, icmpv6, tcp.close, tcp.close_wait, tcp.established, tcp.fin_wait, tcp.last_ack, tcp.max_retrans, tcp.syn_recv, tcp.syn_sent, tcp.syn_sent2, tcp.time_wait, tcp.unacknowledged, udp, udp.stream), got \"tcp.nope\""},
+	{"set timeout tcp.nope 5d", "host.rules:1:13: expected timeout name after 'set timeout' (generic, gre, gre.stream, icmp, icmpv6, sctp.closed, sctp.cookie_echoed, sctp.cookie_wait, sctp.established, sctp.heartbeat_sent, sctp.shutdown_ack_sent, sctp.shutdown_recd, sctp.shutdown_sent, tcp.close, tcp.close_wait, tcp.established, tcp.fin_wait, tcp.last_ack, tcp.max_retrans, tcp.syn_recv, tcp.syn_sent, tcp.syn_sent2, tcp.time_wait, tcp.unacknowledged, udp, udp.stream), got \"tcp.nope\""},
 	{"set timeout tcp.established 5y", "host.rules:1:29: expected a duration such as 30s, 2m, 1h30m or 5d (at most 3650d) after 'set timeout tcp.established', got \"5y\""},
 	{"set timeout tcp.established 0s", "host.rules:1:29: timeout tcp.established must be positive"},
 	{"set limit states 0", "host.rules:1:18: expected a number of states from 1 to 2147483647 after 'set limit states', got \"0\""},
