@@ -110,6 +110,30 @@
 //     passes a packet. keep state is the default and is not printed.
 //   - log and label are carried to the verdict; they do not change matching.
 //
+// # Timeouts
+//
+// `set timeout NAME DURATION` sets one conntrack timeout (stateful mode);
+// the ones not set keep the Linux kernel's defaults. The names follow the
+// kernel's sysctls net.netfilter.nf_conntrack_<proto>_timeout_<state>,
+// with a dot for the last underscore:
+//
+//	tcp.syn_sent 2m, tcp.syn_sent2 2m, tcp.syn_recv 1m, tcp.established 5d,
+//	tcp.fin_wait 2m, tcp.close_wait 1m, tcp.last_ack 30s, tcp.time_wait 2m,
+//	tcp.close 10s, tcp.max_retrans 5m, tcp.unacknowledged 5m
+//	udp 30s          unreplied, or replied but not yet a stream
+//	udp.stream 2m    an assured UDP (and UDP-Lite) flow
+//	icmp 30s, icmpv6 30s
+//	sctp.closed 10s, sctp.cookie_wait 3s, sctp.cookie_echoed 3s,
+//	sctp.established 3m30s, sctp.shutdown_sent 3s, sctp.shutdown_recd 3s,
+//	sctp.shutdown_ack_sent 3s, sctp.heartbeat_sent 30s
+//	                 an SCTP association, by its conntrack state
+//	gre 30s          GRE (and PPTP's enhanced GRE), unreplied
+//	gre.stream 3m    GRE once a reply was seen (assured)
+//	generic 10m      every other protocol
+//
+// Each may be set once. `statewall check` prints the ruleset with the
+// timeouts it sets, sorted by name.
+//
 // # Errors
 //
 // Parse stops at the first error and returns it as *Error, printed as
