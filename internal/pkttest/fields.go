@@ -200,14 +200,24 @@ func (s *spec) inner() packet.Inner {
 		in.Valid, in.NonFirstFragment = true, true
 		return in
 	}
-	// RFC 792 promises 8 bytes of the quoted datagram's data.
-	if min(q, s.ipLen())-s.ipHdrLen() < 8 {
+	// What the kernel reads of the quoted transport header: the ports,
+	// or the whole ICMP header, or nothing (packet's decodeInner).
+	have, need := min(q, s.ipLen())-s.ipHdrLen(), 0
+	switch s.proto {
+	case pTCP, pUDP, pUDPLite, pSCTP:
+		need = 4
+	case pICMP, pICMPv6:
+		need = 8
+	}
+	if have < need {
 		return packet.Inner{}
 	}
 	in.Valid = true
 	switch s.proto {
 	case pTCP:
-		in.TCPSeq = s.seq
+		if have >= 8 {
+			in.TCPSeq = s.seq
+		}
 		in.SrcPort, in.DstPort = s.sport, s.dport
 	case pUDP, pUDPLite, pSCTP:
 		in.SrcPort, in.DstPort = s.sport, s.dport

@@ -498,12 +498,16 @@ func (p *Packet) isICMPError() bool {
 func (p *Packet) decodeInner(q []byte) {
 	in := &p.Inner
 	var l4 []byte
+	// The kernel reads the quote as a header of the error's own IP
+	// version, whatever its version field says (ipv4_get_l4proto and
+	// ipv6_get_l4proto look at neither), and takes an IPv4 header's
+	// length from its IHL even when that is below 20.
 	if p.IPVersion == 4 {
-		if len(q) < 20 || q[0]>>4 != 4 {
+		if len(q) < 20 {
 			return
 		}
 		ihl := int(q[0]&0x0f) * 4
-		if ihl < 20 || len(q) < ihl {
+		if len(q) < ihl {
 			return
 		}
 		in.Proto = Proto(q[9])
@@ -516,7 +520,7 @@ func (p *Packet) decodeInner(q []byte) {
 		}
 		l4 = q[ihl:]
 	} else {
-		if len(q) < 40 || q[0]>>4 != 6 {
+		if len(q) < 40 {
 			return
 		}
 		nh := q[6]

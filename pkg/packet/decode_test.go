@@ -100,12 +100,17 @@ func TestDecodeFields(t *testing.T) {
 				Inner: Inner{Valid: true, IPVersion: 4, Proto: ProtoUDP, Src: addr("192.168.1.10"), Dst: addr("192.168.1.1"), SrcPort: 53000, DstPort: 53}},
 		},
 		{
-			name: "icmpv4 error quoting ipv6 is not a quote the kernel reads",
+			// The kernel reads the quote as IPv4 whatever its version
+			// field says: the IPv6 header's bytes make a garbage
+			// header, here a non-first fragment, which names no
+			// connection.
+			name: "icmpv4 error quoting ipv6 is read as ipv4, as the kernel reads it",
 			data: icmp4Error(t, 3, 3, tcpDataV6(t)[14:]), link: LinkEthernet,
 			want: Packet{L3Off: 14, L4Off: 34, PayloadOff: 42, EtherType: 0x0800,
 				IPVersion: 4, Proto: ProtoICMP, Src: addr("192.0.2.1"), Dst: addr("10.0.0.1"), TTL: 64,
 				IPLen: 120, IPHdrLen: 20, Frag: Fragment{ID: 0x1234, DontFrag: true},
-				L4Len: 100, PayloadLen: 92, ICMPType: 3, ICMPCode: 3},
+				L4Len: 100, PayloadLen: 92, ICMPType: 3, ICMPCode: 3,
+				Inner: Inner{Valid: true, NonFirstFragment: true, IPVersion: 4, Proto: ProtoICMP, Src: addr("0.0.0.0"), Dst: addr("0.0.0.0")}},
 		},
 		{
 			name: "icmp error quoting a non-first fragment: addresses only",

@@ -92,23 +92,23 @@ func captures() []capture {
 
 	// ICMP errors whose quote holds only 4 bytes of the inner UDP header
 	// (its ports), and one whose inner IPv4 header has the wrong version.
-	q4 := capture{name: "parity-icmp-short-quote", about: "a UDP flow over IPv4, then port-unreachable errors from the server quoting the client's datagram with only the 4 bytes of ports, with all 8 bytes, and with the quoted IPv4 header's version nibble set to 6"}
+	q4 := capture{name: "parity-icmp-short-quote", about: "a UDP flow over IPv4, then port-unreachable errors from the server quoting the client's datagram with only the 4 bytes of ports, with all 8 bytes, and with the quoted IPv4 header's version nibble set to 5"}
 	dgram := udp4(client4, server4, 40200, 53, "query")
 	q4.add("UDP query", dgram)
 	q4.add("port unreachable quoting IPv4 header + 4 bytes", icmp4(server4, client4, 3, 3, dgram[:24]))
 	q4.add("port unreachable quoting IPv4 header + 8 bytes", icmp4(server4, client4, 3, 3, dgram[:28]))
 	badVersion := bytes.Clone(dgram[:28])
-	badVersion[0] = 0x65
-	q4.add("port unreachable quoting a header with version 6", icmp4(server4, client4, 3, 3, badVersion))
+	badVersion[0] = 0x55
+	q4.add("port unreachable quoting a header with version 5", icmp4(server4, client4, 3, 3, badVersion))
 	cs = append(cs, q4)
 
 	// IPv6 oddities of the header chain: a destination options header
-	// that runs past the packet, two fragment headers.
-	odd := capture{name: "parity-ipv6-odd-chains", about: "IPv6 header chains the kernel's parser takes its own way: a destination options header longer than the packet before UDP (invalid: no ports to read) and before GRE (tracked by addresses), and a UDP datagram behind two atomic fragment headers (tracked)"}
+	// that runs past the packet. (Two atomic fragment headers are in
+	// pkg/packet's TestIPv6ChainsAsTheKernelWalksThem only: the kernel's
+	// defragmentation queues them without their fragment headers, which
+	// the oracle cannot compare with what it injected.)
+	odd := capture{name: "parity-ipv6-odd-chains", about: "IPv6 header chains the kernel's parser takes its own way: a destination options header longer than the packet before UDP (invalid: no ports to read) and before GRE (tracked by addresses)"}
 	odd.add("destination options longer than the packet", ipv6Raw(client6, server6, 60, []byte{17, 2, 1, 4, 0, 0, 0, 0}))
-	whole := udp6(client6, server6, 40301, 53, "query")[40:]
-	twoFrags := append([]byte{44, 0, 0, 0, 0, 0, 0, 8, 17, 0, 0, 0, 0, 0, 0, 9}, whole...)
-	odd.add("UDP behind two atomic fragment headers", ipv6Raw(client6, server6, 44, twoFrags))
 	odd.add("GRE behind destination options longer than the packet", ipv6Raw(client6, server6, 60, []byte{47, 3, 1, 4, 0, 0, 0, 0, 0, 0, 0x88, 0x0b}))
 	cs = append(cs, odd)
 	return cs
