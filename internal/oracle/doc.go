@@ -10,7 +10,7 @@
 //
 // For each capture Run
 //
-//  1. rewrites it with pcaprewrite: every address into 198.18.0.0/15 or
+//  1. rewrites it with pcaprewrite (unless Options.KeepAddresses): every address into 198.18.0.0/15 or
 //     fd00:198:18::/64 (nothing from outside those ranges is ever put on an
 //     interface), link layer and VLAN tags stripped, checksums adjusted so a
 //     bad one stays bad; non-IP frames (ARP, MPLS, IS-IS...) keep their index
@@ -20,7 +20,8 @@
 //     - sysctls: rp_filter=0 and accept_local=1 (every source is a local
 //     address here), no IPv6 RA/redirect/DAD processing and no link-local
 //     address on the injection device; the conntrack sysctls are the kernel
-//     defaults of a new namespace (Result.Sysctls, printed with -v);
+//     defaults of a new namespace unless Options.Sysctls sets some
+//     (Result.Sysctls, printed with -v);
 //     - a tun device "swo0" (IFF_TUN, no packet-info header, MTU 65535);
 //     - local routes "local 198.18.0.0/15 dev lo" and "local
 //     fd00:198:18::/64 dev lo", so every packet is for the namespace itself
@@ -76,13 +77,43 @@
 // (IPFRAG_DUP) and is reported the same way, as inferred. Fragments of a
 // datagram that never completes get no label ("never completed").
 //
+// IPv6 defrag also lets some fragments through unreassembled
+// (nf_ct_frag6_gather returns 0, which ipv6_defrag accepts), and conntrack
+// then labels the fragment itself: a first fragment that does not hold the
+// header chain through the transport header's first bytes
+// (ipv6frag_thdr_truncated; the fragments held for its datagram stay), and
+// a non-last fragment whose length is not a multiple of 8 (nf_ct_frag6_queue
+// answers -EPROTO after dropping the fragments held for its datagram, which
+// then get no label). Run recognises the case by the queued bytes, which
+// are the injected fragment's, and notes it.
+//
 // # Time
 //
-// Packets are injected back to back; capture gaps are not waited out, while
-// conntrack timeouts run on the wall clock. A capture whose gaps exceed a
-// timeout that matters (UDP 30 s, ICMP 30 s, SYN_SENT 120 s, ...) could get
-// different labels in a real-time replay. Run warns about gaps longer than
-// GapWarning (25 s) in Result.Warnings and notes the packet after the gap.
+// By default packets are injected back to back; capture gaps are not waited
+// out, while conntrack timeouts run on the wall clock. A capture whose gaps
+// exceed a timeout that matters (UDP 30 s, ICMP 30 s, SYN_SENT 120 s, ...)
+// could get different labels in a real-time replay. Run warns about gaps
+// longer than GapWarning (25 s) in Result.Warnings and notes the packet
+// after the gap.
+//
+// To compare expiry, Options.GapScale makes Run wait the gaps out (scaled,
+// each packet at its time from the first, so that processing time does not
+// add up), and Options.Sysctls lowers conntrack's timeouts in the namespace
+// (they are per namespace: net.netfilter.nf_conntrack_*_timeout*); the
+// ruleset statewall replays with then sets the same values (`set timeout`).
+// The kernel's timeouts count whole seconds and its clock is the wall
+// clock, so a comparison should keep every packet well away from a
+// timeout's end (internal/convgen's Options.Gaps keeps 0.2 s).
+//
+// # Addresses
+//
+// Options.KeepAddresses injects the capture's own bytes instead of the
+// rewritten ones, for captures made inside the test ranges (the
+// conversation generator's): the rewriter maps addresses it finds, and an
+// ICMP error whose quote it does not take for an IP header (cut short, or
+// altered on purpose) would keep the original addresses while the flow it
+// quotes got new ones. Run refuses a capture with any address outside the
+// test ranges then.
 //
 // # Packets without a label
 //

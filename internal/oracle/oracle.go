@@ -20,6 +20,8 @@ import (
 	"unsafe"
 
 	nfqueue "github.com/florianl/go-nfqueue/v2"
+	"github.com/gopacket/gopacket/layers"
+	"github.com/gopacket/gopacket/pcapgo"
 	"github.com/mdlayher/netlink"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
@@ -49,6 +51,32 @@ type Options struct {
 	// a safety net: the kernel processes an injected packet synchronously,
 	// so the sentinel normally comes back within microseconds.
 	Timeout time.Duration
+	// KeepAddresses injects the packets with the addresses they have
+	// instead of rewriting them, for captures made inside the test ranges
+	// (the conversation generator's): an ICMP error whose quote the
+	// rewriter does not take for an IP header (cut short, or altered on
+	// purpose) would keep its original addresses while the flow it quotes
+	// got new ones, and match nothing. Every address the rewriter finds
+	// must be in 198.18.0.0/15 or fd00:198:18::/64 and outside the
+	// reserved ranges, and the capture must be raw IP (link type 101, 228
+	// or 229); Run fails otherwise.
+	KeepAddresses bool
+	// Sysctls are set in the namespace before the replay, after conntrack
+	// is active there: a name under /proc/sys/net/netfilter
+	// ("nf_conntrack_udp_timeout") or a path under /proc/sys
+	// ("net/ipv4/ipfrag_time"), and its value. Conntrack's timeouts are
+	// per namespace, so lowering them here (and in the ruleset statewall
+	// replays with) lets a test see entries expire within seconds.
+	Sysctls map[string]string
+	// GapScale, when above 0, makes the replay honour the capture's
+	// gaps: packet i is injected GapScale times (its timestamp minus the
+	// first packet's) after the first, so that conntrack's timeouts run
+	// out between packets as they did on the capture's clock, scaled. 0
+	// (the default) injects the packets back to back, and Run warns about
+	// gaps longer than GapWarning. The waits are measured from the start,
+	// so the time each packet takes does not add up; packets whose time
+	// has passed go at once.
+	GapScale float64
 }
 
 // Result is everything Run learned about one capture.
@@ -60,6 +88,10 @@ type Result struct {
 	Backend   string   // the iptables that installed the NFQUEUE rules
 	Namespace string
 	Elapsed   time.Duration
+	// MaxLate is, with Options.GapScale, the most any packet was injected
+	// after its time: a comparison of expiry is only as good as this is
+	// small against its margins.
+	MaxLate time.Duration
 }
 
 // Labels replays the capture at path into a fresh network namespace and
@@ -210,15 +242,20 @@ func Run(ctx context.Context, path string, opt Options) (*Result, error) {
 			fmt.Fprintf(opt.Log, "[%8.3fms] "+format+"\n", append([]any{float64(time.Since(start).Microseconds()) / 1000}, a...)...)
 		}
 	}
-	pkts, _, err := pcaprewrite.RewriteFile(path)
+	pkts, table, err := pcaprewrite.RewriteFile(path)
 	if err != nil {
 		return nil, err
+	}
+	if opt.KeepAddresses {
+		if err := keepAddresses(path, pkts, table); err != nil {
+			return nil, err
+		}
 	}
 	res := &Result{File: path, Labels: make([]Label, len(pkts))}
 	var gaps []string
 	for i, p := range pkts {
 		res.Labels[i].Index = i
-		if i > 0 {
+		if i > 0 && opt.GapScale <= 0 {
 			if d := p.Timestamp.Sub(pkts[i-1].Timestamp); d > GapWarning {
 				gaps = append(gaps, fmt.Sprintf("gap of %v before packet %d", d.Round(time.Millisecond), i))
 			}
@@ -262,6 +299,18 @@ func Run(ctx context.Context, path string, opt Options) (*Result, error) {
 		if res.Backend, err = ns.installIptables(ctx); err != nil {
 			return err
 		}
+		for _, name := range sortedKeys(opt.Sysctls) {
+			path := name
+			if !strings.Contains(name, "/") {
+				path = "net/netfilter/" + name
+			}
+			if strings.Contains(path, "..") || strings.HasPrefix(path, "/") {
+				return fmt.Errorf("oracle: sysctl %q: not a name under /proc/sys", name)
+			}
+			if err := os.WriteFile("/proc/sys/"+path, []byte(opt.Sysctls[name]), 0); err != nil {
+				return fmt.Errorf("oracle: sysctl %s = %s: %w", name, opt.Sysctls[name], err)
+			}
+		}
 		res.Sysctls = readSysctls("/proc/sys/net/netfilter")
 		if opt.Log != nil {
 			logf("oracle: iptables backend %s; namespace sysctls:", res.Backend)
@@ -294,6 +343,45 @@ func Run(ctx context.Context, path string, opt Options) (*Result, error) {
 	return res, nil
 }
 
+// keepAddresses puts the capture's own bytes back into pkts (the rewrite
+// of a raw-IP capture changes addresses and checksums only, so each packet
+// keeps its length), after checking that every address the rewriter found
+// may go on an interface.
+func keepAddresses(path string, pkts []pcaprewrite.Packet, table map[netip.Addr]netip.Addr) error {
+	for a := range table {
+		if !pcaprewrite.InRange(a) || pcaprewrite.ReservedIPv4.Contains(a) || pcaprewrite.ReservedIPv6.Contains(a) {
+			return fmt.Errorf("oracle: %s: address %v is outside the test ranges (or in a reserved one): KeepAddresses refuses to inject it", filepath.Base(path), a)
+		}
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	r, err := pcapgo.NewReader(f)
+	if err != nil {
+		return fmt.Errorf("oracle: %s: KeepAddresses reads classic pcap only: %w", filepath.Base(path), err)
+	}
+	switch lt := r.LinkType(); lt {
+	case layers.LinkTypeRaw, layers.LinkTypeIPv4, layers.LinkTypeIPv6:
+	default:
+		return fmt.Errorf("oracle: %s: KeepAddresses needs raw IP packets, not link type %d", filepath.Base(path), lt)
+	}
+	for i := range pkts {
+		frame, _, err := r.ReadPacketData()
+		if err != nil {
+			return fmt.Errorf("oracle: %s: packet %d: %w", filepath.Base(path), i, err)
+		}
+		if pkts[i].Data != nil {
+			if len(frame) < len(pkts[i].Data) {
+				return fmt.Errorf("oracle: %s: packet %d: shorter than its rewrite", filepath.Base(path), i)
+			}
+			pkts[i].Data = append(pkts[i].Data[:0], frame[:len(pkts[i].Data)]...)
+		}
+	}
+	return nil
+}
+
 // replay injects every packet, one at a time, and collects its events.
 func replay(ctx context.Context, h netns.NsHandle, tun int, pkts []pcaprewrite.Packet, res *Result, opt Options, logf func(string, ...any)) error {
 	qr, err := openQueue(ctx, h)
@@ -309,9 +397,17 @@ func replay(ctx context.Context, h netns.NsHandle, tun int, pkts []pcaprewrite.P
 	timer := time.NewTimer(opt.Timeout)
 	defer timer.Stop()
 
+	start := time.Now()
 	for i, p := range pkts {
 		if err := ctx.Err(); err != nil {
 			return err
+		}
+		if opt.GapScale > 0 {
+			due := start.Add(time.Duration(opt.GapScale * float64(p.Timestamp.Sub(pkts[0].Timestamp))))
+			if err := sleepUntil(ctx, due); err != nil {
+				return err
+			}
+			res.MaxLate = max(res.MaxLate, time.Since(due))
 		}
 		if p.Skip != "" {
 			labels[i].Note = "not injected: " + p.Skip
@@ -349,7 +445,9 @@ func replay(ctx context.Context, h netns.NsHandle, tun int, pkts []pcaprewrite.P
 		ev := pre[0]
 		lab.CT, lab.Dir = markLabel(ev.mark)
 		var notes []string
-		if frag.IsFragment {
+		if frag.IsFragment && bytes.Equal(ev.payload, p.Data) {
+			notes = passedThrough(labels, frags, frag, p.Data, i)
+		} else if frag.IsFragment {
 			notes = labelDatagram(labels, pkts, frags, frag, i, ev)
 		} else if !bytes.Equal(ev.payload, p.Data) {
 			notes = append(notes, "the queued packet differs from the injected one")
@@ -369,6 +467,9 @@ func replay(ctx context.Context, h netns.NsHandle, tun int, pkts []pcaprewrite.P
 		}
 	}
 	for i := range labels {
+		if opt.GapScale > 0 {
+			break
+		}
 		if gapNote := gapBefore(pkts, i); gapNote != "" {
 			if labels[i].Note != "" {
 				labels[i].Note += "; " + gapNote
@@ -563,6 +664,82 @@ func labelDatagram(labels []Label, pkts []pcaprewrite.Packet, frags map[fragKey]
 	return nil
 }
 
+// passedThrough notes an IPv6 fragment (packet i) that conntrack saw as it
+// was injected, fragment header and all: the kernel's defrag let it through
+// unreassembled, and conntrack labelled the fragment itself.
+// nf_ct_frag6_gather does that (returns 0, which ipv6_defrag turns into
+// NF_ACCEPT) in two cases: a first fragment that does not hold the headers
+// through the transport header's first bytes (ipv6frag_thdr_truncated; RFC
+// 8200 says to discard it, the comment says "drop", the code accepts it),
+// before the datagram's queue is looked up, so the fragments held for it
+// stay; and a non-last fragment whose length is not a multiple of 8, which
+// nf_ct_frag6_queue answers with -EPROTO after killing the datagram's queue,
+// so the fragments held for it are gone and get no label.
+func passedThrough(labels []Label, frags map[fragKey][]pending, frag pcaprewrite.Fragment, data []byte, i int) []string {
+	note := "fragment: passed through the kernel's defrag unreassembled, so conntrack labelled the fragment itself"
+	if frag.First && thdrTruncated(data) {
+		return []string{note + " (a first fragment without the whole header chain: ipv6frag_thdr_truncated)"}
+	}
+	k := keyOf(frag)
+	for _, g := range frags[k] {
+		labels[g.idx] = Label{Index: g.idx, Note: fmt.Sprintf("fragment: no verdict: the kernel's defrag dropped its datagram when packet %d passed through it unreassembled", i)}
+	}
+	delete(frags, k)
+	return []string{note + " (a non-last fragment whose length is not a multiple of 8: IPv6 defrag lets it through and drops the fragments held for its datagram)"}
+}
+
+// thdrTruncated is the kernel's ipv6frag_thdr_truncated on IPv6 packet b:
+// from its fragment header on, the extension headers (as ipv6_skip_exthdr
+// walks them) and the first bytes of the transport header (TCP 20, UDP
+// and ICMPv6 8, anything else 1) do not fit in the packet, and the
+// fragment is the first. A header that cannot be read at all makes it
+// false, as in the kernel.
+func thdrTruncated(b []byte) bool {
+	if len(b) < 40 || b[0]>>4 != 6 {
+		return false
+	}
+	next, at := b[6], 40
+	seenFrag := false
+	for {
+		switch next {
+		case 0, 43, 60, 51, 44: // hop-by-hop, routing, destination options, AH, fragment
+		case 59: // no next header: ipv6_skip_exthdr fails
+			return false
+		default:
+			if !seenFrag {
+				return false
+			}
+			need := 1
+			switch next {
+			case 6:
+				need = 20
+			case 17, 58:
+				need = 8
+			}
+			return at+need > len(b)
+		}
+		if next == 44 {
+			if at+8 > len(b) {
+				return false
+			}
+			if binary.BigEndian.Uint16(b[at+2:])&^7 != 0 {
+				return false // not the first fragment
+			}
+			seenFrag = true
+			next, at = b[at], at+8
+			continue
+		}
+		if at+2 > len(b) {
+			return false
+		}
+		n := (int(b[at+1]) + 1) * 8
+		if next == 51 {
+			n = (int(b[at+1]) + 2) * 4
+		}
+		next, at = b[at], at+n
+	}
+}
+
 // eventNotes says what was odd about a packet's events: several at
 // PREROUTING, none at LOCAL_IN (so a new entry was never confirmed), or a
 // mark that changed between the two.
@@ -747,6 +924,31 @@ func openTun(name string) (int, error) {
 		return -1, fmt.Errorf("TUNSETIFF %s: %w", name, errno)
 	}
 	return fd, nil
+}
+
+// sleepUntil waits until t, or until ctx is done.
+func sleepUntil(ctx context.Context, t time.Time) error {
+	d := time.Until(t)
+	if d <= 0 {
+		return nil
+	}
+	timer := time.NewTimer(d)
+	defer timer.Stop()
+	select {
+	case <-timer.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func sortedKeys(m map[string]string) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
 }
 
 // readSysctls lists every file under dir as "name = value".
