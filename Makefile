@@ -62,6 +62,21 @@ fuzz:
 		$(GO) test -run '^$$' -fuzz "^$$fn\$$" -fuzztime $(FUZZTIME) $$pkg; \
 	done
 
+# The randomized differential test against the kernel (as root), for any
+# seeds: SEEDS=a-b or a list (1,5,10-20), GATES=comma-separated generator
+# gates, all or none (default: the make-test budget's; internal/convgen
+# documents them). `make test` runs the budget, seeds 1-4000. Every
+# disagreement is minimized against the kernel and written to a directory
+# the output names (FUZZ_KERNEL_FLAGS=-out=DIR to choose it,
+# -max-findings=0 for all of them).
+.PHONY: fuzz-kernel
+SEEDS ?= 1-20000
+GATES ?=
+FUZZ_KERNEL_FLAGS ?= -max-findings=10
+fuzz-kernel: deps
+	STATEWALL_ROOT_TESTS=1 $(GO) test -count=1 -timeout 0 -run '^TestKernelDifferential$$' -v ./internal/kerneldiff/ \
+		-args -seeds='$(SEEDS)' -gates='$(GATES)' $(FUZZ_KERNEL_FLAGS)
+
 clean:
 	rm -rf bin
 
