@@ -190,6 +190,11 @@ type shard struct {
 	soonest      atomic.Int64
 	tableSoonest *atomic.Int64
 
+	// hitKind is the kind of the entry the last lookup found, for the
+	// hit's recount: one packet holds the lock from lookup to unlock.
+	// Guarded by mu.
+	hitKind uint16
+
 	// kinds counts the shard's entries by kind (kindOf; see counts.go).
 	// Guarded by mu.
 	kinds [numKinds]int32
