@@ -27,7 +27,7 @@ const (
 	budgetSeeds   = 4000
 	budgetPackets = 50000
 	budgetGates   = convgen.GateGRE | convgen.GateSelfReverse | convgen.GateNoNextHeader | convgen.GateICMPv6OddErrors |
-		convgen.GateShortQuote | convgen.GateMultiSACK | convgen.GateExtPastPayload
+		convgen.GateShortQuote | convgen.GateMultiSACK | convgen.GateExtPastPayload | convgen.GateBadIPv4HeaderSum
 )
 
 var (

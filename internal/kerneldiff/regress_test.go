@@ -39,7 +39,6 @@ var pending = map[string]string{
 	"tcp-syn-rst-open.pcap":               "tcp-syn-rst",
 	"ipv6-frag-unaligned.pcap":            "ipv6-frag-unaligned",
 	"sctp-heartbeat-ack-first.pcap":       "sctp",
-	"bad-ipv4-header-sum.pcap":            "bad-ipv4-header-sum",
 }
 
 // TestRegressions replays every capture in testdata/kerneldiff through

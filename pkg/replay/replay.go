@@ -438,6 +438,7 @@ func (r *Replayer) ReplayFile(name string, sink Sink) error {
 			}
 			m.ts, m.wireLen, m.capLen = ci.Timestamp, ci.Length, len(data)
 			r.pkts[n].Decode(data, m.link)
+			dropBadHeaderSum(&r.pkts[n])
 			n++
 		}
 		if size > 1 {
@@ -603,6 +604,23 @@ func (r *Replayer) flushFragments(sink Sink) error {
 		}
 	}
 	return r.release(sink)
+}
+
+// dropBadHeaderSum marks an IPv4 packet whose header checksum is wrong as
+// malformed: the kernel drops it in ip_rcv, before the first netfilter
+// hook, so no filter and no conntrack ever sees it (a live daemon never
+// gets one), and it must leave no trace in the replay's connection table
+// either. It gets the `set invalid` verdict in both modes. The kernel
+// checks the header checksum whatever nf_conntrack_checksum says, and
+// Linux computes it in software, so captures taken on the sending host
+// carry it right.
+func dropBadHeaderSum(p *packet.Packet) {
+	if p.Kind != packet.KindOK || p.IPVersion != 4 || len(p.Data) < p.L3Off+p.IPHdrLen {
+		return
+	}
+	if packet.Fold(packet.OnesSum(p.Data[p.L3Off:p.L3Off+p.IPHdrLen], 0)) != 0xffff {
+		p.Kind = packet.KindMalformed
+	}
 }
 
 // decide fills r.rec for one decoded packet, decided at now.
