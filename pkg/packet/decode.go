@@ -256,6 +256,13 @@ walk:
 					p.Kind = KindMalformed
 					return
 				}
+				if nh == ip6HopByHop {
+					// Except a hop-by-hop header: ip6_rcv parses it
+					// before netfilter (ipv6_parse_hopopts) and drops
+					// the packet when it is not all there.
+					p.Kind = KindMalformed
+					return
+				}
 				p.markExtHeader(nh)
 				p.Proto = Proto(next)
 				p.IPHdrLen = end - off

@@ -36,6 +36,10 @@ func TestIPv6ChainsAsTheKernelWalksThem(t *testing.T) {
 		{"destination options running past the end, then UDP", ipv6With(60, []byte{17, 2, 1, 4, 0, 0, 0, 0}), KindOK, ProtoUDP, false, false},
 		{"destination options running past the end, then GRE", ipv6With(60, []byte{47, 3, 1, 4, 0, 0, 0, 0, 0, 0, 0x88, 0x0b}), KindOK, ProtoGRE, false, false},
 		{"destination options running past the end, then another extension header", ipv6With(60, []byte{0, 3, 1, 4, 0, 0, 0, 0}), KindMalformed, 0, false, false},
+		// ip6_rcv drops a hop-by-hop header that is not all there, before
+		// netfilter (found by the differential test, seed 57165).
+		{"hop-by-hop running past the end", ipv6With(0, []byte{17, 0, 1, 4}), KindMalformed, 0, false, false},
+		{"hop-by-hop longer than the packet", ipv6With(0, []byte{17, 1, 1, 4, 0, 0, 0, 0}), KindMalformed, 0, false, false},
 		{"two atomic fragment headers, then UDP", ipv6With(44, append([]byte{44, 0, 0, 0, 0, 0, 0, 8, 17, 0, 0, 0, 0, 0, 0, 9}, udp...)), KindOK, ProtoUDP, true, false},
 		{"an atomic fragment header, then a real fragment", ipv6With(44, append([]byte{44, 0, 0, 0, 0, 0, 0, 8, 17, 0, 0, 1, 0, 0, 0, 9}, udp...)), KindMalformed, 0, false, false},
 		{"a real fragment, then another fragment header", ipv6With(44, append([]byte{44, 0, 0, 1, 0, 0, 0, 8, 17, 0, 0, 0, 0, 0, 0, 9}, udp...)), KindMalformed, 0, false, false},
