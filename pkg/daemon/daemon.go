@@ -88,7 +88,7 @@ type Config struct {
 	// and ends the name of the defragmentation table (nfq.DefragTable);
 	// "STATEWALL" when empty. Two daemons on one host (or namespace) need
 	// different tags. At most 20 letters, digits, '_' and '-', not
-	// starting with '-' (checkTag): the longest chain name, <Tag>-FORWARD,
+	// starting with '-' (nfq.CheckTag): the longest chain name, <Tag>-FORWARD,
 	// must fit iptables' 28 characters, and the tag is written into the
 	// nft script the daemon runs as root.
 	Tag string
@@ -134,7 +134,7 @@ func (c *Config) check() error {
 	// Before anything runs: the tag becomes part of iptables chain names
 	// and of an nft script.
 	if c.Tag != "" {
-		if err := checkTag(c.Tag); err != nil {
+		if err := nfq.CheckTag(c.Tag); err != nil {
 			return err
 		}
 	}

@@ -65,9 +65,6 @@ func (p Proto) String() string {
 	return strconv.Itoa(int(p))
 }
 
-// Named reports whether the protocol has a name (String is not a number).
-func (p Proto) Named() bool { return canonical[p] != "" }
-
 // HasPorts reports whether the protocol's header starts with 16-bit
 // source and destination ports (TCP, UDP, UDP-Lite, SCTP).
 func (p Proto) HasPorts() bool {

@@ -34,7 +34,4 @@ func TestProto(t *testing.T) {
 			t.Errorf("ParseProto(%q) = %d, want an error", s, got)
 		}
 	}
-	if !ProtoTCP.Named() || Proto(253).Named() {
-		t.Error("Named")
-	}
 }
