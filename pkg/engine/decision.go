@@ -69,13 +69,21 @@ const (
 	CauseFragment
 )
 
-// Decision is a verdict and what it rests on. It is a small value (40
+// Decision is a verdict and what it rests on. It is a small value (48
 // bytes: TestDecisionSize), copied freely; Rule points into the immutable
 // compiled ruleset.
 type Decision struct {
 	Verdict Verdict
 	Cause   Cause
-	Rule    *rules.Rule // the matching rule, when one decided (also for new/untracked packets)
+	// Dir is the direction of the rule evaluation that decided: the
+	// packet's, or for a forwarded packet DirIn or DirOut (see Other).
+	Dir  rules.Dir
+	Rule *rules.Rule // the matching rule, when one decided (also for new/untracked packets)
+	// Other is, for a forwarded packet matched both inbound and
+	// outbound, the rule that matched the evaluation that did not decide
+	// (nil when none did, or it was not made): the outbound rule of a
+	// passed packet, the inbound one of a packet blocked outbound.
+	Other *rules.Rule
 	// CT is conntrack's result; meaningful only for the stateful engine
 	// (Tracked is true).
 	CT      conntrack.Summary

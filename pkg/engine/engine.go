@@ -37,15 +37,47 @@ func undecoded(d *Decision, p *packet.Packet, rs *rules.Ruleset) bool {
 }
 
 // byRules is the rule lookup both engines share; it sets the verdict,
-// cause and rule of d. newConn selects MatchNew, the stateful reading of
-// the rules for the first packet of a connection.
-func byRules(d *Decision, rs *rules.Ruleset, p *packet.Packet, dir rules.Dir, cause Cause, newConn bool) {
-	var r *rules.Rule
-	if newConn {
-		r = rs.MatchNew(p, dir)
-	} else {
-		r = rs.Match(p, dir)
+// cause, rule and direction of d. newConn selects MatchNew, the stateful
+// reading of the rules for the first packet of a connection.
+//
+// A forwarded packet is matched twice, as pf filters it twice: inbound on
+// the interface it arrived on, then, if that passed, outbound on the one it
+// leaves by; it passes only if both pass. d.Rule and d.Dir are those of the
+// evaluation that decided (the inbound one when both pass); d.Other is the
+// other evaluation's rule when there was one. With no rule that says in,
+// out or on, both evaluations are the same and the first serves for both.
+func byRules(d *Decision, rs *rules.Ruleset, p *packet.Packet, w rules.Where, cause Cause, newConn bool) {
+	if w.Dir != rules.DirForward {
+		r := rs.MatchOn(p, w.Dir, w.IfaceOf(), newConn)
+		d.Dir = w.Dir
+		setRule(d, rs, r, cause)
+		return
 	}
+	in := rs.MatchOn(p, rules.DirIn, w.In, newConn)
+	d.Dir = rules.DirIn
+	if setRule(d, rs, in, cause); d.Verdict == Block {
+		return
+	}
+	out := in
+	if rs.Directional() {
+		out = rs.MatchOn(p, rules.DirOut, w.Out, newConn)
+	}
+	if actionOf(rs, out) == rules.Block {
+		setRule(d, rs, out, cause)
+		d.Dir, d.Other = rules.DirOut, in
+		return
+	}
+	d.Other = out
+}
+
+func actionOf(rs *rules.Ruleset, r *rules.Rule) rules.Action {
+	if r == nil {
+		return rs.Default
+	}
+	return r.Action
+}
+
+func setRule(d *Decision, rs *rules.Ruleset, r *rules.Rule, cause Cause) {
 	if r != nil {
 		if cause == CauseDefault {
 			cause = CauseRule
@@ -53,7 +85,7 @@ func byRules(d *Decision, rs *rules.Ruleset, p *packet.Packet, dir rules.Dir, ca
 		d.Verdict, d.Cause, d.Rule = verdictOf(r.Action), cause, r
 		return
 	}
-	d.Verdict, d.Cause = verdictOf(rs.Default), cause
+	d.Verdict, d.Cause, d.Rule = verdictOf(rs.Default), cause, nil
 }
 
 // Stateless judges every packet alone by the rules. It is safe for
@@ -79,12 +111,18 @@ func (e *Stateless) Decide(p *packet.Packet, dir rules.Dir) (d Decision) {
 // stack by narrow stores and copied by wide loads, a store-forwarding
 // stall per packet (see conntrack.Table.TrackInto).
 func (e *Stateless) DecideInto(d *Decision, p *packet.Packet, dir rules.Dir) {
+	e.DecideAt(d, p, rules.Where{Dir: dir})
+}
+
+// DecideAt is DecideInto for a packet at w: its direction and
+// interfaces, which `on` rules and forwarded packets need.
+func (e *Stateless) DecideAt(d *Decision, p *packet.Packet, w rules.Where) {
 	*d = Decision{}
 	rs := e.Rules()
 	if undecoded(d, p, rs) {
 		return
 	}
-	byRules(d, rs, p, dir, CauseDefault, false)
+	byRules(d, rs, p, w, CauseDefault, false)
 }
 
 // Stateful puts connection tracking in front of the rules, as the kernel's
@@ -124,6 +162,12 @@ func (e *Stateful) Decide(p *packet.Packet, dir rules.Dir, now int64) (d Decisio
 // DecideInto is Decide storing the decision in *d, for the per-packet
 // path (see Stateless.DecideInto).
 func (e *Stateful) DecideInto(d *Decision, p *packet.Packet, dir rules.Dir, now int64) {
+	e.DecideAt(d, p, rules.Where{Dir: dir}, now)
+}
+
+// DecideAt is DecideInto for a packet at w: its direction and
+// interfaces, which `on` rules and forwarded packets need.
+func (e *Stateful) DecideAt(d *Decision, p *packet.Packet, w rules.Where, now int64) {
 	*d = Decision{}
 	rs := e.Rules()
 	if undecoded(d, p, rs) {
@@ -140,15 +184,15 @@ func (e *Stateful) DecideInto(d *Decision, p *packet.Packet, dir rules.Dir, now 
 		d.Verdict, d.Cause = verdictOf(rs.Invalid), CauseInvalid
 		return
 	case conntrack.LabelUntracked:
-		byRules(d, rs, p, dir, CauseUntracked, false)
+		byRules(d, rs, p, w, CauseUntracked, false)
 		return
 	}
 	// New: the rules decide, read as for a connection's first packet
 	// (MatchNew: a TCP pass rule without flags wants a SYN), and an accepted
 	// first packet creates the entry.
-	byRules(d, rs, p, dir, CauseDefault, true)
+	byRules(d, rs, p, w, CauseDefault, true)
 	d.Midstream = p.Proto == packet.ProtoTCP && p.TCPFlags&(packet.TCPSyn|packet.TCPAck) != packet.TCPSyn
-	if d.Verdict == Pass && (d.Rule == nil || !d.Rule.NoState) {
+	if d.Verdict == Pass && (d.Rule == nil || !d.Rule.NoState) && (d.Other == nil || !d.Other.NoState) {
 		if !e.CT.Commit(p, &r, now) {
 			d.Verdict, d.Cause = Block, CauseTableFull
 		}

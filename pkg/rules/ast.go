@@ -37,6 +37,12 @@ const (
 	DirUnknown Dir = iota
 	DirIn
 	DirOut
+	// DirForward is a packet routed through this host (the forward hook).
+	// It is never a rule's direction: as pf filters a forwarded packet
+	// twice, once inbound on the interface it arrives on and once
+	// outbound on the one it leaves by, it is matched as DirIn on
+	// Where.In and as DirOut on Where.Out, and passes only if both pass.
+	DirForward
 )
 
 func (d Dir) String() string {
@@ -47,8 +53,37 @@ func (d Dir) String() string {
 		return "in"
 	case DirOut:
 		return "out"
+	case DirForward:
+		return "forward"
 	}
 	return "dir?"
+}
+
+// Where is where a packet is when it is decided: its direction relative
+// to this host and the interfaces it arrived on and leaves by, as kernel
+// interface indexes (0: none or not known). Bind tells a Ruleset which
+// names the indexes have; an unbound Ruleset sees every packet on no
+// interface. The zero value is DirUnknown on no interface.
+type Where struct {
+	Dir     Dir
+	In, Out uint32
+}
+
+// IfaceOf is the interface a single evaluation at w looks at: the input
+// interface inbound, the output interface outbound, and when the
+// direction is unknown whichever is set (replay's --iface). A forwarded
+// packet has two evaluations, each with its own.
+func (w Where) IfaceOf() uint32 {
+	switch w.Dir {
+	case DirIn:
+		return w.In
+	case DirOut:
+		return w.Out
+	}
+	if w.In != 0 {
+		return w.In
+	}
+	return w.Out
 }
 
 // DefaultLimitStates is the number of tracked connections when the file has
@@ -68,6 +103,9 @@ type Ruleset struct {
 	// are non-zero (conntrack.Timeouts.WithDefaults fills in the rest).
 	Timeouts conntrack.Timeouts
 	Rules    []Rule // in file order; Rules[i].Index == i+1
+	// Antispoof holds the `antispoof` statements in file order; each
+	// expanded into block rules in Rules (Rule.Antispoof points back).
+	Antispoof []*Antispoof
 
 	// Which settings the file wrote, so String prints exactly those.
 	has      settingBits
@@ -75,6 +113,16 @@ type Ruleset struct {
 
 	m     matcher
 	local addrSet // Local, compiled for IsLocal
+
+	// ifNames are the interface names the rules mention, by the id
+	// compiled rules use: ifNames[i] has id i+1, bit 1<<(i+1); id 0 is
+	// every other interface, and no interface.
+	ifNames []string
+	// directional: some rule says in, out or on; otherwise a forwarded
+	// packet's two evaluations give the same rule and one is enough.
+	directional bool
+	// bound is what Bind was given: index -> id, and the interfaces.
+	bound *binding
 }
 
 type settingBits uint8
@@ -113,8 +161,57 @@ type Rule struct {
 	HasICMPType, HasICMPCode bool
 
 	NoState bool // `no state`: a pass creates no conntrack entry
-	Log     bool
-	Label   string
+	// Log: the packets this rule decides are logged (pflog). LogAll
+	// (`log (all)`): in stateful mode, so are the later packets of a
+	// connection the rule created.
+	Log, LogAll bool
+	Label       string
+
+	// On is the `on` interface condition; zero: any interface.
+	On IfaceSpec
+	// Col is the column of the action word (or of `antispoof`).
+	Col int
+	// Antispoof is the statement this rule was expanded from, nil for a
+	// rule written as one. Its From is the statement's interface's
+	// networks (or own addresses), filled in by Bind.
+	Antispoof *Antispoof
+	spoof     spoofKind
+	spoofIf   string
+}
+
+// IfaceSpec is a set of interface names with AddrSpec's reading: an
+// interface matches when some positive item names it (or there is none)
+// and no negated item does. The zero value is any interface.
+type IfaceSpec struct {
+	Items []IfaceItem
+}
+
+// IfaceItem is one interface name, possibly negated.
+type IfaceItem struct {
+	Name string
+	Neg  bool
+}
+
+// Any reports whether the spec puts no condition on the interface.
+func (s IfaceSpec) Any() bool { return len(s.Items) == 0 }
+
+// Contains reports whether the interface named name is in the set; ""
+// (no interface) is in no positive item.
+func (s IfaceSpec) Contains(name string) bool {
+	pos, in := false, false
+	for _, it := range s.Items {
+		if it.Neg {
+			if it.Name == name {
+				return false
+			}
+			continue
+		}
+		pos = true
+		if it.Name == name {
+			in = true
+		}
+	}
+	return !pos || in
 }
 
 // needsL4 reports whether the rule looks into the transport header (ports,

@@ -187,7 +187,7 @@ func TestIndexDifferentialClustered(t *testing.T) {
 				dir := Dir(r.IntN(3))
 				for _, newConn := range []bool{false, true} {
 					var k pkey
-					k.set(p, dir, newConn)
+					k.set(p, dir, 1, newConn)
 					lin, idx := rs.m.matchLinear(&k), rs.m.idx.match(rs.m.rules, &k)
 					if lin != idx {
 						t.Fatalf("%d rules, newConn %v, packet %+v dir %v: linear %d, index %d", n, newConn, p, dir, lin, idx)

@@ -19,6 +19,8 @@ const (
 	tComma
 	tBang
 	tEq
+	tLParen
+	tRParen
 	tErr // where the lexer failed; the parser stops there
 )
 
@@ -49,6 +51,10 @@ func (t token) describe() string {
 		return "'!'"
 	case tEq:
 		return "'='"
+	case tLParen:
+		return "'('"
+	case tRParen:
+		return "')'"
 	case tErr:
 		return "an unreadable token"
 	}
@@ -135,6 +141,12 @@ func (lx *lexer) next() (token, error) {
 		case c == '=':
 			lx.i++
 			return lx.tok(tEq, "=", i), nil
+		case c == '(':
+			lx.i++
+			return lx.tok(tLParen, "(", i), nil
+		case c == ')':
+			lx.i++
+			return lx.tok(tRParen, ")", i), nil
 		case c == '$':
 			j := i + 1
 			for j < len(src) && isNameByte(src[j]) {

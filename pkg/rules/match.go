@@ -14,7 +14,8 @@ import (
 type pkey struct {
 	dir      Dir
 	dirBit   uint8
-	family   uint8 // 4, 6, or 0 when the addresses are not valid
+	ifBit    uint64 // 1<<id of the packet's interface (iface.go)
+	family   uint8  // 4, 6, or 0 when the addresses are not valid
 	proto    packet.Proto
 	l4       bool // the transport header is there (not a later fragment)
 	flags    uint8
@@ -34,11 +35,12 @@ type pkey struct {
 // a pkey: returning one by value made Match copy the freshly written struct
 // with wide loads that stalled on the narrow stores before them, and that
 // copy was 40% of Match on webserver.rules (pprof, BenchmarkMatchFile).
-func (k *pkey) set(p *packet.Packet, dir Dir, newConn bool) {
+func (k *pkey) set(p *packet.Packet, dir Dir, ifBit uint64, newConn bool) {
 	if dir > DirOut {
 		dir = DirUnknown
 	}
 	k.dir = dir
+	k.ifBit = ifBit
 	k.dirBit = 1 << dir
 	k.proto = p.Proto
 	k.l4 = p.L4Off != 0 && !(p.Frag.IsFragment && p.Frag.Offset != 0)
@@ -64,7 +66,7 @@ func (k *pkey) set(p *packet.Packet, dir Dir, newConn bool) {
 // makeKey is set for tests and benchmarks that keep keys.
 func makeKey(p *packet.Packet, dir Dir) pkey {
 	var k pkey
-	k.set(p, dir, false)
+	k.set(p, dir, 1, false)
 	return k
 }
 
@@ -73,6 +75,9 @@ func makeKey(p *packet.Packet, dir Dir) pkey {
 // ranges, zero masks), which leaves fewer branches to mispredict.
 func (c *crule) matches(k *pkey) bool {
 	if c.dirs&k.dirBit == 0 || (c.proto != 0 && c.proto != k.proto) {
+		return false
+	}
+	if c.hasOn && (c.ifPos != 0 && k.ifBit&c.ifPos == 0 || k.ifBit&c.ifNeg != 0) {
 		return false
 	}
 	if c.family != 0 && c.family != k.family {
@@ -123,7 +128,7 @@ func (m *matcher) matchLinear(k *pkey) int {
 // never matches a packet without a transport header (p.L4Off == 0, or a
 // fragment other than the first).
 func (rs *Ruleset) Match(p *packet.Packet, dir Dir) *Rule {
-	return rs.match(p, dir, false)
+	return rs.match(p, dir, 0, false)
 }
 
 // MatchNew is Match for a packet that conntrack calls new, in stateful
@@ -135,15 +140,23 @@ func (rs *Ruleset) Match(p *packet.Packet, dir Dir) *Rule {
 // `flags A/A`). Rules that say `no state`, block rules, and other protocols
 // match as in Match.
 func (rs *Ruleset) MatchNew(p *packet.Packet, dir Dir) *Rule {
-	return rs.match(p, dir, true)
+	return rs.match(p, dir, 0, true)
 }
 
-func (rs *Ruleset) match(p *packet.Packet, dir Dir, newConn bool) *Rule {
+// MatchOn is Match (newConn false) or MatchNew (true) for a packet
+// travelling in direction dir (DirIn, DirOut or DirUnknown; DirForward is
+// the caller's to split, see Eval) on the interface with index ifindex (0:
+// none). `on` conditions see the interface by the name Bind gave it.
+func (rs *Ruleset) MatchOn(p *packet.Packet, dir Dir, ifindex uint32, newConn bool) *Rule {
+	return rs.match(p, dir, ifindex, newConn)
+}
+
+func (rs *Ruleset) match(p *packet.Packet, dir Dir, ifindex uint32, newConn bool) *Rule {
 	if rs == nil {
 		return nil
 	}
 	var k pkey
-	k.set(p, dir, newConn)
+	k.set(p, dir, rs.ifBit(ifindex), newConn)
 	var i int
 	if rs.m.idx != nil {
 		i = rs.m.idx.match(rs.m.rules, &k)

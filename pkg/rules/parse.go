@@ -76,7 +76,10 @@ func Parse(file string, src []byte) (*Ruleset, error) {
 	if err := p.parse(); err != nil {
 		return nil, p.first(err)
 	}
-	p.rs.m = compile(p.rs.Rules)
+	if err := p.collectIfNames(); err != nil {
+		return nil, err
+	}
+	p.rs.m = compile(p.rs.Rules, p.rs.ifNames)
 	p.rs.local = compileLocal(p.rs.Local)
 	return p.rs, nil
 }
@@ -124,11 +127,15 @@ type defKind uint8
 const (
 	defAddrs defKind = iota + 1
 	defPorts
+	defIfaces
 )
 
 func (k defKind) String() string {
-	if k == defAddrs {
+	switch k {
+	case defAddrs:
 		return "addresses"
+	case defIfaces:
+		return "interfaces"
 	}
 	return "ports"
 }
@@ -145,6 +152,7 @@ type entry struct {
 	kind    defKind
 	addr    AddrItem
 	port    PortItem
+	iface   IfaceItem
 	tok     token
 	fromVar bool // came from a $name; wrong-family items are dropped, not errors
 }
@@ -198,8 +206,10 @@ func (p *parser) parse() error {
 			err = p.parseDefine()
 		case t.kind == tWord && (t.text == "pass" || t.text == "block"):
 			err = p.parseRule(t)
+		case t.kind == tWord && t.text == "antispoof":
+			err = p.parseAntispoof(t)
 		default:
-			err = p.errAt(t, "expected 'pass', 'block', 'set' or 'define', got %s", t.describe())
+			err = p.errAt(t, "expected 'pass', 'block', 'antispoof', 'set' or 'define', got %s", t.describe())
 		}
 		if err != nil {
 			return err
@@ -415,10 +425,10 @@ func (p *parser) parseTerm(dst []entry, want defKind, after string, inList bool)
 		}
 		for i := n; i < len(dst); i++ {
 			e := &dst[i]
-			if e.addr.Neg || e.port.Neg {
+			if e.addr.Neg || e.port.Neg || e.iface.Neg {
 				return nil, p.errAt(t, "cannot negate a list that holds negated items")
 			}
-			e.addr.Neg, e.port.Neg = e.kind == defAddrs, e.kind == defPorts
+			e.addr.Neg, e.port.Neg, e.iface.Neg = e.kind == defAddrs, e.kind == defPorts, e.kind == defIfaces
 		}
 		return dst, nil
 	case tLBrace:
@@ -446,14 +456,19 @@ func (p *parser) parseTerm(dst []entry, want defKind, after string, inList bool)
 		}
 		return dst, nil
 	case tWord:
-		if t.text == "any" && want != defPorts {
+		if t.text == "any" && want != defPorts && want != defIfaces {
 			if inList {
 				return nil, p.errAt(t, "'any' cannot be a list item")
 			}
 			return nil, p.errAt(t, "'any' is allowed only on its own after 'from' or 'to'")
 		}
 		var e entry
-		if want != defPorts {
+		if want == defIfaces {
+			if !validIfaceName(t.text) {
+				return nil, p.errAt(t, "%q is not an interface name (1-15 characters starting with a letter, no '/', ':' or blank)", t.text)
+			}
+			e = entry{kind: defIfaces, iface: IfaceItem{Name: t.text}, tok: t}
+		} else if want != defPorts {
 			if a, ok, err := p.parseAddrWord(t); err != nil {
 				return nil, err
 			} else if ok {
@@ -466,6 +481,11 @@ func (p *parser) parseTerm(dst []entry, want defKind, after string, inList bool)
 			} else if ok {
 				e = entry{kind: defPorts, port: pi, tok: t}
 			}
+		}
+		if want == 0 && e.kind == 0 && validIfaceName(t.text) && !strings.ContainsAny(t.text, "%") {
+			// In a define, a word that is neither an address nor a port
+			// is an interface name (pf's `ext_if = "em0"`).
+			e = entry{kind: defIfaces, iface: IfaceItem{Name: t.text}, tok: t}
 		}
 		if e.kind != 0 {
 			if err := p.count(t, 1); err != nil {
@@ -538,9 +558,10 @@ func (p *parser) count(t token, n int) error {
 
 func expectedMsg(want defKind, after string, inList bool, t token) string {
 	what := map[defKind]string{
-		defAddrs: "address",
-		defPorts: "port",
-		0:        "address or port",
+		defAddrs:  "address",
+		defPorts:  "port",
+		defIfaces: "interface name",
+		0:         "address, port or interface name",
 	}[want]
 	if inList {
 		return fmt.Sprintf("expected %s, '!', '$name' or '}' in list, got %s", what, t.describe())
@@ -626,6 +647,7 @@ func (p *parser) parsePortWord(t token) (PortItem, bool, error) {
 const (
 	stAction = iota
 	stDir
+	stOn
 	stFamily
 	stProto
 	stFrom
@@ -637,10 +659,11 @@ const (
 	stLabel
 )
 
-var stageNames = [...]string{"action", "'in'/'out'", "'inet'/'inet6'", "'proto'", "'from'", "'to'", "'flags'", "'icmp-type'", "'no state'", "'log'", "'label'"}
+var stageNames = [...]string{"action", "'in'/'out'", "'on'", "'inet'/'inet6'", "'proto'", "'from'", "'to'", "'flags'", "'icmp-type'", "'no state'", "'log'", "'label'"}
 
 var ruleKeywords = map[string]int{
 	"in": stDir, "out": stDir,
+	"on":   stOn,
 	"inet": stFamily, "inet6": stFamily,
 	"proto": stProto,
 	"from":  stFrom,
@@ -671,7 +694,7 @@ func (p *parser) parseRule(act token) error {
 		return p.errAt(act, "too many rules: a file may hold at most %d", MaxRules)
 	}
 	p.entries, p.stmt = 0, "the rule"
-	r := Rule{Index: len(p.rs.Rules) + 1, Line: act.line, Action: Block}
+	r := Rule{Index: len(p.rs.Rules) + 1, Line: act.line, Col: act.col, Action: Block}
 	if act.text == "pass" {
 		r.Action = Pass
 	}
@@ -714,6 +737,8 @@ func (p *parser) parseRule(act token) error {
 			if t.text == "out" {
 				r.Dir = DirOut
 			}
+		case stOn:
+			r.On, err = p.parseOn(t)
 		case stFamily:
 			fam = famState{4, "'inet'"}
 			if t.text == "inet6" {
@@ -741,6 +766,10 @@ func (p *parser) parseRule(act token) error {
 			r.NoState = t.text == "no"
 		case stLog:
 			r.Log = true
+			r.LogAll, err = p.parseLogOpts()
+			if r.LogAll && (r.Action != Pass || r.NoState) {
+				err = p.errAt(t, "'log (all)' logs the packets of the connection a rule creates: it needs a pass rule that keeps state")
+			}
 		case stLabel:
 			s := p.next()
 			if s.kind != tString {
@@ -754,6 +783,92 @@ func (p *parser) parseRule(act token) error {
 	}
 	r.Family = fam.fam
 	p.rs.Rules = append(p.rs.Rules, r)
+	return nil
+}
+
+// parseOn parses the interfaces after 'on': NAME, !NAME, { a, b }, $name.
+func (p *parser) parseOn(kw token) (IfaceSpec, error) {
+	var s IfaceSpec
+	p.entries, p.stmt = 0, "the rule"
+	es, err := p.parseTerm(nil, defIfaces, "'"+kw.text+"'", false)
+	if err != nil {
+		return s, err
+	}
+	for _, e := range es {
+		s.Items = append(s.Items, e.iface)
+	}
+	return s, nil
+}
+
+// parseLogOpts parses pf's options after 'log': nothing, or "(all)".
+// It returns whether "all" was given.
+func (p *parser) parseLogOpts() (bool, error) {
+	if t := p.peek(); t.kind != tLParen {
+		return false, nil
+	}
+	p.next()
+	w := p.next()
+	if w.kind != tWord || w.text != "all" {
+		return false, p.errAt(w, "expected 'all' in 'log (...)', got %s (other pf log options are not supported)", w.describe())
+	}
+	if c := p.next(); c.kind != tRParen {
+		return false, p.errAt(c, "expected ')' after 'log (all', got %s", c.describe())
+	}
+	return true, nil
+}
+
+// parseAntispoof parses `antispoof [log] [for] IFACES [inet|inet6]
+// [label STRING]` and expands it into block rules (Antispoof.expand).
+func (p *parser) parseAntispoof(kw token) error {
+	a := &Antispoof{Line: kw.line, Col: kw.col}
+	if t := p.peek(); t.kind == tWord && t.text == "log" {
+		p.next()
+		a.Log = true
+		if t := p.peek(); t.kind == tLParen {
+			return p.errAt(t, "'log (...)' options are for pass rules; antispoof takes plain 'log'")
+		}
+	}
+	if t := p.peek(); t.kind == tWord && t.text == "for" {
+		p.next()
+	}
+	p.entries, p.stmt = 0, "'antispoof'"
+	es, err := p.parseTerm(nil, defIfaces, "'antispoof for'", false)
+	if err != nil {
+		return err
+	}
+	for _, e := range es {
+		if e.iface.Neg {
+			return p.errAt(e.tok, "antispoof needs the interfaces to protect; '!' is not allowed here")
+		}
+		if e.iface.Name == LoopbackName {
+			return p.errAt(e.tok, "antispoof for %s: packets this host sends itself arrive on %s with its own addresses; protect the other interfaces", LoopbackName, LoopbackName)
+		}
+		a.Ifaces = append(a.Ifaces, e.iface.Name)
+	}
+	if t := p.peek(); t.kind == tWord && (t.text == "inet" || t.text == "inet6") {
+		p.next()
+		a.Family = 4
+		if t.text == "inet6" {
+			a.Family = 6
+		}
+	}
+	if t := p.peek(); t.kind == tWord && t.text == "label" {
+		p.next()
+		s := p.next()
+		if s.kind != tString {
+			return p.errAt(s, "expected a quoted string after 'label', got %s", s.describe())
+		}
+		a.Label = s.text
+	}
+	if t := p.peek(); t.kind != tEOL {
+		return p.errAt(t, "expected 'inet', 'inet6', 'label' or end of line in antispoof, got %s", t.describe())
+	}
+	p.next()
+	if len(p.rs.Rules)+2*len(a.Ifaces) > MaxRules {
+		return p.errAt(kw, "too many rules: a file may hold at most %d", MaxRules)
+	}
+	p.rs.Antispoof = append(p.rs.Antispoof, a)
+	a.expand(p.rs)
 	return nil
 }
 

@@ -47,7 +47,7 @@ var parseErrorTests = []struct {
 	{"set local any", "host.rules:1:11: 'set local' needs this host's addresses, not 'any'"},
 	{"set local !198.18.0.1", "host.rules:1:12: 'set local' cannot hold negated addresses"},
 	{"pass in proto tcp \\\n  to any port \\\n  ssh2", "host.rules:3:3: expected port or '{' after 'port', got \"ssh2\""},
-	{"pass proto tcp in", "host.rules:1:16: 'in' must come before 'proto': the order is 'in'/'out', 'inet'/'inet6', 'proto', 'from', 'to', 'flags', 'icmp-type', 'no state', 'log', 'label'"},
+	{"pass proto tcp in", "host.rules:1:16: 'in' must come before 'proto': the order is 'in'/'out', 'on', 'inet'/'inet6', 'proto', 'from', 'to', 'flags', 'icmp-type', 'no state', 'log', 'label'"},
 	{"pass in in", "host.rules:1:9: duplicate 'in'/'out' in rule"},
 	{"pass quick", "host.rules:1:6: unknown word \"quick\": the first matching rule always wins, so 'quick' is not needed"},
 	{"pass proto tcp flags Sx/SA", "host.rules:1:22: unknown TCP flag 'x' in \"Sx/SA\": flags are F S R P A U E W"},
@@ -60,7 +60,7 @@ var parseErrorTests = []struct {
 	{"pass from { 198.18.0.1, 80 }", "host.rules:1:25: expected address, '!', '$name' or '}' in list, got \"80\""},
 	{"define web = { 80, 443 }\npass from $web", "host.rules:2:11: $web holds ports, not addresses"},
 	{"define h = { 198.18.0.1 }\npass proto tcp to any port $h", "host.rules:2:28: $h holds addresses, not ports"},
-	{"pass proto icmp6 inet", "host.rules:1:18: 'inet' must come before 'proto': the order is 'in'/'out', 'inet'/'inet6', 'proto', 'from', 'to', 'flags', 'icmp-type', 'no state', 'log', 'label'"},
+	{"pass proto icmp6 inet", "host.rules:1:18: 'inet' must come before 'proto': the order is 'in'/'out', 'on', 'inet'/'inet6', 'proto', 'from', 'to', 'flags', 'icmp-type', 'no state', 'log', 'label'"},
 	{"pass inet6 proto icmp", "host.rules:1:18: proto icmp is IPv4 only, but the rule is IPv6 (from 'inet6'): use proto icmp6"},
 	{"pass from any to", "host.rules:1:17: expected address or '{' after 'to', got end of line"},
 	{"pass from", "host.rules:1:10: expected address or '{' after 'from', got end of line"},
@@ -69,7 +69,7 @@ var parseErrorTests = []struct {
 	{"pass proto 256", "host.rules:1:12: expected protocol (tcp, udp, icmp, icmp6, sctp, ... or a number 1-255) after 'proto', got \"256\""},
 	{"pass proto icmp icmp-type bogus", "host.rules:1:27: expected icmp type name (echo-request, echo-reply, dest-unreach, ...) or number 0-255 after 'icmp-type', got \"bogus\""},
 	{"pass proto icmp icmp-type echo-request code x", "host.rules:1:45: expected ICMP code 0-255 after 'code', got \"x\""},
-	{"frobnicate", "host.rules:1:1: expected 'pass', 'block', 'set' or 'define', got \"frobnicate\""},
+	{"frobnicate", "host.rules:1:1: expected 'pass', 'block', 'antispoof', 'set' or 'define', got \"frobnicate\""},
 	{"pass @", "host.rules:1:6: unexpected character '@'"},
 	{"pass \\ x", "host.rules:1:6: unexpected '\\': a '\\' continues a line only as its last character"},
 	{"define 1a = { 80 }", "host.rules:1:8: expected a name (letters, digits, '_') after 'define', got \"1a\""},
@@ -82,16 +82,16 @@ var parseErrorTests = []struct {
 	{"set default pass extra", "host.rules:1:18: expected end of line after 'set default pass', got \"extra\""},
 	{"pass no", "host.rules:1:8: expected 'state' after 'no', got end of line"},
 	{"pass all all", "host.rules:1:10: 'all' means 'from any to any' and cannot follow 'from', 'to' or 'all'"},
-	{"pass to 198.18.0.1 from 198.18.0.2", "host.rules:1:20: 'from' must come before 'to': the order is 'in'/'out', 'inet'/'inet6', 'proto', 'from', 'to', 'flags', 'icmp-type', 'no state', 'log', 'label'"},
+	{"pass to 198.18.0.1 from 198.18.0.2", "host.rules:1:20: 'from' must come before 'to': the order is 'in'/'out', 'on', 'inet'/'inet6', 'proto', 'from', 'to', 'flags', 'icmp-type', 'no state', 'log', 'label'"},
 	{"pass label \"a\x01\"", "host.rules:1:14: control character 0x01 in string"},
 	{"pass label \"a\xff\"", "host.rules:1:14: invalid UTF-8 in string"},
 	{"pass label \"a\\n\"", "host.rules:1:14: unknown escape in string: only \\\" and \\\\ are allowed"},
 	{"pass\n\n  block \xff", "host.rules:3:9: unexpected byte 0xff"},
 	// The first error in the file, whether the parser's or the lexer's.
-	{"pass frm\npass @", "host.rules:1:6: expected 'in'/'out', 'inet'/'inet6', 'proto', 'from', 'to', 'flags', 'icmp-type', 'no state', 'log', 'label' or end of line, got \"frm\""},
-	{"pass frm@", "host.rules:1:6: expected 'in'/'out', 'inet'/'inet6', 'proto', 'from', 'to', 'flags', 'icmp-type', 'no state', 'log', 'label' or end of line, got \"frm\""},
+	{"pass frm\npass @", "host.rules:1:6: expected 'in'/'out', 'on', 'inet'/'inet6', 'proto', 'from', 'to', 'flags', 'icmp-type', 'no state', 'log', 'label' or end of line, got \"frm\""},
+	{"pass frm@", "host.rules:1:6: expected 'in'/'out', 'on', 'inet'/'inet6', 'proto', 'from', 'to', 'flags', 'icmp-type', 'no state', 'log', 'label' or end of line, got \"frm\""},
 	{"pass @frm", "host.rules:1:6: unexpected character '@'"},
-	{"# a comment \\\npass frm any", "host.rules:2:6: expected 'in'/'out', 'inet'/'inet6', 'proto', 'from', 'to', 'flags', 'icmp-type', 'no state', 'log', 'label' or end of line, got \"frm\""},
+	{"# a comment \\\npass frm any", "host.rules:2:6: expected 'in'/'out', 'on', 'inet'/'inet6', 'proto', 'from', 'to', 'flags', 'icmp-type', 'no state', 'log', 'label' or end of line, got \"frm\""},
 }
 
 func TestParseErrors(t *testing.T) {
@@ -153,7 +153,7 @@ func TestParseRule(t *testing.T) {
 		"    to 198.18.0.2 port { 22, $web } flags S/SA no state log label \"web \\\"in\\\"\"\n"+
 		"block proto icmp6 icmp-type packet-too-big code 0\n")
 	want := []Rule{{
-		Index: 1, Line: 2, Action: Pass, Dir: DirIn, Family: 4, Proto: 6,
+		Index: 1, Line: 2, Col: 1, Action: Pass, Dir: DirIn, Family: 4, Proto: 6,
 		From:      AddrSpec{Items: []AddrItem{{Prefix: netip.MustParsePrefix("198.18.0.0/16"), Neg: true}}},
 		FromPorts: PortSpec{Items: []PortItem{{Lo: 1024, Hi: 65535}}},
 		To:        AddrSpec{Items: []AddrItem{{Prefix: netip.MustParsePrefix("198.18.0.2/32")}}},
@@ -161,7 +161,7 @@ func TestParseRule(t *testing.T) {
 		Flags:     packet.TCPSyn, FlagsMask: packet.TCPSyn | packet.TCPAck, HasFlags: true,
 		NoState: true, Log: true, Label: `web "in"`,
 	}, {
-		Index: 2, Line: 4, Action: Block, Family: 6, Proto: 58,
+		Index: 2, Line: 4, Col: 1, Action: Block, Family: 6, Proto: 58,
 		ICMPType: 2, HasICMPType: true, HasICMPCode: true,
 	}}
 	if !reflect.DeepEqual(rs.Rules, want) {

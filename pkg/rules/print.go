@@ -36,8 +36,52 @@ func (rs *Ruleset) String() string {
 	for _, t := range ts {
 		b.WriteString("set timeout " + t.name + " " + formatDuration(t.d) + "\n")
 	}
+	var last *Antispoof
 	for i := range rs.Rules {
-		b.WriteString(rs.Rules[i].String())
+		r := &rs.Rules[i]
+		if r.Antispoof != nil {
+			if r.Antispoof != last {
+				b.WriteString(r.Antispoof.String() + "\n")
+			}
+			last = r.Antispoof
+			continue
+		}
+		b.WriteString(r.String())
+		b.WriteByte('\n')
+	}
+	return b.String()
+}
+
+// Expanded returns the rules as they are matched, one numbered line per
+// rule, antispoof statements expanded into their block rules with the
+// addresses Bind gave them (`check --expand`): what `pfctl -vsr` shows.
+func (rs *Ruleset) Expanded() string {
+	var b strings.Builder
+	for i := range rs.Rules {
+		r := &rs.Rules[i]
+		b.WriteString("@" + strconv.Itoa(r.Index) + " ")
+		if r.spoof != spoofNone && r.From.Any() {
+			what := "networks"
+			if r.spoof == spoofSelf {
+				what = "addresses"
+			}
+			state := "no such interface now"
+			if rs.bound == nil {
+				state = "interfaces not known here"
+			} else {
+				for _, f := range rs.bound.ifaces {
+					if f.Name == r.spoofIf {
+						state = "it has none now"
+					}
+				}
+			}
+			b.WriteString("# " + r.String() + " from <" + r.spoofIf + " " + what + ": " + state + "; matches nothing>")
+		} else {
+			b.WriteString(r.String())
+		}
+		if r.Antispoof != nil {
+			b.WriteString("  # " + r.Antispoof.String())
+		}
 		b.WriteByte('\n')
 	}
 	return b.String()
@@ -64,6 +108,10 @@ func (r *Rule) String() string {
 	b.WriteString(r.Action.String())
 	if r.Dir != DirUnknown {
 		b.WriteString(" " + r.Dir.String())
+	}
+	if !r.On.Any() {
+		b.WriteString(" on ")
+		writeIfaceSpec(&b, r.On)
 	}
 	if r.Family != 0 && r.impliedFamily() != r.Family {
 		if r.Family == 4 {
@@ -104,6 +152,9 @@ func (r *Rule) String() string {
 	}
 	if r.Log {
 		b.WriteString(" log")
+		if r.LogAll {
+			b.WriteString(" (all)")
+		}
 	}
 	if r.Label != "" {
 		b.WriteString(" label ")
@@ -155,6 +206,24 @@ func writeAddrSpec(b *strings.Builder, s AddrSpec) {
 		} else {
 			b.WriteString(it.Prefix.String())
 		}
+	}
+	if len(s.Items) > 1 {
+		b.WriteString(" }")
+	}
+}
+
+func writeIfaceSpec(b *strings.Builder, s IfaceSpec) {
+	if len(s.Items) > 1 {
+		b.WriteString("{ ")
+	}
+	for i, it := range s.Items {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		if it.Neg {
+			b.WriteByte('!')
+		}
+		b.WriteString(it.Name)
 	}
 	if len(s.Items) > 1 {
 		b.WriteString(" }")
