@@ -21,8 +21,14 @@ func TestCheckExamples(t *testing.T) {
 	}
 	for _, f := range files {
 		t.Run(filepath.Base(f), func(t *testing.T) {
+			// The one example without rules is warned about, as every
+			// empty ruleset is; it means to pass everything.
+			wantErrs := ""
+			if filepath.Base(f) == "default-pass.rules" {
+				wantErrs = f + ":1:1: warning: no rules: every packet gets the default (pass)\n"
+			}
 			code, out, errs := statewall(t, "check", f)
-			if code != 0 || errs != "" {
+			if code != 0 || errs != wantErrs {
 				t.Fatalf("exit %d, stderr %q", code, errs)
 			}
 			orig, err := rules.ParseFile(f)
@@ -40,7 +46,7 @@ func TestCheckExamples(t *testing.T) {
 				t.Errorf("%d rules, %d after the round trip", len(orig.Rules), len(back.Rules))
 			}
 			// -q: nothing on success.
-			if code, out, errs := statewall(t, "check", "-q", f); code != 0 || out != "" || errs != "" {
+			if code, out, errs := statewall(t, "check", "-q", f); code != 0 || out != "" || errs != wantErrs {
 				t.Errorf("check -q: exit %d, stdout %q, stderr %q", code, out, errs)
 			}
 		})
@@ -132,5 +138,38 @@ func TestCheckLimits(t *testing.T) {
 				t.Errorf("exit %d, stdout %q, stderr %q; want exit 1, stderr %q", code, out, errs, want)
 			}
 		})
+	}
+}
+
+// TestCheckWarnings: rules that can never match where they would run are
+// warned about with their position; --strict makes that an error.
+func TestCheckWarnings(t *testing.T) {
+	f := filepath.Join(t.TempDir(), "router.rules")
+	src := "antispoof for nosuch0\nblock in on nosuch1 from 198.18.2.0/24\npass out proto tcp\n"
+	if err := os.WriteFile(f, []byte(src), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	code, _, errs := statewall(t, "check", "-q", f)
+	for _, want := range []string{
+		f + ":1:1: warning: antispoof for nosuch0: there is no interface nosuch0 (yet); it blocks nothing until there is\n",
+		f + ":2:1: warning: rule 3: there is no interface nosuch1 (yet); 'on nosuch1' matches nothing until there is\n",
+	} {
+		if code != 0 || !strings.Contains(errs, want) {
+			t.Errorf("check: exit %d, stderr %q; want exit 0 and %q", code, errs, want)
+		}
+	}
+	code, _, errs = statewall(t, "check", "-q", "--hooks", "output", "--no-host", f)
+	if want := f + ":2:1: warning: rule 3 matches only inbound packets ('in'), and the output hook decides none: it never matches\n"; code != 0 || !strings.Contains(errs, want) || strings.Contains(errs, "nosuch1 (yet)") {
+		t.Errorf("check --hooks output --no-host: exit %d, stderr %q; want %q and nothing about missing interfaces", code, errs, want)
+	}
+	if code, _, errs = statewall(t, "check", "-q", "--strict", f); code != 1 || !strings.Contains(errs, "--strict makes them errors") {
+		t.Errorf("check --strict: exit %d, stderr %q; want exit 1", code, errs)
+	}
+	code, out, _ := statewall(t, "check", "--expand", "--no-host", f)
+	want := "@1 # block in on { !nosuch0, !lo } from <nosuch0 networks: interfaces not known here; matches nothing>  # antispoof for nosuch0\n" +
+		"@2 # block in on !lo from <nosuch0 addresses: interfaces not known here; matches nothing>  # antispoof for nosuch0\n" +
+		"@3 block in on nosuch1 from 198.18.2.0/24\n@4 pass out proto tcp\n"
+	if code != 0 || out != want {
+		t.Errorf("check --expand: exit %d\n got %q\nwant %q", code, out, want)
 	}
 }

@@ -117,6 +117,9 @@ with errors is rejected, with its error, and the old ruleset keeps running.`, st
 	if err != nil {
 		return err
 	}
+	for _, w := range resp.Warnings {
+		fmt.Fprintln(stderr, w)
+	}
 	fmt.Fprintf(stdout, "reloaded %s: %d rules\n", resp.Status.RulesFile, resp.Status.Rules)
 	return nil
 }

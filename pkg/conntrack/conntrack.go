@@ -157,6 +157,12 @@ type Result struct {
 	// error's direction, as the kernel's IP_CT_RELATED_REPLY).
 	Reply  bool
 	Reason Reason
+	// Mark is the caller's byte on the entry: for a packet of a known
+	// connection (established, or related to it) the one stored when
+	// the connection was committed; before Commit, the one to store.
+	// Conntrack gives it no meaning (the engine marks connections whose
+	// packets are all logged).
+	Mark uint8
 
 	// What Commit needs, computed once by Track.
 	tcpReason tcpstate.Reason
@@ -168,18 +174,19 @@ type Result struct {
 }
 
 // Summary is what a Result says about the packet, without what Commit
-// needs: 4 bytes where a Result is 24, so decisions that carry it stay
+// needs: 5 bytes where a Result is 24, so decisions that carry it stay
 // cheap to copy.
 type Summary struct {
 	Label     Label
 	Reply     bool
 	Reason    Reason
 	tcpReason tcpstate.Reason
+	Mark      uint8 // Result.Mark
 }
 
 // Summary returns what r says about the packet.
 func (r *Result) Summary() Summary {
-	return Summary{Label: r.Label, Reply: r.Reply, Reason: r.Reason, tcpReason: r.tcpReason}
+	return Summary{Label: r.Label, Reply: r.Reply, Reason: r.Reason, tcpReason: r.tcpReason, Mark: r.Mark}
 }
 
 // ReasonString is the reason as text; when the TCP state machine decided,
@@ -563,6 +570,7 @@ func (t *Table) lookup(k *Key, h uint64, now int64) (hit, bool) {
 // decided before the packet updates the entry (the kernel's
 // resolve_normal_ct, before the protocol's packet function runs).
 func (h *hit) label(r *Result) {
+	r.Mark = h.e.mark
 	switch {
 	case h.dir == 1:
 		r.Label, r.Reply, r.Reason = LabelEstablished, true, ReasonReply
@@ -697,6 +705,7 @@ func (t *Table) Commit(p *packet.Packet, r *Result, now int64) bool {
 	*e = entry{
 		key:   k,
 		flags: r.flags,
+		mark:  r.Mark,
 		tcp:   conn,
 	}
 	s.setDeadline(e, now+int64(r.timeout))

@@ -919,7 +919,7 @@ func TestResultSize(t *testing.T) {
 	if got := unsafe.Sizeof(Result{}); got != 24 {
 		t.Errorf("Result is %d bytes; update its comment", got)
 	}
-	if got := unsafe.Sizeof(Summary{}); got != 4 {
+	if got := unsafe.Sizeof(Summary{}); got != 5 {
 		t.Errorf("Summary is %d bytes; update its comment (engine.Decision carries one)", got)
 	}
 }

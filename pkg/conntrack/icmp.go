@@ -151,7 +151,7 @@ func (t *Table) trackICMPError(r *Result, p *packet.Packet, now int64) {
 		r.Label, r.Reason = LabelInvalid, ReasonErrorOuterDst
 		return
 	}
-	r.Label, r.Reply, r.Reason = LabelRelated, c.dir == 1, ReasonICMPError
+	r.Label, r.Reply, r.Reason, r.Mark = LabelRelated, c.dir == 1, ReasonICMPError, c.e.mark
 }
 
 // trackGeneric is the kernel's nf_conntrack_proto_generic: addresses and

@@ -81,7 +81,7 @@ const (
 type entry struct {
 	key   Key // original tuple
 	flags uint8
-	_     uint8
+	mark  uint8 // the caller's, set at Commit (Result.Mark) and given back by every hit
 	// expires is the deadline in the caller's clock (ns). While the entry
 	// is on the free list it holds the next free index plus one instead.
 	expires int64

@@ -43,9 +43,11 @@ type ConnFilter struct {
 
 // Response is the daemon's answer. Error is set when the request failed.
 type Response struct {
-	Error  string  `json:"error,omitempty"`
-	Status *Status `json:"status,omitempty"`
-	Conns  []Conn  `json:"conns,omitempty"`
+	Error string `json:"error,omitempty"`
+	// Warnings are a reload's: rules that can never match here.
+	Warnings []string `json:"warnings,omitempty"`
+	Status   *Status  `json:"status,omitempty"`
+	Conns    []Conn   `json:"conns,omitempty"`
 }
 
 // Status is what `statewall status` shows.
@@ -182,11 +184,16 @@ func (d *Daemon) answer(req Request) Response {
 		}
 		return Response{Conns: conns}
 	case "reload":
-		if err := d.Reload(); err != nil {
+		ws, err := d.Reload()
+		if err != nil {
 			return Response{Error: "reload rejected, old ruleset still enforced: " + err.Error()}
 		}
 		s := d.Status()
-		return Response{Status: &s}
+		r := Response{Status: &s}
+		for _, w := range ws {
+			r.Warnings = append(r.Warnings, w.String())
+		}
+		return r
 	}
 	return Response{Error: fmt.Sprintf("unknown command %q", req.Cmd)}
 }

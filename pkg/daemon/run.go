@@ -5,12 +5,14 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/statewall/statewall/pkg/conntrack"
 	"github.com/statewall/statewall/pkg/engine"
+	"github.com/statewall/statewall/pkg/links"
 	"github.com/statewall/statewall/pkg/nfq"
 	"github.com/statewall/statewall/pkg/packet"
 	"github.com/statewall/statewall/pkg/rules"
@@ -27,8 +29,12 @@ type Daemon struct {
 	stateful  *engine.Stateful
 	table     *conntrack.Table
 
-	reloadMu sync.Mutex // serialises reloads
+	// reloadMu serialises reloads and interface changes: both bind a
+	// ruleset to the interfaces and swap it in.
+	reloadMu sync.Mutex
 	loaded   atomic.Pointer[loadInfo]
+	raw      *rules.Ruleset // the ruleset as parsed, before Bind; under reloadMu
+	ifaces   []rules.Iface  // the host's interfaces (nil before the watcher starts); under reloadMu
 
 	// limit and timeouts are the connection table's, fixed by the first
 	// ruleset: a reload cannot resize the table or change its timeouts.
@@ -82,7 +88,7 @@ func New(cfg Config, log *slog.Logger) (*Daemon, error) {
 	if err != nil {
 		return nil, err
 	}
-	d := &Daemon{cfg: cfg, log: log, limit: rs.LimitStates, timeouts: rs.Timeouts}
+	d := &Daemon{cfg: cfg, log: log, limit: rs.LimitStates, timeouts: rs.Timeouts, raw: rs}
 	if d.limit <= 0 {
 		d.limit = conntrack.DefaultLimit
 	}
@@ -108,26 +114,90 @@ func New(cfg Config, log *slog.Logger) (*Daemon, error) {
 // Reload reads the rules file again and swaps the new ruleset in
 // atomically. A file that does not parse is rejected with its error and the
 // old ruleset keeps running. Connection state is kept; the table's size and
-// timeouts stay those of the first ruleset.
-func (d *Daemon) Reload() error {
+// timeouts stay those of the first ruleset. It returns the new ruleset's
+// warnings (rules that can never match here), which do not stop it.
+func (d *Daemon) Reload() ([]rules.Warning, error) {
 	d.reloadMu.Lock()
 	defer d.reloadMu.Unlock()
 	rs, err := rules.ParseFile(d.cfg.RulesFile)
 	if err != nil {
 		d.m.reloads.WithLabelValues("error").Inc()
 		d.log.Error("reload rejected, old ruleset still enforced", "err", err)
-		return err
+		return nil, err
 	}
 	if rs.LimitStates != d.limit || rs.Timeouts != d.timeouts {
 		d.log.Warn("reload: `set limit states` and `set timeout` take effect at the next start; the connection table keeps its size and timeouts",
 			"limit", d.limit)
 	}
-	d.stateless.SetRules(rs)
-	d.stateful.SetRules(rs)
+	ws := d.lint(rs)
+	d.raw = rs
+	d.bindLocked()
 	d.loaded.Store(&loadInfo{File: d.cfg.RulesFile, Rules: len(rs.Rules), Loaded: d.cfg.Clock.Wall()})
 	d.m.reloads.WithLabelValues("ok").Inc()
 	d.log.Info("ruleset reloaded", "file", d.cfg.RulesFile, "rules", len(rs.Rules))
-	return nil
+	return ws, nil
+}
+
+// lint logs and returns rs's warnings for the daemon's hooks and the
+// interfaces it knows. Precondition: reloadMu is held.
+func (d *Daemon) lint(rs *rules.Ruleset) []rules.Warning {
+	ws := rs.Lint(LintConfig(d.cfg.Hooks, d.ifaces))
+	for _, w := range ws {
+		d.log.Warn("rules: "+w.Msg, "at", fmt.Sprintf("%s:%d:%d", w.File, w.Line, w.Col))
+	}
+	return ws
+}
+
+// bindLocked binds the parsed ruleset to the host's interfaces as they
+// are now and swaps it into both engines. Precondition: reloadMu is held.
+func (d *Daemon) bindLocked() {
+	rs := d.raw
+	if d.ifaces != nil {
+		rs = rs.Bind(d.ifaces)
+	}
+	d.stateless.SetRules(rs)
+	d.stateful.SetRules(rs)
+}
+
+// watchLinks follows the host's interfaces (in the daemon's namespace):
+// each change binds the ruleset again, so `on NAME` and antispoof follow
+// renames, re-creations and address changes. The first binding is made
+// before it returns, so before the first packet is queued.
+func (d *Daemon) watchLinks() (*links.Watcher, error) {
+	first := true
+	return links.Start(context.Background(), links.Config{NetnsName: d.cfg.Netns}, func(s links.Snapshot) {
+		ifs := ifacesOf(s)
+		d.reloadMu.Lock()
+		defer d.reloadMu.Unlock()
+		d.ifaces = ifs
+		d.bindLocked()
+		if first {
+			first = false
+			d.lint(d.raw)
+			return
+		}
+		d.log.Info("interfaces changed: rules bound again", "interfaces", ifaceNames(ifs))
+	})
+}
+
+func ifacesOf(s links.Snapshot) []rules.Iface {
+	ls := s.Links()
+	ifs := make([]rules.Iface, 0, len(ls))
+	for _, l := range ls {
+		ifs = append(ifs, rules.Iface{Index: uint32(l.Index), Name: l.Name, Addrs: l.Addrs})
+	}
+	return ifs
+}
+
+func ifaceNames(ifs []rules.Iface) string {
+	var b strings.Builder
+	for i, f := range ifs {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteString(f.Name)
+	}
+	return b.String()
 }
 
 // StopForRestart makes the next stop (cancelling Run's context) leave the
@@ -183,8 +253,14 @@ func (d *Daemon) Run(ctx context.Context) error {
 	}
 
 	// Before any packet: the table must hold the saved connections when
-	// the first of their packets is decided.
+	// the first of their packets is decided, and the rules must know the
+	// interfaces.
 	d.loadState()
+	lw, err := d.watchLinks()
+	if err != nil {
+		return errors.Join(fmt.Errorf("watching the interfaces: %w", err), d.saveState())
+	}
+	defer lw.Close()
 
 	// Bind the queues before diverting, so that no packet waits on a queue
 	// nobody reads. The reader runs on a context of its own, not ctx: at
@@ -307,18 +383,6 @@ func (d *Daemon) nowFor(p *nfq.Packet) int64 {
 	return d.cfg.Clock.Monotonic()
 }
 
-// hookDir is the direction the rules see: input is in, output is out. A
-// forwarded packet is neither (rules without in/out decide it).
-func hookDir(h nfq.Hook) rules.Dir {
-	switch h {
-	case nfq.HookInput:
-		return rules.DirIn
-	case nfq.HookOutput:
-		return rules.DirOut
-	}
-	return rules.DirUnknown
-}
-
 // handle is the packet path. It runs on the reader goroutine of p's queue.
 func (d *Daemon) handle(p *nfq.Packet) nfq.Verdict {
 	qi := int(p.Queue) - int(d.cfg.Queues[0])
@@ -337,17 +401,17 @@ func (d *Daemon) handle(p *nfq.Packet) nfq.Verdict {
 	if pk.Kind != packet.KindOK {
 		d.m.decodeErrors.Inc()
 	}
-	dir := hookDir(p.Hook)
+	at := where(p)
 	var dec engine.Decision
 	switch d.cfg.Mode {
 	case Stateless:
-		d.stateless.DecideInto(&dec, pk, dir)
+		d.stateless.DecideAt(&dec, pk, at)
 	case Stateful:
-		d.stateful.DecideInto(&dec, pk, dir, d.nowFor(p))
+		d.stateful.DecideAt(&dec, pk, at, d.nowFor(p))
 	case Shadow:
-		d.stateful.DecideInto(&dec, pk, dir, d.nowFor(p))
+		d.stateful.DecideAt(&dec, pk, at, d.nowFor(p))
 		var shadow engine.Decision
-		d.stateless.DecideInto(&shadow, pk, dir)
+		d.stateless.DecideAt(&shadow, pk, at)
 		if a := engine.Compare(shadow, dec); a != engine.Agree {
 			d.disagree(a, shadow, dec, pk)
 		}

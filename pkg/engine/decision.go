@@ -97,6 +97,32 @@ type Decision struct {
 	Detail string
 }
 
+// logAllMark is the conntrack mark of a connection a `log (all)` rule
+// creates: the rule's number, or 255 for numbers above 254; 0 when no
+// deciding rule logs all.
+func logAllMark(d *Decision) uint8 {
+	r := d.Rule
+	if r == nil || !r.LogAll {
+		r = d.Other
+	}
+	if r == nil || !r.LogAll {
+		return 0
+	}
+	return uint8(min(r.Index, 255))
+}
+
+// LogAll returns, for a packet of a connection that a `log (all)` rule
+// created (every packet of it is logged), that rule's number, as it was
+// when the connection was created (rules renumbered by a reload are not
+// followed, as pf's states keep the rule they were made by; numbers
+// above 254 read 255); 0 for any other packet.
+func (d *Decision) LogAll() int {
+	if !d.Tracked {
+		return 0
+	}
+	return int(d.CT.Mark)
+}
+
 // FragmentDropped is the stateful decision for a fragment that reassembly
 // dropped: blocked, labelled invalid, with why.
 func FragmentDropped(why string) Decision {

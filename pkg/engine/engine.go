@@ -193,6 +193,8 @@ func (e *Stateful) DecideAt(d *Decision, p *packet.Packet, w rules.Where, now in
 	byRules(d, rs, p, w, CauseDefault, true)
 	d.Midstream = p.Proto == packet.ProtoTCP && p.TCPFlags&(packet.TCPSyn|packet.TCPAck) != packet.TCPSyn
 	if d.Verdict == Pass && (d.Rule == nil || !d.Rule.NoState) && (d.Other == nil || !d.Other.NoState) {
+		r.Mark = logAllMark(d)
+		d.CT.Mark = r.Mark
 		if !e.CT.Commit(p, &r, now) {
 			d.Verdict, d.Cause = Block, CauseTableFull
 		}

@@ -119,3 +119,27 @@ func itoa(i int) string {
 	}
 	return itoa(i/10) + string(rune('0'+i%10))
 }
+
+// TestLogAllMarksTheConnection: a connection created by a `log (all)`
+// rule carries the rule's number to its later packets (established and
+// related), so that all of them are logged; others carry 0.
+func TestLogAllMarksTheConnection(t *testing.T) {
+	rs := ruleset(t, "pass proto udp to port 53\npass proto tcp to port 80 log (all)\n")
+	st := engine.NewStateful(rs, newTable(rs))
+	steps := []struct {
+		pkt  string
+		want int
+	}{
+		{"tcp 198.18.1.2:40000 > 198.18.2.2:80 S seq=100", 2},
+		{"tcp 198.18.2.2:80 > 198.18.1.2:40000 SA seq=500 ack=101", 2},
+		{"icmp 198.18.9.1 > 198.18.1.2 type=3 code=4 [tcp 198.18.1.2:40000 > 198.18.2.2:80 A seq=101 ack=501]", 2},
+		{"udp 198.18.1.2:5000 > 198.18.2.2:53", 0},
+		{"udp 198.18.2.2:53 > 198.18.1.2:5000", 0},
+	}
+	for i, s := range steps {
+		d := st.Decide(pkt(t, s.pkt), rules.DirUnknown, int64(i+1))
+		if d.Verdict != engine.Pass || d.LogAll() != s.want {
+			t.Errorf("%s: %s, LogAll %d, want pass and %d", s.pkt, verdict(d), d.LogAll(), s.want)
+		}
+	}
+}

@@ -260,6 +260,16 @@ func (s AddrSpec) Contains(a netip.Addr) bool {
 	return !pos || inPos
 }
 
+// has6 reports whether some item is an IPv6 prefix.
+func (s AddrSpec) has6() bool {
+	for _, it := range s.Items {
+		if it.Prefix.Addr().Is6() {
+			return true
+		}
+	}
+	return false
+}
+
 // family returns 4 or 6 when every item is of that family, 0 when the
 // spec is any or mixes families.
 func (s AddrSpec) family() uint8 {

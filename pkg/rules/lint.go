@@ -123,17 +123,27 @@ func famWord(f uint8) string {
 	return ""
 }
 
-// passesIPv6 reports whether some rule (or the default) may pass IPv6.
+// passesIPv6 reports whether rs is an IPv6 ruleset that may pass IPv6:
+// one that says IPv6 somewhere (inet6, icmp6, an IPv6 address, an IPv6
+// `set local`) and passes some of it. A ruleset that never mentions IPv6
+// blocks it whole by its default, and neighbour discovery with it, as its
+// author presumably meant.
 func (rs *Ruleset) passesIPv6() bool {
-	if rs.Default == Pass {
-		return true
+	mentions := false
+	for _, p := range rs.Local {
+		mentions = mentions || p.Addr().Is6()
 	}
+	passes := rs.Default == Pass
 	for i := range rs.Rules {
-		if r := &rs.Rules[i]; r.Action == Pass && r.Family != 4 {
-			return true
+		r := &rs.Rules[i]
+		if r.Family == 6 || r.From.has6() || r.To.has6() {
+			mentions = true
+		}
+		if r.Action == Pass && r.Family != 4 {
+			passes = true
 		}
 	}
-	return false
+	return mentions && passes
 }
 
 // blocksND reports, with a warning at the rule (or default) that does it,
