@@ -28,13 +28,51 @@ Modes:
 Formats:
   text       a table, one line a packet ('*' marks a disagreement), then a summary
   jsonl      one JSON object a packet (see README "Output formats")
-  summary    only the summary`, stdout)
+  summary    only the summary
+
+Direction and interfaces:
+  A packet from an address of 'set local' is outbound, one to such an
+  address inbound; any other is of neither side. A pcapng names the
+  interface each packet was captured on; --iface names it for a pcap (and
+  for a pcapng interface without a name). Inbound packets are decided on
+  that interface, outbound ones on --iface-out if given, else on it. With
+  --iface-out, packets of neither side are forwarded: decided inbound on
+  their interface and outbound on --iface-out, as pf filters a routed
+  packet, and they pass only if both pass. The capture is then taken to be
+  of the router's input side: replies, which in fact arrive on --iface-out,
+  are also read as arriving on --iface (stateful mode passes them by their
+  connection's state anyway). Without --iface-out such packets have no
+  direction: only rules without in or out match them, 'on IFACE' ones on
+  the interface they were seen on. --iface-addr gives an interface its
+  addresses, which 'antispoof for IFACE' needs (the daemon learns them from
+  the kernel).
+
+  The ruleset's warnings (rules that can never match here, interfaces
+  that do not exist) are printed on stderr first. The interfaces they
+  know are those of the flags; a pcapng's are known only as it is read.`, stdout)
 	rulesFile := fs.String("rules", "", "the ruleset `FILE` (required)")
 	modeFlag := fs.String("mode", "compare", "`MODE`: compare, stateless or stateful")
 	format := fs.String("format", "text", "output `FORMAT`: text, jsonl or summary")
 	noChecksum := fs.Bool("no-checksum", false, "do not verify transport checksums (the kernel's nf_conntrack_checksum=0): for captures taken on the sending host, whose checksums the NIC had yet to fill in")
 	seed := fs.Uint64("seed", replay.DefaultSeed, "conntrack's hash `SEED` (positive): it decides which unassured entry early drop evicts in a full table; the same seed gives the same output")
 	strictTime := fs.Bool("strict-time", false, "refuse a capture whose timestamps go back, instead of deciding such packets at the latest time seen")
+	var iface, ifaceOut string
+	var ifaceAddrs []rules.Iface
+	fs.Func("iface", "the interface `NAME` packets are seen on, for a pcap (a pcapng names its own; this names those it leaves unnamed)", func(s string) error {
+		iface = s
+		return replay.CheckIfaceName(s)
+	})
+	fs.Func("iface-out", "the interface `NAME` forwarded and outbound packets leave by; with it, packets of neither side of 'set local' are forwarded from their interface to NAME", func(s string) error {
+		ifaceOut = s
+		return replay.CheckIfaceName(s)
+	})
+	fs.Func("iface-addr", "give an interface its addresses, `NAME=PREFIX[,PREFIX...]` (eth1=198.18.1.1/24,fd00:198:18::1/64), for antispoof; repeatable", func(s string) error {
+		f, err := replay.ParseIfaceAddr(s)
+		if err == nil {
+			ifaceAddrs = append(ifaceAddrs, f)
+		}
+		return err
+	})
 	cpuprofile := cpuProfileFlag(fs)
 	if err := parseFlags(fs, args); err != nil {
 		return err
@@ -52,16 +90,24 @@ Formats:
 	if *seed == 0 {
 		return usagef("--seed 0: the seed must be positive (the default is %d)", replay.DefaultSeed)
 	}
-	rs, err := loadRules("replay", *rulesFile, stderr)
+	rs, err := rules.ParseFile(*rulesFile)
 	if err != nil {
-		return err
+		fmt.Fprintln(stderr, err)
+		return errReported
+	}
+	cfg := replay.Config{
+		Rules: rs, Mode: mode, NoChecksum: *noChecksum, Seed: *seed, StrictTime: *strictTime,
+		Iface: iface, IfaceOut: ifaceOut, Ifaces: ifaceAddrs,
+	}
+	for _, w := range replay.Lint(cfg) {
+		fmt.Fprintln(stderr, w)
 	}
 	stopProfile, err := startCPUProfile(*cpuprofile, stderr)
 	if err != nil {
 		return err
 	}
 	defer stopProfile()
-	rp, err := replay.New(replay.Config{Rules: rs, Mode: mode, NoChecksum: *noChecksum, Seed: *seed, StrictTime: *strictTime})
+	rp, err := replay.New(cfg)
 	if err != nil {
 		return err
 	}
@@ -127,7 +173,7 @@ Formats:
 	return nil
 }
 
-// loadRules parses the rules file of an offline command (replay, bench),
+// loadRules parses the rules file of an offline command (bench),
 // printing a parse error as it is (it names file:line), and warns when
 // rules say in or out but the file has no 'set local': offline, only 'set
 // local' gives packets a direction, so such rules would match nothing.

@@ -2,14 +2,21 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/json"
 	"io"
+	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/gopacket/gopacket"
+	"github.com/gopacket/gopacket/layers"
 	"github.com/gopacket/gopacket/pcapgo"
 
 	"github.com/statewall/statewall/pkg/packet"
@@ -292,6 +299,205 @@ func TestReplayNoChecksum(t *testing.T) {
 		recs := jsonLines(t, out)
 		if len(recs) == 0 || recs[0]["ct"] != tc.want {
 			t.Errorf("%v: the SYN is %v, want %s", tc.flags, recs[0]["ct"], tc.want)
+		}
+	}
+}
+
+// ifPkt is a UDP packet of a test capture and the index of the
+// interface it is captured on.
+type ifPkt struct {
+	iface    int
+	src, dst string
+	dport    uint16
+}
+
+// udpEther is an Ethernet frame carrying a UDP datagram from src:1000 to
+// dst:dport.
+func udpEther(t *testing.T, src, dst string, dport uint16) []byte {
+	t.Helper()
+	s, d := netip.MustParseAddr(src), netip.MustParseAddr(dst)
+	eth := &layers.Ethernet{SrcMAC: net.HardwareAddr{2, 0, 0, 0, 0, 1}, DstMAC: net.HardwareAddr{2, 0, 0, 0, 0, 2}, EthernetType: layers.EthernetTypeIPv4}
+	ip := &layers.IPv4{Version: 4, TTL: 64, Protocol: layers.IPProtocolUDP, SrcIP: s.AsSlice(), DstIP: d.AsSlice()}
+	udp := &layers.UDP{SrcPort: 1000, DstPort: layers.UDPPort(dport)}
+	udp.SetNetworkLayerForChecksum(ip)
+	buf := gopacket.NewSerializeBuffer()
+	if err := gopacket.SerializeLayers(buf, gopacket.SerializeOptions{FixLengths: true, ComputeChecksums: true}, eth, ip, udp, gopacket.Payload("x")); err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes()
+}
+
+// writeIfCapture writes pkts 1 ms apart into dir/name: a pcapng with one
+// Ethernet interface per name when names is not nil, else a pcap.
+func writeIfCapture(t *testing.T, name string, names []string, pkts []ifPkt) string {
+	t.Helper()
+	var buf bytes.Buffer
+	start := time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)
+	var write func(gopacket.CaptureInfo, []byte) error
+	var flush func() error
+	if names != nil {
+		w, err := pcapgo.NewNgWriterInterface(&buf, pcapgo.NgInterface{Name: names[0], LinkType: layers.LinkTypeEthernet}, pcapgo.DefaultNgWriterOptions)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, n := range names[1:] {
+			if _, err := w.AddInterface(pcapgo.NgInterface{Name: n, LinkType: layers.LinkTypeEthernet}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		write, flush = w.WritePacket, w.Flush
+	} else {
+		w := pcapgo.NewWriter(&buf)
+		if err := w.WriteFileHeader(65535, layers.LinkTypeEthernet); err != nil {
+			t.Fatal(err)
+		}
+		write, flush = w.WritePacket, func() error { return nil }
+	}
+	for i, p := range pkts {
+		data := udpEther(t, p.src, p.dst, p.dport)
+		ci := gopacket.CaptureInfo{Timestamp: start.Add(time.Duration(i) * time.Millisecond), CaptureLength: len(data), Length: len(data), InterfaceIndex: p.iface}
+		if err := write(ci, data); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := flush(); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), name)
+	if err := os.WriteFile(path, buf.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// writeRules writes a rules file and returns its name.
+func writeRules(t *testing.T, src string) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "test.rules")
+	if err := os.WriteFile(path, []byte(src), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// ifVerdicts runs replay with --format jsonl and returns, per packet,
+// "in>out verdict" of the mode's engine (stateful unless stateless).
+func ifVerdicts(t *testing.T, args ...string) (got []string, stderr string) {
+	t.Helper()
+	code, out, errs := statewall(t, append([]string{"replay", "--format", "jsonl"}, args...)...)
+	if code != 0 {
+		t.Fatalf("%q: exit %d, stderr %q", args, code, errs)
+	}
+	for _, r := range jsonLines(t, out) {
+		v, _ := r["stateful"].(string)
+		if v == "" {
+			v, _ = r["stateless"].(string)
+		}
+		in, _ := r["in"].(string)
+		o, _ := r["out"].(string)
+		got = append(got, in+">"+o+" "+v)
+	}
+	return got, errs
+}
+
+// TestReplayPcapngInterfaces: a pcapng's interface names decide `on`
+// rules, and the JSONL records name them.
+func TestReplayPcapngInterfaces(t *testing.T) {
+	rf := writeRules(t, "set default pass\nset local 198.18.0.1\npass in on lan0 proto udp\nblock in on wan0 proto udp\n")
+	ng := writeIfCapture(t, "two.pcapng", []string{"lan0", "wan0"}, []ifPkt{
+		{0, "198.18.1.2", "198.18.0.1", 53},
+		{1, "198.18.2.2", "198.18.0.1", 53},
+	})
+	got, errs := ifVerdicts(t, "--rules", rf, ng)
+	if want := []string{"lan0> pass", "wan0> block"}; !slices.Equal(got, want) {
+		t.Errorf("got %q, want %q", got, want)
+	}
+	if errs != "" {
+		t.Errorf("stderr %q", errs)
+	}
+	// The text table shows the interfaces too.
+	_, out, _ := statewall(t, "replay", "--rules", rf, ng)
+	if !strings.Contains(out, "iface") || !strings.Contains(out, "in lan0") || !strings.Contains(out, "in wan0") {
+		t.Errorf("text output lacks the interfaces:\n%s", out)
+	}
+}
+
+// TestReplayIfaceFlags: --iface names a pcap's interface, --iface-out the
+// one forwarded packets leave by; --iface-addr gives antispoof its
+// addresses.
+func TestReplayIfaceFlags(t *testing.T) {
+	pcap := writeIfCapture(t, "one.pcap", nil, []ifPkt{
+		{0, "198.18.1.2", "198.19.0.9", 53},
+		{0, "198.18.1.2", "198.19.0.9", 54},
+	})
+	rf := writeRules(t, "pass in on lan0 proto udp\npass out on wan0 proto udp to port 53\n")
+	for _, tc := range []struct {
+		flags []string
+		want  []string
+	}{
+		{nil, []string{"> block", "> block"}},
+		{[]string{"--iface", "lan0"}, []string{"lan0> block", "lan0> block"}},
+		{[]string{"--iface", "lan0", "--iface-out", "wan0"}, []string{"lan0>wan0 pass", "lan0>wan0 block"}},
+		{[]string{"--iface", "wan0", "--iface-out", "lan0"}, []string{"wan0>lan0 block", "wan0>lan0 block"}},
+	} {
+		got, _ := ifVerdicts(t, append(append([]string{"--rules", rf}, tc.flags...), pcap)...)
+		if !slices.Equal(got, tc.want) {
+			t.Errorf("%q: got %q, want %q", tc.flags, got, tc.want)
+		}
+	}
+
+	spoof := writeIfCapture(t, "spoof.pcap", nil, []ifPkt{
+		{0, "198.18.1.5", "198.18.0.1", 53}, // lan0's network, arriving on wan0
+		{0, "198.18.9.9", "198.18.0.1", 53},
+	})
+	rf = writeRules(t, "set default pass\nset local 198.18.0.1\nantispoof for lan0\n")
+	got, errs := ifVerdicts(t, "--rules", rf, "--iface", "wan0", "--iface-addr", "lan0=198.18.1.1/24", spoof)
+	if want := []string{"wan0> block", "wan0> pass"}; !slices.Equal(got, want) {
+		t.Errorf("antispoof: got %q, want %q", got, want)
+	}
+	if errs != "" {
+		t.Errorf("antispoof: stderr %q", errs)
+	}
+	// Without the addresses antispoof blocks nothing, and lint says so.
+	got, errs = ifVerdicts(t, "--rules", rf, "--iface", "wan0", "--iface-addr", "wan0=198.18.2.1/24", spoof)
+	if want := []string{"wan0> pass", "wan0> pass"}; !slices.Equal(got, want) {
+		t.Errorf("antispoof without addresses: got %q, want %q", got, want)
+	}
+	if !strings.Contains(errs, "antispoof for lan0: there is no interface lan0") {
+		t.Errorf("antispoof without addresses: stderr %q", errs)
+	}
+}
+
+// TestReplayLintWarnings: replay prints the ruleset's warnings on stderr
+// before the packets, and runs.
+func TestReplayLintWarnings(t *testing.T) {
+	rf := writeRules(t, "set local 198.18.0.1\npass in on eth9 inet proto udp\n")
+	code, out, errs := statewall(t, "replay", "--rules", rf, "--iface", "lan0", "--format", "summary", testdata+"/dns-udp.pcap")
+	want := rf + ":2:1: warning: rule 1: there is no interface eth9"
+	if code != 0 || !strings.Contains(errs, want) || !strings.Contains(out, "packets:") {
+		t.Errorf("exit %d, stderr %q (want %q), stdout %q", code, errs, want, out)
+	}
+}
+
+// TestReplayIfaceUsageErrors: bad interface flags are usage errors that
+// name the flag.
+func TestReplayIfaceUsageErrors(t *testing.T) {
+	rf := rulesDir + "/webserver.rules"
+	pcap := testdata + "/ping-v4.pcap"
+	for _, tc := range []struct {
+		args []string
+		msg  string
+	}{
+		{[]string{"--iface-addr", "eth1"}, `invalid value "eth1" for flag -iface-addr: "eth1": want NAME=PREFIX[,PREFIX...]`},
+		{[]string{"--iface-addr", "eth1=198.18.1.1/33"}, `invalid value "eth1=198.18.1.1/33" for flag -iface-addr: eth1: "198.18.1.1/33" is not an address with its prefix length`},
+		{[]string{"--iface-addr", "eth1=lan"}, `for flag -iface-addr: eth1: "lan" is not an address`},
+		{[]string{"--iface", "a/b"}, `invalid value "a/b" for flag -iface: "a/b" is not an interface name`},
+		{[]string{"--iface-out", "averyverylongname0"}, `for flag -iface-out: "averyverylongname0" is not an interface name`},
+		{[]string{"--iface-out", ""}, `for flag -iface-out: "" is not an interface name`},
+	} {
+		code, out, errs := statewall(t, append(append([]string{"replay", "--rules", rf}, tc.args...), pcap)...)
+		if code != 2 || !strings.Contains(errs, tc.msg) || out != "" {
+			t.Errorf("%q: exit %d, stdout %q, stderr %q; want 2 and %q", tc.args, code, out, errs, tc.msg)
 		}
 	}
 }

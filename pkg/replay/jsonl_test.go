@@ -23,7 +23,7 @@ var (
 	// RFC 3339 in UTC with exactly six fractional digits.
 	jsonlTsRE       = regexp.MustCompile(`^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$`)
 	jsonlRequired   = []string{"file", "index", "ts", "proto", "len", "stateless", "stateless_reason", "stateful", "stateful_reason", "ct"}
-	jsonlOptional   = map[string]bool{"src": true, "dst": true, "flags": true, "icmp_type": true, "icmp_code": true, "frag": true, "kind": true, "dir": true, "differs": true}
+	jsonlOptional   = map[string]bool{"src": true, "dst": true, "flags": true, "icmp_type": true, "icmp_code": true, "frag": true, "kind": true, "dir": true, "in": true, "out": true, "differs": true}
 	jsonlVerdicts   = map[string]bool{"pass": true, "block": true}
 	jsonlCtLabels   = map[string]bool{"new": true, "established": true, "related": true, "invalid": true, "untracked": true}
 	jsonlBadKinds   = map[string]bool{"truncated": true, "malformed": true, "not-ip": true, "unsupported-link": true}

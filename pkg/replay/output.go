@@ -45,8 +45,10 @@ func appendEndpoint(b []byte, a netip.Addr, port uint16, hasPort bool) []byte {
 // Optional keys: "icmp_type"/"icmp_code" for ICMP, "frag":true for IP
 // fragments, "kind" ("truncated", "malformed", "not-ip",
 // "unsupported-link") for packets that could not be decoded, "dir"
-// ("in"/"out") when `set local` tells, and "differs" when the two verdicts
-// disagree. After the packets, `statewall replay` writes one summary record
+// ("in"/"out") when `set local` tells, "in" and "out" (interface names,
+// outside "dir": the interface the packet arrived on and the one it leaves
+// by) when the capture or the flags name them, and "differs" when the two
+// verdicts disagree. After the packets, `statewall replay` writes one summary record
 // (WriteSummary), told apart by its key "summary".
 type JSONLWriter struct {
 	w   *bufio.Writer
@@ -103,6 +105,14 @@ func (j *JSONLWriter) Write(r *Record) error {
 		b = append(b, `,"dir":"`...)
 		b = append(b, r.Dir.String()...)
 		b = append(b, '"')
+	}
+	if r.In != "" {
+		b = append(b, `,"in":`...)
+		b = strconv.AppendQuote(b, r.In)
+	}
+	if r.Out != "" {
+		b = append(b, `,"out":`...)
+		b = strconv.AppendQuote(b, r.Out)
 	}
 	if r.HasStateless {
 		b = append(b, `,"stateless":"`...)
@@ -196,11 +206,31 @@ func (j *JSONLWriter) WriteSummary(s *Summary) error {
 }
 
 // TextWriter writes a readable table, one line a packet. Packets whose two
-// verdicts differ are marked with '*'.
+// verdicts differ are marked with '*'. When packets have interfaces, a
+// column "iface" says where each was decided: "in eth1" (arrived on
+// eth1), "out eth2" (leaves by eth2), "eth1>eth2" (forwarded), "on eth1"
+// (seen on eth1, of no direction). It starts with the first packet that
+// has one, under a header of its own.
 type TextWriter struct {
 	w      *bufio.Writer
 	header bool
+	ifaces bool // the header has the iface column
 	file   string
+}
+
+// ifaceColumn is the text of the iface column for r.
+func ifaceColumn(r *Record) string {
+	switch {
+	case r.In != "" && r.Out != "":
+		return r.In + ">" + r.Out
+	case r.Out != "":
+		return "out " + r.Out
+	case r.In == "":
+		return ""
+	case r.Dir == rules.DirIn:
+		return "in " + r.In
+	}
+	return "on " + r.In
 }
 
 // NewTextWriter writes to w; call Flush at the end.
@@ -213,11 +243,17 @@ func (t *TextWriter) Write(r *Record) error {
 	if r.File != t.file {
 		t.file = r.File
 		fmt.Fprintf(t.w, "== %s\n", r.File)
-		t.header = false
+		t.header, t.ifaces = false, false
+	}
+	if !t.ifaces && (r.In != "" || r.Out != "") {
+		t.header, t.ifaces = false, true
 	}
 	if !t.header {
 		t.header = true
 		fmt.Fprintf(t.w, "  %5s %-15s %-44s %-6s %-5s", "#", "time", "packet", "proto", "flags")
+		if t.ifaces {
+			fmt.Fprintf(t.w, " %-13s", "iface")
+		}
 		if r.HasStateless {
 			fmt.Fprintf(t.w, " %-42s", "stateless")
 		}
@@ -248,6 +284,9 @@ func (t *TextWriter) Write(r *Record) error {
 		flags = strconv.Itoa(int(r.ICMPType)) + "/" + strconv.Itoa(int(r.ICMPCode))
 	}
 	fmt.Fprintf(t.w, "%c %5d %-15s %-44s %-6s %-5s", mark, r.Index, r.TS.UTC().Format("15:04:05.000000"), pk, r.ProtoName(), flags)
+	if t.ifaces {
+		fmt.Fprintf(t.w, " %-13s", ifaceColumn(r))
+	}
 	if r.HasStateless {
 		fmt.Fprintf(t.w, " %-42s", r.Stateless.Verdict.String()+" "+r.Stateless.Reason())
 	}

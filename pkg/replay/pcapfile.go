@@ -66,19 +66,21 @@ func openSource(name string) (*source, error) {
 	return s, nil
 }
 
-// next returns the next packet, its link type and its capture info; io.EOF
-// at the clean end of the file.
-func (s *source) next() ([]byte, packet.LinkType, gopacket.CaptureInfo, error) {
+// next returns the next packet, its link type, the name of the interface
+// it was captured on ("" when the capture does not say: a pcap, or a
+// pcapng interface without a name) and its capture info; io.EOF at the
+// clean end of the file.
+func (s *source) next() ([]byte, packet.LinkType, string, gopacket.CaptureInfo, error) {
 	if s.ng != nil {
 		data, ci, err := s.ng.ZeroCopyReadPacketData()
 		if err != nil {
-			return nil, 0, ci, err
+			return nil, 0, "", ci, err
 		}
-		link := s.link
+		link, name := s.link, ""
 		if iface, err := s.ng.Interface(ci.InterfaceIndex); err == nil {
-			link = packet.LinkType(iface.LinkType)
+			link, name = packet.LinkType(iface.LinkType), iface.Name
 		}
-		return data, link, ci, nil
+		return data, link, name, ci, nil
 	}
 	data, ci, err := s.pcap.ZeroCopyReadPacketData()
 	if err == io.EOF && ci.CaptureLength > 0 {
@@ -87,7 +89,7 @@ func (s *source) next() ([]byte, packet.LinkType, gopacket.CaptureInfo, error) {
 		// io.EOF through).
 		err = io.ErrUnexpectedEOF
 	}
-	return data, s.link, ci, err
+	return data, s.link, "", ci, err
 }
 
 func (s *source) close() error { return s.f.Close() }

@@ -18,10 +18,11 @@
 // fragment that never completes, then packets all stamped within its
 // timeout, would hold every one of them. So the held records are capped,
 // at Config.MaxHeld records and Config.MaxHeldBytes bytes (by default
-// 1<<20 records, which take 224 MiB, and 256 MiB): at the cap, the oldest
-// datagram still pending is given up, its fragments are blocked with the
-// reason "incomplete datagram: replay's hold limit reached", reassembly
-// forgets it, and the records behind it go on. Memory is then bounded by
+// 1<<20 records, and 256 MiB, which at 264 bytes a record binds first, at
+// 1,016,800 records): at the cap, the oldest datagram still pending is
+// given up, its fragments are blocked with the reason "incomplete
+// datagram: replay's hold limit reached", reassembly forgets it, and the
+// records behind it go on. Memory is then bounded by
 // the cap, and time is linear in the capture.
 //
 // The cap changes what a replay says only about a datagram still
@@ -118,11 +119,27 @@ type Config struct {
 	// than the cap never completes.
 	MaxHeld      int
 	MaxHeldBytes int
+
+	// Interfaces, for rules that say `on IFACE` and for antispoof. A
+	// pcapng names each packet's interface (its Interface Description
+	// Block); Iface names the interface packets are seen on when the
+	// capture does not (a pcap, or a pcapng interface without a name).
+	// IfaceOut names the interface forwarded packets leave by: with it, a
+	// packet of neither side of `set local` is decided as forwarded,
+	// inbound on its interface and outbound on IfaceOut (it passes only
+	// if both pass), and a packet from a local address leaves by it.
+	// Without it such a packet is decided with no direction on its
+	// interface.
+	Iface, IfaceOut string
+	// Ifaces give interfaces their addresses, which antispoof reads (the
+	// daemon learns them from the kernel). Their Index is ignored: replay
+	// numbers the interfaces itself (KnownIfaces).
+	Ifaces []rules.Iface
 }
 
-// The default caps on held records: 1<<20 records (224 MiB at 224 bytes a
-// record on 64-bit platforms, so the count binds first), and 256 MiB
-// should the record grow.
+// The default caps on held records: 1<<20 records, and 256 MiB, which
+// binds first since records have interfaces (264 bytes a record on 64-bit
+// platforms: 1,016,800 records).
 // A datagram still incomplete 1<<20 packets after its first fragment has
 // lost a fragment, on real traffic: its fragments were sent back to back
 // and the kernel would time it out (see the package comment).
@@ -176,11 +193,17 @@ type Record struct {
 	ICMPCode  uint8
 	Fragment  bool
 	Dir       rules.Dir
+	// HasStateless and HasStateful: the engine ran (here, in what was
+	// padding, rather than before their decisions: the record is 16 bytes
+	// smaller, and the hold queue holds a million of them).
+	HasStateless, HasStateful bool
+	// In and Out are the names of the interfaces the packet was decided
+	// on: In the one it arrived on, Out the one it leaves by ("": none;
+	// see Config.IfaceOut).
+	In, Out string
 
-	HasStateless bool
-	Stateless    engine.Decision
-	HasStateful  bool
-	Stateful     engine.Decision
+	Stateless engine.Decision
+	Stateful  engine.Decision
 }
 
 // Agreement compares the two verdicts (Agree when only one engine ran).
@@ -232,6 +255,16 @@ type Replayer struct {
 	latest  int64
 	started bool
 	steps   ClockSteps
+
+	// Interfaces (iface.go): rs is Config.Rules bound to them; ifNames[i-1]
+	// is the name of index i, ifIndex the reverse; iface and ifaceOut are
+	// Config.Iface's and Config.IfaceOut's indexes (0: not given).
+	rs              *rules.Ruleset
+	ifNames         []string
+	ifIndex         map[string]uint32
+	iface, ifaceOut uint32
+	lastName        string
+	lastIndex       uint32
 }
 
 // batchSize is how many packets replay reads ahead.
@@ -240,6 +273,7 @@ const batchSize = 16
 // packetMeta is what the capture says about a packet besides its bytes.
 type packetMeta struct {
 	link    packet.LinkType
+	iface   uint32 // the interface it was seen on (0: none named)
 	ts      time.Time
 	wireLen int // the length on the wire (0: unknown)
 	capLen  int // the bytes captured
@@ -328,8 +362,12 @@ func New(cfg Config) (*Replayer, error) {
 		return nil, errors.New("replay: no ruleset")
 	}
 	r := &Replayer{cfg: cfg}
+	if err := checkIfaces(cfg); err != nil {
+		return nil, err
+	}
+	r.initIfaces()
 	if cfg.Mode != Stateful {
-		r.stateless = engine.NewStateless(cfg.Rules)
+		r.stateless = engine.NewStateless(r.rs)
 	}
 	if cfg.Seed == 0 {
 		r.cfg.Seed = DefaultSeed
@@ -349,7 +387,7 @@ func New(cfg Config) (*Replayer, error) {
 			NoChecksum: cfg.NoChecksum,
 			Seed:       r.cfg.Seed,
 		})
-		r.stateful = engine.NewStateful(cfg.Rules, ct)
+		r.stateful = engine.NewStateful(r.rs, ct)
 		r.defrag = defrag.New(defrag.Config{})
 	}
 	return r, nil
@@ -428,10 +466,12 @@ func (r *Replayer) ReplayFile(name string, sink Sink) error {
 		for n < size {
 			var data []byte
 			var ci gopacket.CaptureInfo
+			var ifname string
 			m := &r.meta[n]
-			if data, m.link, ci, err = src.next(); err != nil {
+			if data, m.link, ifname, ci, err = src.next(); err != nil {
 				break
 			}
+			m.iface = r.ifaceIndex(ifname)
 			if size > 1 {
 				r.bufs[n] = append(r.bufs[n][:0], data...)
 				data = r.bufs[n]
@@ -508,7 +548,8 @@ func (r *Replayer) replayPacket(file string, index int, p *packet.Packet, m *pac
 	case defrag.Complete:
 		p := &r.whole
 		p.Decode(whole, packet.LinkIP)
-		d := r.stateful.Decide(p, r.cfg.Rules.Direction(p.Src, p.Dst), now)
+		var d engine.Decision
+		r.stateful.DecideAt(&d, p, r.where(r.rs.Direction(p.Src, p.Dst), m.iface), now)
 		r.resolve(tokens, d)
 	default:
 		r.resolve(tokens, engine.FragmentDropped(dropReason(status)))
@@ -631,7 +672,7 @@ func (r *Replayer) decide(file string, index int, p *packet.Packet, m *packetMet
 	if m.wireLen == 0 {
 		rec.Len = m.capLen
 	}
-	rs := r.cfg.Rules
+	rs := r.rs
 	if p.Kind == packet.KindOK {
 		rec.IPVersion, rec.Proto = p.IPVersion, p.Proto
 		rec.Src, rec.Dst = p.Src, p.Dst
@@ -649,8 +690,10 @@ func (r *Replayer) decide(file string, index int, p *packet.Packet, m *packetMet
 		}
 		rec.Dir = rs.Direction(p.Src, p.Dst)
 	}
+	w := r.where(rec.Dir, m.iface)
+	rec.In, rec.Out = r.ifName(w.In), r.ifName(w.Out)
 	if r.stateless != nil {
-		r.stateless.DecideInto(&rec.Stateless, p, rec.Dir)
+		r.stateless.DecideAt(&rec.Stateless, p, w)
 		rec.HasStateless = true
 	}
 	if r.stateful != nil {
@@ -658,7 +701,7 @@ func (r *Replayer) decide(file string, index int, p *packet.Packet, m *packetMet
 		// Fragments wait for their datagram (replayPacket); the rest are
 		// decided now.
 		if !rec.Fragment {
-			r.stateful.DecideInto(&rec.Stateful, p, rec.Dir, now)
+			r.stateful.DecideAt(&rec.Stateful, p, w, now)
 		}
 	}
 }
