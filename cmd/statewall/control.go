@@ -1,19 +1,25 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"os"
+	"os/signal"
 	"sort"
 	"strings"
+	"syscall"
 	"text/tabwriter"
 	"time"
 
 	"github.com/statewall/statewall/pkg/daemon"
+	"github.com/statewall/statewall/pkg/pflog"
 )
 
 // The commands that talk to a running daemon through its control socket
-// (daemon.Ask): status, conntrack, reload.
+// (daemon.Ask): status, conntrack, reload, log.
 
 func runStatus(args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("status", "[flags]", "Show the running daemon's mode, ruleset and counters.", stdout)
@@ -68,6 +74,78 @@ func printStatus(w io.Writer, s *daemon.Status) {
 		fmt.Fprintf(w, "queue %d:   %d packets, %d accepted, %d dropped, %d ENOBUFS, %d errors\n",
 			q.Queue, q.Packets, q.Accepted, q.Dropped, q.ENOBUFS, q.Errors)
 	}
+	if l := s.Log; l != nil {
+		file := l.File
+		if file == "" {
+			file = "no file"
+		}
+		fmt.Fprintf(w, "log:       %d packets logged (%s), %d dropped (buffer full), %d write errors, %d live readers\n",
+			l.Logged, file, l.Dropped, l.WriteErrors, l.Subscribers)
+	}
+}
+
+func runLog(args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("log", "[flags]", `Show the packets the running daemon logs, live, as they are decided (what
+'tcpdump -n -e -i pflog0' shows on pf): every packet decided by a rule with
+'log', and every packet of a connection a 'log (all)' rule created. One line
+a packet: rule N/0(match): pass|block in|out on IFACE: the packet.
+
+-w FILE writes the PFLOG capture instead (-w - to stdout), for
+'statewall log -w - | tcpdump -n -e -r -'. The daemon's log file
+(run --log-file) holds the same records.`, stdout)
+	socket := fs.String("socket", daemon.DefaultControlSocket, "control socket `PATH`")
+	write := fs.String("w", "", "write the raw PFLOG capture to `FILE` (- for stdout) instead of lines")
+	count := fs.Int("c", 0, "stop after `N` packets (0: run until interrupted)")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() != 0 {
+		return usagef("unexpected argument %q", fs.Arg(0))
+	}
+	st, err := daemon.LogStream(*socket)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	go func() { <-ctx.Done(); st.Close() }()
+	rd, err := pflog.NewReader(st)
+	if err != nil {
+		return fmt.Errorf("reading the log stream: %w", err)
+	}
+	var out *pflog.Writer
+	if *write != "" {
+		var f io.Writer = stdout
+		if *write != "-" {
+			fh, err := os.OpenFile(*write, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+			if err != nil {
+				return err
+			}
+			defer fh.Close()
+			f = fh
+		}
+		if out, err = pflog.NewWriter(f); err != nil {
+			return err
+		}
+	}
+	var rec pflog.Record
+	for n := 0; *count == 0 || n < *count; n++ {
+		if err := rd.Next(&rec); err != nil {
+			if ctx.Err() != nil || errors.Is(err, io.EOF) {
+				return nil
+			}
+			return fmt.Errorf("reading the log stream: %w", err)
+		}
+		if out != nil {
+			if err := out.Write(&rec); err != nil {
+				return err
+			}
+			continue
+		}
+		fmt.Fprintln(stdout, pflog.Format(&rec))
+	}
+	return nil
 }
 
 func runConntrack(args []string, stdout, stderr io.Writer) error {

@@ -55,6 +55,8 @@ the filter.`, stdout)
 	spin := fs.Duration("spin", nfq.DefaultSpin, "after sparse traffic, how long a reader polls its empty queue (yielding the CPU) before it sleeps: less latency, up to this much CPU per sparse burst, a core's worth at ~50k sparse bursts/s (0: never)")
 	tag := fs.String("tag", "", "chain name `PREFIX` of the divert rules (default STATEWALL)")
 	stateFile := fs.String("state-file", "", "keep the connection table across restarts in `PATH`: saved at a clean stop (SIGTERM, SIGINT), loaded and removed at start; a corrupt or foreign file is renamed PATH.bad and statewall starts with an empty table")
+	logFile := fs.String("log-file", daemon.DefaultLogFile, "write packets decided by 'log' rules to `FILE`, a PFLOG capture (tcpdump -n -e -r FILE), rotated at 16 MiB keeping 4 (\"\": no file; 'statewall log' still shows them)")
+	logLines := fs.Bool("log-lines", false, "also write a line per logged packet to the daemon's log (at most 10 a second)")
 	logLevel := fs.String("log-level", "info", "`LEVEL`: debug, info, warn or error")
 	logJSON := fs.Bool("log-json", false, "log JSON lines instead of text")
 	if err := parseFlags(fs, args); err != nil {
@@ -96,7 +98,7 @@ the filter.`, stdout)
 		RulesFile: *rulesFile, Mode: mode, Hooks: hs, Queues: qs, FailOpen: *failOpen,
 		Loopback: *loopback, Netns: *netnsName, MetricsAddr: *metrics, ControlSocket: *socket,
 		Backend: *backend, Tag: *tag, CopyRange: uint32(min(*copyRange, 0xffff)), StateFile: *stateFile,
-		Spin: spinOf(*spin),
+		Spin: spinOf(*spin), LogFile: *logFile, LogLines: *logLines,
 	}, log)
 	if err != nil {
 		fmt.Fprintln(stderr, err)
@@ -116,7 +118,7 @@ the filter.`, stdout)
 			case <-ctx.Done():
 				return
 			case <-hup:
-				d.Reload() // logs its own result
+				d.Reload() // logs its own result and warnings
 			case <-usr2:
 				d.StopForRestart()
 				stop()

@@ -20,6 +20,7 @@ import (
 	"github.com/statewall/statewall/pkg/conntrack"
 	"github.com/statewall/statewall/pkg/nfq"
 	"github.com/statewall/statewall/pkg/packet"
+	"github.com/statewall/statewall/pkg/pflog"
 )
 
 // The control socket speaks one JSON request and one JSON response per
@@ -29,7 +30,7 @@ import (
 
 // Request is what `statewall status|conntrack|reload` send.
 type Request struct {
-	Cmd    string     `json:"cmd"` // "status", "conntrack", "reload"
+	Cmd    string     `json:"cmd"` // "status", "conntrack", "reload", "log" (a stream: see LogStream)
 	Filter ConnFilter `json:"filter,omitempty"`
 }
 
@@ -67,6 +68,24 @@ type Status struct {
 	Conntrack conntrack.Stats   `json:"conntrack"`
 	Limit     int               `json:"limit"`
 	Queues    []nfq.Stats       `json:"queues"`
+	Log       *LogStatus        `json:"log,omitempty"`
+}
+
+// LogStatus is the packet log's part of Status.
+type LogStatus struct {
+	File            string `json:"file,omitempty"`
+	Logged          uint64 `json:"logged"`
+	Dropped         uint64 `json:"dropped"`
+	Written         uint64 `json:"written"`
+	Rotations       uint64 `json:"rotations"`
+	SubscriberDrops uint64 `json:"subscriber_drops"`
+	WriteErrors     uint64 `json:"write_errors"`
+	Subscribers     int    `json:"subscribers"`
+}
+
+func logStatus(file string, st pflog.Stats) *LogStatus {
+	return &LogStatus{File: file, Logged: st.Logged, Dropped: st.Dropped, Written: st.Written, Rotations: st.Rotations,
+		SubscriberDrops: st.SubscriberDrops, WriteErrors: st.WriteErrors, Subscribers: st.Subscribers}
 }
 
 // Conn is one tracked connection as `statewall conntrack` lists it.
@@ -159,7 +178,9 @@ func (d *Daemon) serveConn(c net.Conn) {
 	// socket with the request unread would make that write fail (EPIPE)
 	// before the client ever sees why.
 	var req Request
-	err := json.NewDecoder(bufio.NewReader(io.LimitReader(c, maxRequest))).Decode(&req)
+	br := bufio.NewReader(io.LimitReader(c, maxRequest))
+	dec := json.NewDecoder(br)
+	err := dec.Decode(&req)
 	if !root {
 		d.log.Warn("control socket: refused a peer that is not root")
 		enc.Encode(Response{Error: "permission denied: only root may control statewall"})
@@ -167,6 +188,10 @@ func (d *Daemon) serveConn(c net.Conn) {
 	}
 	if err != nil {
 		enc.Encode(Response{Error: "bad request: " + err.Error()})
+		return
+	}
+	if req.Cmd == "log" {
+		d.streamLog(c, bufio.NewReader(io.MultiReader(dec.Buffered(), c)))
 		return
 	}
 	enc.Encode(d.answer(req))
@@ -236,6 +261,9 @@ func (d *Daemon) Status() Status {
 	}
 	if r := d.reader.Load(); r != nil {
 		s.Queues = r.Stats()
+	}
+	if pl := d.plogReady.Load(); pl != nil {
+		s.Log = logStatus(d.cfg.LogFile, pl.Stats())
 	}
 	return s
 }

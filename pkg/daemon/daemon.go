@@ -108,6 +108,13 @@ type Config struct {
 	// DisagreementLogEvery rate-limits shadow-mode logging: at most one log
 	// line per interval per disagreement kind. 0 means 1 s.
 	DisagreementLogEvery time.Duration
+	// LogFile is where packets decided by `log` rules are written, as a
+	// PFLOG capture (tcpdump -n -e -r FILE), rotated by size; empty: no
+	// file (`statewall log` still streams them).
+	LogFile string
+	// LogLines also writes a line per logged packet to the daemon's own
+	// log, at most 10 a second.
+	LogLines bool
 	// Clock is where the daemon reads the time: conntrack counts on its
 	// monotonic side only (see Clock). nil means SystemClock.
 	Clock Clock

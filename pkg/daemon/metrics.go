@@ -10,6 +10,7 @@ import (
 
 	"github.com/statewall/statewall/pkg/conntrack"
 	"github.com/statewall/statewall/pkg/engine"
+	"github.com/statewall/statewall/pkg/pflog"
 )
 
 // causes names engine.Cause values for the "reason" label.
@@ -74,8 +75,22 @@ func newMetrics(d *Daemon) *metrics {
 	m.reloads = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "statewall_reloads_total", Help: "Ruleset reloads, by result.",
 	}, []string{"result"})
+	logStat := func(f func(pflog.Stats) uint64) func() float64 {
+		return func() float64 {
+			if pl := d.plogReady.Load(); pl != nil {
+				return float64(f(pl.Stats()))
+			}
+			return 0
+		}
+	}
+	logged := prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Name: "statewall_log_records_total", Help: "Packets logged by `log` rules (records accepted by the packet log).",
+	}, logStat(func(s pflog.Stats) uint64 { return s.Logged }))
+	logDropped := prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Name: "statewall_log_dropped_total", Help: "Log records dropped because the packet log's buffer was full (the packets were decided as usual).",
+	}, logStat(func(s pflog.Stats) uint64 { return s.Dropped }))
 	m.reg.MustRegister(packets, bytes, m.decodeErrors, m.latency, disagree, m.reloads,
-		&tableCollector{d: d}, &queueCollector{d: d})
+		&tableCollector{d: d}, &queueCollector{d: d}, logged, logDropped)
 	return m
 }
 

@@ -15,6 +15,7 @@ import (
 	"github.com/statewall/statewall/pkg/links"
 	"github.com/statewall/statewall/pkg/nfq"
 	"github.com/statewall/statewall/pkg/packet"
+	"github.com/statewall/statewall/pkg/pflog"
 	"github.com/statewall/statewall/pkg/rules"
 )
 
@@ -40,6 +41,10 @@ type Daemon struct {
 	// ruleset: a reload cannot resize the table or change its timeouts.
 	limit    int
 	timeouts conntrack.Timeouts
+
+	plog        *pflog.Logger                // nil until Run starts it; the packet path reads it
+	plogReady   atomic.Pointer[pflog.Logger] // plog, for the control socket and metrics
+	lastLogLine atomic.Int64                 // LogLines: the last line's time
 
 	workers []worker // one per queue, indexed by queue - cfg.Queues[0]
 	m       *metrics
@@ -261,6 +266,13 @@ func (d *Daemon) Run(ctx context.Context) error {
 		return errors.Join(fmt.Errorf("watching the interfaces: %w", err), d.saveState())
 	}
 	defer lw.Close()
+	plog, err := pflog.New(pflog.Config{Path: d.cfg.LogFile})
+	if err != nil {
+		return errors.Join(fmt.Errorf("packet log: %w", err), d.saveState())
+	}
+	d.plog = plog
+	d.plogReady.Store(plog)
+	defer plog.Close()
 
 	// Bind the queues before diverting, so that no packet waits on a queue
 	// nobody reads. The reader runs on a context of its own, not ctx: at
@@ -417,6 +429,9 @@ func (d *Daemon) handle(p *nfq.Packet) nfq.Verdict {
 		}
 	}
 	d.m.count(dec, int(p.Length))
+	if d.plog != nil && (dec.Rule != nil && dec.Rule.Log || dec.Other != nil && dec.Other.Log || dec.CT.Mark != 0) {
+		d.logDecision(&dec, p, at)
+	}
 	if timed {
 		d.m.latency.Observe(time.Since(start).Seconds())
 	}

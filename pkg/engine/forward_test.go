@@ -143,3 +143,38 @@ func TestLogAllMarksTheConnection(t *testing.T) {
 		}
 	}
 }
+
+// TestRouterExample: rules/router.rules on a router whose eth0 is the LAN
+// and eth1 the outside, as its comment describes.
+func TestRouterExample(t *testing.T) {
+	ifs := []rules.Iface{
+		{Index: 1, Name: "lo", Addrs: []netip.Prefix{netip.MustParsePrefix("127.0.0.1/8")}},
+		{Index: 2, Name: "eth0", Addrs: []netip.Prefix{netip.MustParsePrefix("198.18.1.1/24"), netip.MustParsePrefix("fd00:198:18::1:1/112")}},
+		{Index: 3, Name: "eth1", Addrs: []netip.Prefix{netip.MustParsePrefix("198.18.2.1/24")}},
+	}
+	rs := ruleset(t, "@router.rules").Bind(ifs)
+	out := rules.Where{Dir: rules.DirForward, In: 2, Out: 3}
+	in := rules.Where{Dir: rules.DirForward, In: 3, Out: 2}
+	for _, tt := range []struct {
+		name, pkt string
+		where     rules.Where
+		want      string
+	}{
+		{"LAN out", "tcp 198.18.1.5:40000 > 198.18.2.2:443 S", out, "pass rule 5 in, other rule 7"},
+		{"LAN out, IPv6", "tcp [fd00:198:18::1:5]:40000 > [fd00:198:18::2:2]:22 S", out, "pass rule 5 in, other rule 7"},
+		{"port forward", "tcp 198.18.3.2:40000 > 198.18.1.2:80 S", in, "pass rule 3 in, other rule 8"},
+		{"outside to another LAN port", "tcp 198.18.3.2:40000 > 198.18.1.2:22 S", in, "block rule 4 in, other none"},
+		{"outside to another LAN host", "tcp 198.18.3.2:40000 > 198.18.1.3:80 S", in, "block rule 4 in, other none"},
+		{"forged LAN source from outside", "tcp 198.18.1.77:40000 > 198.18.1.2:80 S", in, "block rule 1 in, other none"},
+		{"the router's address from outside", "tcp 198.18.1.1:40000 > 198.18.1.2:80 S", in, "block rule 1 in, other none"},
+		{"the router's address from the LAN", "tcp 198.18.1.1:40000 > 198.18.2.2:80 S", out, "block rule 2 in, other none"},
+		{"LAN host with a foreign source", "tcp 198.18.7.7:40000 > 198.18.2.2:80 S", out, "block rule 6 in, other none"},
+	} {
+		var d engine.Decision
+		engine.NewStateless(rs).DecideAt(&d, pkt(t, tt.pkt), tt.where)
+		got := d.Verdict.String() + " " + ruleName(d.Rule) + " " + d.Dir.String() + ", other " + ruleName(d.Other)
+		if got != tt.want {
+			t.Errorf("%s: %s, want %s", tt.name, got, tt.want)
+		}
+	}
+}

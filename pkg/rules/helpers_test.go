@@ -43,6 +43,11 @@ func refRule(r *Rule, p *packet.Packet, dir Dir) bool {
 	if r.Dir != DirUnknown && r.Dir != dir {
 		return false
 	}
+	// Unbound, a packet is on no interface ("" is in no positive item),
+	// and antispoof knows no addresses (it blocks nothing).
+	if !r.On.Contains("") || r.spoof != spoofNone && r.From.Any() {
+		return false
+	}
 	var fam uint8
 	switch {
 	case p.Src.Is4() && p.Dst.Is4():
@@ -95,7 +100,11 @@ func sameRuleset(a, b *Ruleset) string {
 	}
 	for i := range a.Rules {
 		ra, rb := a.Rules[i], b.Rules[i]
-		ra.Line, rb.Line = 0, 0
+		ra.Line, rb.Line, ra.Col, rb.Col = 0, 0, 0, 0
+		if (ra.Antispoof == nil) != (rb.Antispoof == nil) || ra.Antispoof != nil && ra.Antispoof.String() != rb.Antispoof.String() {
+			return fmt.Sprintf("rule %d: antispoof %v vs %v", i+1, ra.Antispoof, rb.Antispoof)
+		}
+		ra.Antispoof, rb.Antispoof = nil, nil
 		if !reflect.DeepEqual(ra, rb) {
 			return fmt.Sprintf("rule %d:\n%#v\n%#v", i+1, ra, rb)
 		}

@@ -201,15 +201,6 @@ func TestExampleVerdicts(t *testing.T) {
 		{"workstation", "tcp 198.18.0.10:40000 > 198.18.0.80:443 S", DirOut, Pass, 1},
 		{"workstation", "tcp 198.18.0.80:40000 > 198.18.0.10:22 S", DirIn, Block, 0},
 		{"workstation", "icmp6 fd00:198:18::1 > fd00:198:18::10 type=128", DirIn, Pass, 3},
-		{"router", "tcp 198.18.2.10:40000 > 198.18.1.5:445 S", DirUnknown, Block, 1},            // DMZ to LAN
-		{"router", "tcp 198.18.1.5:40000 > 198.18.0.80:443 S", DirUnknown, Pass, 7},             // LAN out
-		{"router", "tcp [fd00:198:18::5]:40000 > [fd00:198:19::80]:443 S", DirUnknown, Pass, 7}, // LAN out, IPv6
-		{"router", "tcp 198.18.0.80:40000 > 198.18.2.10:443 S", DirUnknown, Pass, 4},            // the port forward
-		{"router", "tcp 198.18.0.80:40000 > 198.18.2.10:22 S", DirUnknown, Block, 0},
-		{"router", "tcp 198.18.0.80:40000 > 198.18.1.5:22 S", DirUnknown, Block, 0}, // outside to LAN
-		{"router", "tcp 198.18.1.5:40000 > 198.18.1.1:22 S", DirIn, Pass, 2},        // admin SSH from the LAN
-		{"router", "tcp 198.18.0.80:40000 > 198.18.0.1:22 S", DirIn, Block, 3},      // SSH from outside
-		{"router", "icmp 198.18.0.80 > 198.18.1.5 type=11", DirUnknown, Pass, 9},
 		{"default-pass", "tcp 198.18.0.80:40000 > 198.18.1.5:22 S", DirIn, Pass, 0},
 	} {
 		rs, err := ParseFile("../../rules/" + tt.file + ".rules")

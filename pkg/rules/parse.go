@@ -699,6 +699,7 @@ func (p *parser) parseRule(act token) error {
 		r.Action = Pass
 	}
 	var fam famState
+	var logTok token
 	stage := stAction
 	var seen [stLabel + 1]bool
 	for {
@@ -725,6 +726,17 @@ func (p *parser) parseRule(act token) error {
 		}
 		if seen[k] {
 			return p.errAt(t, "duplicate %s in rule", stageNames[k])
+		}
+		if k == stLog && stage <= stDir {
+			// pf's place for it: `block in log on eth1 ...`. Printed
+			// at the end, where it may also be written.
+			seen[k], logTok = true, t
+			r.Log = true
+			var err error
+			if r.LogAll, err = p.parseLogOpts(); err != nil {
+				return err
+			}
+			continue
 		}
 		if k < stage {
 			return p.errAt(t, "'%s' must come before %s: the order is %s", t.text, stageNames[stage], strings.Join(stageNames[1:], ", "))
@@ -765,11 +777,8 @@ func (p *parser) parseRule(act token) error {
 			}
 			r.NoState = t.text == "no"
 		case stLog:
-			r.Log = true
+			r.Log, logTok = true, t
 			r.LogAll, err = p.parseLogOpts()
-			if r.LogAll && (r.Action != Pass || r.NoState) {
-				err = p.errAt(t, "'log (all)' logs the packets of the connection a rule creates: it needs a pass rule that keeps state")
-			}
 		case stLabel:
 			s := p.next()
 			if s.kind != tString {
@@ -780,6 +789,9 @@ func (p *parser) parseRule(act token) error {
 		if err != nil {
 			return err
 		}
+	}
+	if r.LogAll && (r.Action != Pass || r.NoState) {
+		return p.errAt(logTok, "'log (all)' logs the packets of the connection a rule creates: it needs a pass rule that keeps state")
 	}
 	r.Family = fam.fam
 	p.rs.Rules = append(p.rs.Rules, r)

@@ -75,7 +75,14 @@ func (rs *Ruleset) Expanded() string {
 					}
 				}
 			}
-			b.WriteString("# " + r.String() + " from <" + r.spoofIf + " " + what + ": " + state + "; matches nothing>")
+			line := r.String()
+			tail := ""
+			if i := strings.Index(line, " log"); i >= 0 {
+				line, tail = line[:i], line[i:]
+			} else if i := strings.Index(line, " label"); i >= 0 {
+				line, tail = line[:i], line[i:]
+			}
+			b.WriteString("# " + line + " from <" + r.spoofIf + " " + what + ": " + state + "; matches nothing>" + tail)
 		} else {
 			b.WriteString(r.String())
 		}
