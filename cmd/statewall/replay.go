@@ -1,10 +1,13 @@
 package main
 
 import (
+	"bufio"
 	"errors"
 	"fmt"
 	"io"
+	"os"
 
+	"github.com/statewall/statewall/pkg/pflog"
 	"github.com/statewall/statewall/pkg/replay"
 	"github.com/statewall/statewall/pkg/rules"
 )
@@ -49,7 +52,17 @@ Direction and interfaces:
 
   The ruleset's warnings (rules that can never match here, interfaces
   that do not exist) are printed on stderr first. The interfaces they
-  know are those of the flags; a pcapng's are known only as it is read.`, stdout)
+  know are those of the flags; a pcapng's are known only as it is read.
+
+Logging:
+  --log FILE writes the packets that 'log' rules decide to FILE, a pflog
+  capture as the daemon writes (read it with tcpdump -n -e -r FILE): the
+  stateful decisions in modes compare and stateful, the stateless ones in
+  mode stateless. 'log (all)' also logs the later packets of the
+  connections its rule created (modes compare and stateful). A forwarded
+  packet gets a record for each of its two evaluations whose rule logs;
+  a packet of no direction is logged as in. Replay writes every record (it
+  drops none) and counts them in its output (JSONL key "logged").`, stdout)
 	rulesFile := fs.String("rules", "", "the ruleset `FILE` (required)")
 	modeFlag := fs.String("mode", "compare", "`MODE`: compare, stateless or stateful")
 	format := fs.String("format", "text", "output `FORMAT`: text, jsonl or summary")
@@ -73,6 +86,7 @@ Direction and interfaces:
 		}
 		return err
 	})
+	logFile := fs.String("log", "", "write the packets that log rules decide to `FILE`, a pflog capture (tcpdump -n -e -r FILE); see Logging")
 	cpuprofile := cpuProfileFlag(fs)
 	if err := parseFlags(fs, args); err != nil {
 		return err
@@ -101,6 +115,13 @@ Direction and interfaces:
 	}
 	for _, w := range replay.Lint(cfg) {
 		fmt.Fprintln(stderr, w)
+	}
+	var closeLog func() error
+	if *logFile != "" {
+		if cfg.Log, closeLog, err = createLog(*logFile); err != nil {
+			return err
+		}
+		defer closeLog()
 	}
 	stopProfile, err := startCPUProfile(*cpuprofile, stderr)
 	if err != nil {
@@ -163,6 +184,11 @@ Direction and interfaces:
 	if err := flush(); err != nil {
 		return err
 	}
+	if closeLog != nil {
+		if err := closeLog(); err != nil {
+			return fmt.Errorf("--log %s: %w", *logFile, err)
+		}
+	}
 	if readErr != nil {
 		var fe *replay.FileError
 		if errors.As(readErr, &fe) {
@@ -171,6 +197,32 @@ Direction and interfaces:
 		return readErr
 	}
 	return nil
+}
+
+// createLog creates the --log file with its pcap header. close flushes
+// and closes it; calling it again does nothing.
+func createLog(name string) (w *pflog.Writer, close func() error, err error) {
+	f, err := os.Create(name)
+	if err != nil {
+		return nil, nil, fmt.Errorf("--log: %w", err)
+	}
+	bw := bufio.NewWriterSize(f, 1<<16)
+	if w, err = pflog.NewWriter(bw); err != nil {
+		f.Close()
+		return nil, nil, fmt.Errorf("--log %s: %w", name, err)
+	}
+	closed := false
+	return w, func() error {
+		if closed {
+			return nil
+		}
+		closed = true
+		err := bw.Flush()
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+		return err
+	}, nil
 }
 
 // loadRules parses the rules file of an offline command (bench),

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -20,6 +21,7 @@ import (
 	"github.com/gopacket/gopacket/pcapgo"
 
 	"github.com/statewall/statewall/pkg/packet"
+	"github.com/statewall/statewall/pkg/pflog"
 )
 
 // countPackets counts a pcap's packets with pcapgo and returns the byte
@@ -499,5 +501,91 @@ func TestReplayIfaceUsageErrors(t *testing.T) {
 		if code != 2 || !strings.Contains(errs, tc.msg) || out != "" {
 			t.Errorf("%q: exit %d, stdout %q, stderr %q; want 2 and %q", tc.args, code, out, errs, tc.msg)
 		}
+	}
+}
+
+// TestReplayLogTcpdump: --log writes a pflog capture that tcpdump reads,
+// one line per logged record naming its rule and action, as many as the
+// replay's output counts.
+func TestReplayLogTcpdump(t *testing.T) {
+	rf := writeRules(t, "set local 198.18.0.1\npass in on lan0 proto udp to port 53 log (all)\nblock in on wan0 proto udp log\npass out proto udp\n")
+	ng := writeIfCapture(t, "two.pcapng", []string{"lan0", "wan0"}, []ifPkt{
+		{0, "198.18.1.2", "198.18.0.1", 53},
+		{1, "198.18.2.2", "198.18.0.1", 53},
+		{0, "198.18.1.2", "198.18.0.1", 54}, // the default: not logged
+	})
+	logf := filepath.Join(t.TempDir(), "pflog")
+	code, out, errs := statewall(t, "replay", "--rules", rf, "--format", "jsonl", "--log", logf, ng)
+	if code != 0 {
+		t.Fatalf("exit %d, stderr %q", code, errs)
+	}
+	recs, sum := jsonRecords(t, out)
+	n := 0
+	for _, r := range recs {
+		if l, ok := r["logged"].(float64); ok {
+			n += int(l)
+		}
+	}
+	if lg, _ := sum["logged"].(map[string]any); n != 2 || lg["records"] != float64(2) || lg["packets"] != float64(2) {
+		t.Errorf("%d packets logged, summary %v; want 2", n, sum["logged"])
+	}
+	// pflog's own reader agrees.
+	f, err := os.Open(logf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	rd, err := pflog.NewReader(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for {
+		var rec pflog.Record
+		if err := rd.Next(&rec); err == io.EOF {
+			break
+		} else if err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, pflog.Format(&rec))
+	}
+	want := []string{
+		"rule 1/0(match): pass in on lan0: 198.18.1.2.1000 > 198.18.0.1.53",
+		"rule 2/0(match): block in on wan0: 198.18.2.2.1000 > 198.18.0.1.53",
+	}
+	if len(got) != len(want) {
+		t.Fatalf("log: %q, want %q", got, want)
+	}
+	for i := range got {
+		if !strings.HasPrefix(got[i], want[i]) {
+			t.Errorf("log record %d: %q, want %q...", i, got[i], want[i])
+		}
+	}
+
+	tcpdump, err := exec.LookPath("tcpdump")
+	if err != nil {
+		t.Skip("tcpdump not installed")
+	}
+	b, err := exec.Command(tcpdump, "-n", "-e", "-r", logf).Output()
+	if err != nil {
+		t.Fatalf("tcpdump: %v", err)
+	}
+	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+	if len(lines) != n {
+		t.Fatalf("tcpdump printed %d lines, replay logged %d:\n%s", len(lines), n, b)
+	}
+	for i, w := range []string{"rule 1/0(match): pass in on lan0: 198.18.1.2.1000 > 198.18.0.1.53: ", "rule 2/0(match): block in on wan0: 198.18.2.2.1000 > 198.18.0.1.53: "} {
+		if !strings.Contains(lines[i], w) {
+			t.Errorf("tcpdump line %d: %q, want %q", i, lines[i], w)
+		}
+	}
+}
+
+// TestReplayLogBadFile: a --log file that cannot be created is an error
+// before any packet.
+func TestReplayLogBadFile(t *testing.T) {
+	code, out, errs := statewall(t, "replay", "--rules", rulesDir+"/webserver.rules", "--log", filepath.Join(t.TempDir(), "no", "such", "dir"), testdata+"/ping-v4.pcap")
+	if code == 0 || out != "" || !strings.Contains(errs, "--log") {
+		t.Errorf("exit %d, stdout %q, stderr %q", code, out, errs)
 	}
 }

@@ -47,8 +47,9 @@ func appendEndpoint(b []byte, a netip.Addr, port uint16, hasPort bool) []byte {
 // "unsupported-link") for packets that could not be decoded, "dir"
 // ("in"/"out") when `set local` tells, "in" and "out" (interface names,
 // outside "dir": the interface the packet arrived on and the one it leaves
-// by) when the capture or the flags name them, and "differs" when the two
-// verdicts disagree. After the packets, `statewall replay` writes one summary record
+// by) when the capture or the flags name them, "logged" (the number of
+// pflog records written for it) when a log rule logged it, and "differs"
+// when the two verdicts disagree. After the packets, `statewall replay` writes one summary record
 // (WriteSummary), told apart by its key "summary".
 type JSONLWriter struct {
 	w   *bufio.Writer
@@ -129,6 +130,10 @@ func (j *JSONLWriter) Write(r *Record) error {
 		b = append(b, r.Stateful.Label()...)
 		b = append(b, '"')
 	}
+	if r.Logged > 0 {
+		b = append(b, `,"logged":`...)
+		b = strconv.AppendInt(b, int64(r.Logged), 10)
+	}
 	if r.Agreement() != engine.Agree {
 		b = append(b, `,"differs":true`...)
 	}
@@ -149,7 +154,10 @@ func (j *JSONLWriter) Flush() error { return j.w.Flush() }
 //	 "disagreements":4,"clock_steps_back":0,"largest_step_back_ns":0,"seed":1}}
 //
 // "stateless", "stateful" and "ct" appear when that engine ran,
-// "disagreements" when both did.
+// "disagreements" when both did, "logged" (packets logged, and pflog
+// records written) when the replay wrote a log:
+//
+//	"logged":{"packets":3,"records":4}
 func (j *JSONLWriter) WriteSummary(s *Summary) error {
 	b := j.buf[:0]
 	b = append(b, `{"summary":{"packets":`...)
@@ -199,6 +207,13 @@ func (j *JSONLWriter) WriteSummary(s *Summary) error {
 	b = strconv.AppendInt(b, int64(s.Clock.Largest), 10)
 	b = append(b, `,"seed":`...)
 	b = strconv.AppendUint(b, s.Seed, 10)
+	if s.Logging {
+		b = append(b, `,"logged":{"packets":`...)
+		b = strconv.AppendInt(b, int64(s.LoggedPackets), 10)
+		b = append(b, `,"records":`...)
+		b = strconv.AppendInt(b, int64(s.LoggedRecords), 10)
+		b = append(b, '}')
+	}
 	b = append(b, "}}\n"...)
 	j.buf = b
 	_, err := j.w.Write(b)
@@ -293,6 +308,12 @@ func (t *TextWriter) Write(r *Record) error {
 	if r.HasStateful {
 		fmt.Fprintf(t.w, " %-12s %s", r.Stateful.Label(), r.Stateful.Verdict.String()+" "+r.Stateful.Reason())
 	}
+	switch {
+	case r.Logged == 1:
+		fmt.Fprint(t.w, " [logged]")
+	case r.Logged > 1:
+		fmt.Fprintf(t.w, " [logged %d]", r.Logged)
+	}
 	_, err := fmt.Fprintln(t.w)
 	return err
 }
@@ -312,15 +333,20 @@ type Summary struct {
 	HasBoth                   bool
 	ranStateless, ranStateful bool
 
+	// LoggedPackets and LoggedRecords count the packets logged
+	// (Record.Logged > 0) and the pflog records written.
+	LoggedPackets, LoggedRecords int
+
 	// Set by Finish, from the Replayer, once the replay is done.
-	Clock ClockSteps // how often the timestamps went back
-	Seed  uint64     // conntrack's hash seed
+	Clock   ClockSteps // how often the timestamps went back
+	Seed    uint64     // conntrack's hash seed
+	Logging bool       // the replay wrote a pflog log (Config.Log)
 }
 
 // Finish records what the replayer knows of the whole replay (its clock
 // steps and seed), for WriteText and JSONLWriter.WriteSummary.
 func (s *Summary) Finish(r *Replayer) {
-	s.Clock, s.Seed = r.Clock(), r.Seed()
+	s.Clock, s.Seed, s.Logging = r.Clock(), r.Seed(), r.cfg.Log != nil
 }
 
 // labelCount counts one stateful label. A handful of distinct labels
@@ -365,6 +391,10 @@ func (s *Summary) Add(r *Record) error {
 	s.Packets++
 	if r.Kind != packet.KindOK {
 		s.Undecoded++
+	}
+	if r.Logged > 0 {
+		s.LoggedPackets++
+		s.LoggedRecords += int(r.Logged)
 	}
 	if r.HasStateless {
 		s.ranStateless = true
@@ -443,6 +473,9 @@ func (s *Summary) WriteText(w io.Writer) error {
 			fmt.Fprintf(bw, " %s %d", l, counts[l])
 		}
 		fmt.Fprintln(bw)
+	}
+	if s.Logging {
+		fmt.Fprintf(bw, "logged: %d packets, %d records\n", s.LoggedPackets, s.LoggedRecords)
 	}
 	if s.Clock.Back > 0 {
 		fmt.Fprintf(bw, "clock: %d packets stamped before an earlier packet (largest step back %v), decided at the latest time seen\n",

@@ -50,6 +50,7 @@ import (
 	"github.com/statewall/statewall/pkg/defrag"
 	"github.com/statewall/statewall/pkg/engine"
 	"github.com/statewall/statewall/pkg/packet"
+	"github.com/statewall/statewall/pkg/pflog"
 	"github.com/statewall/statewall/pkg/rules"
 )
 
@@ -135,6 +136,12 @@ type Config struct {
 	// daemon learns them from the kernel). Their Index is ignored: replay
 	// numbers the interfaces itself (KnownIfaces).
 	Ifaces []rules.Iface
+	// Log, when set, gets a pflog record for every packet a `log` rule
+	// decides, and for `log (all)` the later packets of its connections
+	// (see log.go): the stateful engine's decisions in modes compare and
+	// stateful, the stateless engine's in mode stateless. An error
+	// writing it stops the replay.
+	Log *pflog.Writer
 }
 
 // The default caps on held records: 1<<20 records, and 256 MiB, which
@@ -197,6 +204,11 @@ type Record struct {
 	// padding, rather than before their decisions: the record is 16 bytes
 	// smaller, and the hold queue holds a million of them).
 	HasStateless, HasStateful bool
+	// Logged is how many pflog records Config.Log got for the packet:
+	// one, or for a forwarded packet one per evaluation whose rule logs.
+	// In stateful mode a fragmented datagram is logged once, whole, and
+	// counted on the fragment that completed it.
+	Logged uint8
 	// In and Out are the names of the interfaces the packet was decided
 	// on: In the one it arrived on, Out the one it leaves by ("": none;
 	// see Config.IfaceOut).
@@ -265,6 +277,13 @@ type Replayer struct {
 	iface, ifaceOut uint32
 	lastName        string
 	lastIndex       uint32
+
+	// Logging (log.go): the record written, reused; the interfaces' names
+	// as pflog carries them, by index; the connections `log (all)`
+	// rules created (nil when no rule says it, or no log is written).
+	logRec     pflog.Record
+	pflogNames []pflog.Ifname
+	logAll     map[flowKey]logAllState
 }
 
 // batchSize is how many packets replay reads ahead.
@@ -366,6 +385,9 @@ func New(cfg Config) (*Replayer, error) {
 		return nil, err
 	}
 	r.initIfaces()
+	if cfg.Log != nil && cfg.Mode != Stateless && hasLogAll(r.rs) {
+		r.logAll = map[flowKey]logAllState{}
+	}
 	if cfg.Mode != Stateful {
 		r.stateless = engine.NewStateless(r.rs)
 	}
@@ -519,7 +541,9 @@ func (r *Replayer) ReplayFile(name string, sink Sink) error {
 func (r *Replayer) replayPacket(file string, index int, p *packet.Packet, m *packetMeta, now int64, sink Sink) error {
 	seq := r.seq
 	r.seq++
-	r.decide(file, index, p, m, now)
+	if err := r.decide(file, index, p, m, now); err != nil {
+		return err
+	}
 	if r.defrag == nil {
 		return sink(&r.rec)
 	}
@@ -549,8 +573,17 @@ func (r *Replayer) replayPacket(file string, index int, p *packet.Packet, m *pac
 		p := &r.whole
 		p.Decode(whole, packet.LinkIP)
 		var d engine.Decision
-		r.stateful.DecideAt(&d, p, r.where(r.rs.Direction(p.Src, p.Dst), m.iface), now)
+		w := r.where(r.rs.Direction(p.Src, p.Dst), m.iface)
+		r.stateful.DecideAt(&d, p, w, now)
 		r.resolve(tokens, d)
+		if r.cfg.Log != nil {
+			n, err := r.logDecision(p, &d, w, m.ts, true)
+			// The fragment that completed the datagram, pushed last.
+			r.held.at(r.held.n - 1).rec.Logged = n
+			if err != nil {
+				return err
+			}
+		}
 	default:
 		r.resolve(tokens, engine.FragmentDropped(dropReason(status)))
 	}
@@ -664,8 +697,9 @@ func dropBadHeaderSum(p *packet.Packet) {
 	}
 }
 
-// decide fills r.rec for one decoded packet, decided at now.
-func (r *Replayer) decide(file string, index int, p *packet.Packet, m *packetMeta, now int64) {
+// decide fills r.rec for one decoded packet, decided at now, and logs it
+// (Config.Log); only logging fails.
+func (r *Replayer) decide(file string, index int, p *packet.Packet, m *packetMeta, now int64) error {
 	ts := m.ts
 	rec := &r.rec
 	*rec = Record{File: file, Index: index, TS: ts, Len: m.wireLen, Kind: p.Kind}
@@ -704,4 +738,15 @@ func (r *Replayer) decide(file string, index int, p *packet.Packet, m *packetMet
 			r.stateful.DecideAt(&rec.Stateful, p, w, now)
 		}
 	}
+	if r.cfg.Log == nil {
+		return nil
+	}
+	var err error
+	switch {
+	case r.stateful == nil:
+		rec.Logged, err = r.logDecision(p, &rec.Stateless, w, ts, false)
+	case !rec.Fragment:
+		rec.Logged, err = r.logDecision(p, &rec.Stateful, w, ts, true)
+	}
+	return err
 }
