@@ -13,7 +13,7 @@
 // Words are separated by blanks; `{ } , ! = "` and `$name` need none.
 //
 //	file      = { statement NEWLINE } .
-//	statement = setting | define | rule .
+//	statement = setting | define | rule | antispoof .
 //
 //	setting   = "set" "default" ( "pass" | "block" )   verdict when no rule matches (block)
 //	          | "set" "invalid" ( "pass" | "block" )   stateful: verdict for conntrack-invalid packets (block)
@@ -23,11 +23,14 @@
 //
 //	define    = "define" NAME "=" term .               NAME: letters, digits, '_', not starting with a digit
 //
-//	rule      = ( "pass" | "block" ) [ "in" | "out" ] [ "inet" | "inet6" ]
-//	            [ "proto" PROTO ]
+//	rule      = ( "pass" | "block" ) [ "in" | "out" ] [ log ] [ "on" ifaces ]
+//	            [ "inet" | "inet6" ] [ "proto" PROTO ]
 //	            [ "all" | [ "from" endpoint ] [ "to" endpoint ] ]
 //	            [ "flags" FLAGS ] [ "icmp-type" TYPE [ "code" NUMBER ] ]
-//	            [ "no" "state" | "keep" "state" ] [ "log" ] [ "label" STRING ] .
+//	            [ "no" "state" | "keep" "state" ] [ log ] [ "label" STRING ] .
+//	log       = "log" [ "(" "all" ")" ] .              at most once, in either place
+//	antispoof = "antispoof" [ "log" ] [ "for" ] ifaces [ "inet" | "inet6" ] [ "label" STRING ] .
+//	ifaces    = term .                                 of interface names
 //	endpoint  = "any" [ "port" ports ] | addrs [ "port" ports ] | "port" ports .
 //	addrs     = term .                                 of addresses and prefixes
 //	ports     = term .                                 of ports and ranges
@@ -63,9 +66,13 @@
 //     5d; at most 3650d.
 //   - STRING: "..." with \" and \\ as the only escapes; no control
 //     characters.
+//   - IFACE: a Linux interface name, 1-15 characters starting with a
+//     letter, without '/', ':' or blanks (eth0, eth0.100, wg0). A ruleset
+//     may name at most 63 interfaces (MaxIfaceNames).
 //
-// A define holds addresses or ports, never both; which is decided by its
-// items, and using it in the other place is an error.
+// A define holds addresses, ports or interface names, never a mix; which
+// is decided by its items (a word that is neither an address nor a port
+// is an interface name), and using it in another place is an error.
 //
 // # Meaning
 //
@@ -76,6 +83,34 @@
 //   - in/out: the rule matches only packets the caller says travel in that
 //     direction (Dir). Rules without in/out match every direction,
 //     including DirUnknown; DirUnknown packets match only those.
+//   - Forwarded packets (the daemon's forward hook, replay with
+//     --iface-out; DirForward): pf filters a packet it routes twice, and
+//     so does statewall: the packet is matched as inbound on the interface
+//     it arrived on, and if that passes, as outbound on the one it leaves
+//     by; it passes only if both pass (the default applies to each
+//     evaluation that no rule matches). In stateful mode the pair makes one
+//     connection entry, unless either deciding rule says `no state`, and
+//     later packets of the connection pass by state whichever way they
+//     go. Without any in, out or on in the ruleset, both evaluations are
+//     the same and one is made.
+//   - on IFACES: the rule matches only packets on those interfaces: the
+//     input interface when inbound, the output interface when outbound
+//     (for DirUnknown, whichever the caller gives). Names are matched, not
+//     indexes: the caller binds the ruleset to the host's interfaces
+//     (Ruleset.Bind) and binds again when they change. `on !eth0` matches
+//     every other interface, and packets on none.
+//   - antispoof for IFACES [inet|inet6]: pf's, expanded for each interface
+//     into two block rules at its place in the file (see Antispoof):
+//     packets from the interface's networks arriving on any interface but
+//     it and lo, and packets from its own addresses arriving on any but
+//     lo. The addresses are the interface's at the time of Bind,
+//     link-local ones left out; with none (or no such interface) the rules
+//     match nothing. Numbered like other rules, printed once in canonical
+//     form.
+//   - log: every packet the rule decides is logged (the daemon's pflog
+//     capture and `statewall log`, replay's --log); a forwarded packet
+//     once per evaluation whose rule logs. log (all), on a pass rule that
+//     keeps state: also every later packet of the connection it creates.
 //   - inet/inet6: the rule matches only IPv4 or only IPv6 packets. The
 //     family is also implied by proto icmp (IPv4) and proto icmp6 (IPv6),
 //     and by addresses when all of an endpoint's items are of one family.
@@ -108,7 +143,16 @@
 //     Rules without such conditions match fragments by address and proto.
 //   - no state: stateful mode creates no conntrack entry when this rule
 //     passes a packet. keep state is the default and is not printed.
-//   - log and label are carried to the verdict; they do not change matching.
+//   - label is carried to the verdict; it does not change matching.
+//
+// # Warnings
+//
+// Ruleset.Lint reports rules that parse but can never match where they
+// run (`statewall check`, `run` and `reload` print them; `check --strict`
+// makes them errors): in or out rules on hooks that never see that
+// direction, `on` or antispoof for an interface the host does not have,
+// antispoof for one with no addresses, an empty ruleset, and on the input
+// and output hooks an IPv6 ruleset that blocks neighbour discovery.
 //
 // # Timeouts
 //
