@@ -142,7 +142,10 @@ type namedTimeout struct {
 // Rule is one `pass` or `block` line. Conditions that are absent match
 // everything: a zero AddrSpec or PortSpec is `any`, Proto 0 is any protocol.
 type Rule struct {
-	Index  int // 1-based position among the rules ("rule 3")
+	Index int // 1-based position among the rules ("rule 3")
+	// File is the file the rule was written in when an include brought
+	// it, else "" (Ruleset.File). Line is in that file.
+	File   string
 	Line   int // line of the action word in the file
 	Action Action
 	Dir    Dir          // DirUnknown: the rule said neither `in` nor `out`

@@ -52,6 +52,7 @@ type Antispoof struct {
 	Family    uint8 // 0 (both), 4 or 6
 	Log       bool
 	Label     string
+	File      string // as Rule.File
 	Line, Col int
 }
 
@@ -94,7 +95,7 @@ func (a *Antispoof) expand(rs *Ruleset) {
 	for _, name := range a.Ifaces {
 		for _, k := range [2]spoofKind{spoofNet, spoofSelf} {
 			r := Rule{
-				Index: len(rs.Rules) + 1, Line: a.Line, Col: a.Col,
+				Index: len(rs.Rules) + 1, File: a.File, Line: a.Line, Col: a.Col,
 				Action: Block, Dir: DirIn, Family: a.Family,
 				Log: a.Log, Label: a.Label, Antispoof: a, spoof: k,
 				spoofIf: name,
@@ -264,7 +265,7 @@ func (p *parser) collectIfNames() error {
 				continue
 			}
 			if len(p.rs.ifNames) == MaxIfaceNames {
-				return &Error{File: p.file, Line: r.Line, Col: r.Col, Msg: fmt.Sprintf("too many interface names: a ruleset may name at most %d", MaxIfaceNames)}
+				return &Error{File: r.where(p.rs), Line: r.Line, Col: r.Col, Msg: fmt.Sprintf("too many interface names: a ruleset may name at most %d", MaxIfaceNames)}
 			}
 			ids[it.Name] = true
 			p.rs.ifNames = append(p.rs.ifNames, it.Name)
@@ -274,6 +275,14 @@ func (p *parser) collectIfNames() error {
 		}
 	}
 	return nil
+}
+
+// where is the file the rule was written in.
+func (r *Rule) where(rs *Ruleset) string {
+	if r.File != "" {
+		return r.File
+	}
+	return rs.File
 }
 
 // validIfaceName reports whether s can be a Linux interface name (the

@@ -44,8 +44,9 @@ type LintConfig struct {
 // Lint returns the warnings for rs running as c says, in file order.
 func (rs *Ruleset) Lint(c LintConfig) []Warning {
 	var ws []Warning
+	file := rs.File
 	warn := func(line, col int, format string, args ...any) {
-		ws = append(ws, Warning{File: rs.File, Line: line, Col: col, Msg: fmt.Sprintf(format, args...)})
+		ws = append(ws, Warning{File: file, Line: line, Col: col, Msg: fmt.Sprintf(format, args...)})
 	}
 	if len(rs.Rules) == 0 {
 		warn(1, 1, "no rules: every packet gets the default (%s)", rs.Default)
@@ -61,6 +62,7 @@ func (rs *Ruleset) Lint(c LintConfig) []Warning {
 	var last *Antispoof
 	for i := range rs.Rules {
 		r := &rs.Rules[i]
+		file = r.where(rs)
 		if a := r.Antispoof; a != nil {
 			if a == last {
 				continue
@@ -190,7 +192,11 @@ func (rs *Ruleset) blocksND(c LintConfig) (Warning, bool) {
 					line, col = r.Line, r.Col
 					msg = fmt.Sprintf("rule %d blocks IPv6 neighbour discovery (%s %s), so IPv6 stops working on %s; pass icmp6 types neighbor-solicit and neighbor-advert before it", r.Index, what, dir, c.Where)
 				}
-				return Warning{File: rs.File, Line: line, Col: col, Msg: msg}, true
+				file := rs.File
+				if r != nil {
+					file = r.where(rs)
+				}
+				return Warning{File: file, Line: line, Col: col, Msg: msg}, true
 			}
 		}
 	}

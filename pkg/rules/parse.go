@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/netip"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -71,6 +72,10 @@ func Parse(file string, src []byte) (*Ruleset, error) {
 		rs:       &Ruleset{File: file, LimitStates: DefaultLimitStates},
 		defines:  map[string]*define{},
 		settings: map[string]int{},
+		size:     len(src),
+	}
+	if abs, err := filepath.Abs(file); err == nil {
+		p.includes = []string{abs}
 	}
 	p.advance()
 	if err := p.parse(); err != nil {
@@ -115,6 +120,9 @@ type parser struct {
 	rs       *Ruleset
 	defines  map[string]*define
 	settings map[string]int // setting name -> line it was set on
+
+	includes []string // absolute paths of the files being parsed, outermost first
+	size     int      // bytes read, the main file and every include
 
 	depth   int    // '{' and '!' around the term being parsed
 	entries int    // addresses and ports in the current statement, after expansion
@@ -208,13 +216,73 @@ func (p *parser) parse() error {
 			err = p.parseRule(t)
 		case t.kind == tWord && t.text == "antispoof":
 			err = p.parseAntispoof(t)
+		case t.kind == tWord && t.text == "include":
+			err = p.parseInclude()
 		default:
-			err = p.errAt(t, "expected 'pass', 'block', 'antispoof', 'set' or 'define', got %s", t.describe())
+			err = p.errAt(t, "expected 'pass', 'block', 'antispoof', 'table', 'include', 'set' or 'define', got %s", t.describe())
 		}
 		if err != nil {
 			return err
 		}
 	}
+}
+
+// MaxIncludeDepth is how deep includes may nest.
+const MaxIncludeDepth = 16
+
+// parseInclude reads `include "PATH"`: the statements of PATH (relative
+// to the including file's directory) are parsed in place, as if written
+// there, with errors positioned in PATH. An include of a file that is
+// already being read (a loop) is refused, and all files together count
+// against MaxFileSize.
+func (p *parser) parseInclude() error {
+	s := p.next()
+	if s.kind != tString {
+		return p.errAt(s, "expected a quoted file name after 'include', got %s", s.describe())
+	}
+	if err := p.expectEOL("'include \"" + s.text + "\"'"); err != nil {
+		return err
+	}
+	path := s.text
+	if !filepath.IsAbs(path) {
+		path = filepath.Join(filepath.Dir(p.file), path)
+	}
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return p.errAt(s, "cannot include %q: %v", s.text, err)
+	}
+	for i, f := range p.includes {
+		if f == abs {
+			chain := append(append([]string(nil), p.includes[i:]...), abs)
+			return p.errAt(s, "include loop: %s", strings.Join(chain, " includes "))
+		}
+	}
+	if len(p.includes) > MaxIncludeDepth {
+		return p.errAt(s, "includes nest more than %d deep", MaxIncludeDepth)
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return p.errAt(s, "cannot include %q: %v", s.text, err)
+	}
+	src, err := io.ReadAll(io.LimitReader(f, int64(MaxFileSize-p.size)+1))
+	f.Close()
+	if err != nil {
+		return p.errAt(s, "cannot include %q: %v", s.text, err)
+	}
+	if p.size+len(src) > MaxFileSize {
+		return p.errAt(s, "including %q brings the ruleset past %d bytes (16 MiB), the most its files may hold together", s.text, MaxFileSize)
+	}
+	p.size += len(src)
+	saveLx, saveTok, saveFile, saveLexErr := p.lx, p.tok, p.file, p.lexErr
+	p.lx, p.file, p.lexErr = newLexer(path, src), path, nil
+	p.includes = append(p.includes, abs)
+	p.advance()
+	if err := p.parse(); err != nil {
+		return p.first(err)
+	}
+	p.includes = p.includes[:len(p.includes)-1]
+	p.lx, p.tok, p.file, p.lexErr = saveLx, saveTok, saveFile, saveLexErr
+	return nil
 }
 
 // --- settings ---
@@ -695,6 +763,9 @@ func (p *parser) parseRule(act token) error {
 	}
 	p.entries, p.stmt = 0, "the rule"
 	r := Rule{Index: len(p.rs.Rules) + 1, Line: act.line, Col: act.col, Action: Block}
+	if p.file != p.rs.File {
+		r.File = p.file
+	}
 	if act.text == "pass" {
 		r.Action = Pass
 	}
@@ -833,6 +904,9 @@ func (p *parser) parseLogOpts() (bool, error) {
 // [label STRING]` and expands it into block rules (Antispoof.expand).
 func (p *parser) parseAntispoof(kw token) error {
 	a := &Antispoof{Line: kw.line, Col: kw.col}
+	if p.file != p.rs.File {
+		a.File = p.file
+	}
 	if t := p.peek(); t.kind == tWord && t.text == "log" {
 		p.next()
 		a.Log = true

@@ -69,7 +69,7 @@ var parseErrorTests = []struct {
 	{"pass proto 256", "host.rules:1:12: expected protocol (tcp, udp, icmp, icmp6, sctp, ... or a number 1-255) after 'proto', got \"256\""},
 	{"pass proto icmp icmp-type bogus", "host.rules:1:27: expected icmp type name (echo-request, echo-reply, dest-unreach, ...) or number 0-255 after 'icmp-type', got \"bogus\""},
 	{"pass proto icmp icmp-type echo-request code x", "host.rules:1:45: expected ICMP code 0-255 after 'code', got \"x\""},
-	{"frobnicate", "host.rules:1:1: expected 'pass', 'block', 'antispoof', 'set' or 'define', got \"frobnicate\""},
+	{"frobnicate", "host.rules:1:1: expected 'pass', 'block', 'antispoof', 'table', 'include', 'set' or 'define', got \"frobnicate\""},
 	{"pass @", "host.rules:1:6: unexpected character '@'"},
 	{"pass \\ x", "host.rules:1:6: unexpected '\\': a '\\' continues a line only as its last character"},
 	{"define 1a = { 80 }", "host.rules:1:8: expected a name (letters, digits, '_') after 'define', got \"1a\""},
