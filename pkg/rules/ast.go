@@ -86,6 +86,9 @@ func (w Where) IfaceOf() uint32 {
 	return w.Out
 }
 
+// DefaultLimitSrcNodes is pf's default `set limit src-nodes`.
+const DefaultLimitSrcNodes = 10000
+
 // DefaultLimitStates is the number of tracked connections when the file has
 // no `set limit states`.
 const DefaultLimitStates = 262144
@@ -103,6 +106,13 @@ type Ruleset struct {
 	// are non-zero (conntrack.Timeouts.WithDefaults fills in the rest).
 	Timeouts conntrack.Timeouts
 	Rules    []Rule // in file order; Rules[i].Index == i+1
+	// Tables are the `table` statements in file order.
+	Tables []*TableDef
+	// LimitSrcNodes is `set limit src-nodes` (DefaultLimitSrcNodes);
+	// SrcTrack `set timeout src.track` (0: a source's node goes with its
+	// last state).
+	LimitSrcNodes int
+	SrcTrack      time.Duration
 	// Antispoof holds the `antispoof` statements in file order; each
 	// expanded into block rules in Rules (Rule.Antispoof points back).
 	Antispoof []*Antispoof
@@ -111,8 +121,9 @@ type Ruleset struct {
 	has      settingBits
 	timeouts []namedTimeout // in file order
 
-	m     matcher
-	local addrSet // Local, compiled for IsLocal
+	m      matcher
+	local  addrSet           // Local, compiled for IsLocal
+	tables map[string]Lookup // the run-time tables, by name
 
 	// ifNames are the interface names the rules mention, by the id
 	// compiled rules use: ifNames[i] has id i+1, bit 1<<(i+1); id 0 is
@@ -132,6 +143,8 @@ const (
 	hasInvalid
 	hasLocal
 	hasLimitStates
+	hasLimitSrcNodes
+	hasSrcTrack
 )
 
 type namedTimeout struct {
@@ -164,6 +177,13 @@ type Rule struct {
 	HasICMPType, HasICMPCode bool
 
 	NoState bool // `no state`: a pass creates no conntrack entry
+	// Limits are the stateful tracking options (`keep state (max 10,
+	// ...)`); zero without.
+	Limits Limits
+	// Return: what a block rule answers (pf's block return...), with the
+	// ICMP and ICMPv6 unreachable codes it uses.
+	Return               Return
+	ICMPCode4, ICMPCode6 uint8
 	// Log: the packets this rule decides are logged (pflog). LogAll
 	// (`log (all)`): in stateful mode, so are the later packets of a
 	// connection the rule created.
@@ -234,29 +254,41 @@ type AddrSpec struct {
 	Items []AddrItem
 }
 
-// AddrItem is one prefix (a single address is a /32 or /128), possibly
-// negated. Prefixes are masked: 198.18.0.5/24 is stored as 198.18.0.0/24.
+// AddrItem is one prefix (a single address is a /32 or /128), or a table
+// (<Table>: Prefix is then zero), possibly negated. Prefixes are masked:
+// 198.18.0.5/24 is stored as 198.18.0.0/24.
 type AddrItem struct {
 	Prefix netip.Prefix
+	Table  string
 	Neg    bool
 }
 
 // Any reports whether the spec matches every address.
 func (s AddrSpec) Any() bool { return len(s.Items) == 0 }
 
-// Contains reports whether a is in the set. It is the reference semantics;
-// the compiled matcher computes the same without scanning items.
-func (s AddrSpec) Contains(a netip.Addr) bool {
+// Contains reports whether a is in the set, with tables looked up by
+// tables (nil: tables are empty). It is the reference semantics; the
+// compiled matcher computes the same without scanning items.
+func (s AddrSpec) Contains(a netip.Addr, tables func(string) Lookup) bool {
 	pos, inPos := false, false
 	for _, it := range s.Items {
+		in := it.Prefix.Contains(a)
+		if it.Table != "" {
+			in = false
+			if tables != nil {
+				if l := tables(it.Table); l != nil {
+					in = l.Contains(a)
+				}
+			}
+		}
 		if it.Neg {
-			if it.Prefix.Contains(a) {
+			if in {
 				return false
 			}
 			continue
 		}
 		pos = true
-		if it.Prefix.Contains(a) {
+		if in {
 			inPos = true
 		}
 	}
@@ -266,7 +298,7 @@ func (s AddrSpec) Contains(a netip.Addr) bool {
 // has6 reports whether some item is an IPv6 prefix.
 func (s AddrSpec) has6() bool {
 	for _, it := range s.Items {
-		if it.Prefix.Addr().Is6() {
+		if it.Table == "" && it.Prefix.Addr().Is6() {
 			return true
 		}
 	}
@@ -278,6 +310,9 @@ func (s AddrSpec) has6() bool {
 func (s AddrSpec) family() uint8 {
 	var f uint8
 	for _, it := range s.Items {
+		if it.Table != "" {
+			return 0 // a table may hold either family
+		}
 		g := uint8(6)
 		if it.Prefix.Addr().Is4() {
 			g = 4

@@ -45,14 +45,35 @@ type range16 = span[uint16]
 // sorted, disjoint ranges per family.
 type addrSet struct {
 	any        bool // no items: matches every address
-	hasPos     bool // some positive item (of either family)
+	hasPos     bool // some positive item (of either family, or a table)
 	pos4, neg4 []range4
 	pos6, neg6 []range6
+	// tabs are the table items (<name>), looked up at match time; nil
+	// without. tablePos: some table item is positive (then the ranges
+	// alone do not say what the set holds, and the index must treat the
+	// set as any address).
+	tabs     []tabRef
+	tablePos bool
 }
 
-func compileAddrs(s AddrSpec) addrSet {
+type tabRef struct {
+	l   Lookup // nil: a table with no run-time object (holds nothing)
+	neg bool
+}
+
+func compileAddrs(s AddrSpec) addrSet { return compileAddrsT(s, nil) }
+
+// compileAddrsT compiles s with its table items resolved in tables.
+func compileAddrsT(s AddrSpec, tables map[string]Lookup) addrSet {
 	as := addrSet{any: s.Any()}
 	for _, it := range s.Items {
+		if it.Table != "" {
+			as.tabs = append(as.tabs, tabRef{l: tables[it.Table], neg: it.Neg})
+			if !it.Neg {
+				as.hasPos, as.tablePos = true, true
+			}
+			continue
+		}
 		p := it.Prefix
 		if p.Addr().Is4() {
 			lo := u32Of(p.Addr())
@@ -186,6 +207,9 @@ func (s *addrSet) contains4(v uint32) bool {
 	if inSpans(s.neg4, v) {
 		return false
 	}
+	if s.tabs != nil {
+		return s.inTables(netip.AddrFrom4([4]byte{byte(v >> 24), byte(v >> 16), byte(v >> 8), byte(v)}), inSpans(s.pos4, v))
+	}
 	return !s.hasPos || inSpans(s.pos4, v)
 }
 
@@ -196,7 +220,33 @@ func (s *addrSet) contains6(v u128) bool {
 	if in6(s.neg6, v) {
 		return false
 	}
+	if s.tabs != nil {
+		var b [16]byte
+		binary.BigEndian.PutUint64(b[:8], v.hi)
+		binary.BigEndian.PutUint64(b[8:], v.lo)
+		return s.inTables(netip.AddrFrom16(b), in6(s.pos6, v))
+	}
 	return !s.hasPos || in6(s.pos6, v)
+}
+
+// inTables finishes contains for a set with tables: a negated table
+// that holds a excludes it; otherwise a is in when there is no positive
+// item, a positive range held it (inRange), or a positive table does.
+func (s *addrSet) inTables(a netip.Addr, inRange bool) bool {
+	for _, t := range s.tabs {
+		if t.neg && t.l != nil && t.l.Contains(a) {
+			return false
+		}
+	}
+	if !s.hasPos || inRange {
+		return true
+	}
+	for _, t := range s.tabs {
+		if !t.neg && t.l != nil && t.l.Contains(a) {
+			return true
+		}
+	}
+	return false
 }
 
 // portSet is a compiled PortSpec.
@@ -281,10 +331,11 @@ func (p *port) contains(v uint16) bool {
 
 // compileAddr picks the inline form when s is at most one range per
 // family and no negation.
-func compileAddr(s AddrSpec) (a addr4, r6 range6) {
-	set := compileAddrs(s)
+func compileAddr(s AddrSpec, tables map[string]Lookup) (a addr4, r6 range6) {
+	set := compileAddrsT(s, tables)
 	full6 := u128{^uint64(0), ^uint64(0)}
 	switch {
+	case set.tabs != nil:
 	case set.any:
 		return addr4{lo: 0, hi: ^uint32(0)}, range6{u128{}, full6}
 	case len(set.neg4) == 0 && len(set.neg6) == 0 && len(set.pos4) <= 1 && len(set.pos6) <= 1:
@@ -342,7 +393,7 @@ type crule struct {
 	ifPos, ifNeg uint64
 }
 
-func compileRule(r *Rule, ifNames []string) crule {
+func compileRule(r *Rule, ifNames []string, tables map[string]Lookup) crule {
 	c := crule{
 		dirs:     1<<DirUnknown | 1<<DirIn | 1<<DirOut,
 		family:   r.Family,
@@ -353,8 +404,8 @@ func compileRule(r *Rule, ifNames []string) crule {
 		sport:    compilePort(r.FromPorts),
 		dport:    compilePort(r.ToPorts),
 	}
-	c.src, c.src6 = compileAddr(r.From)
-	c.dst, c.dst6 = compileAddr(r.To)
+	c.src, c.src6 = compileAddr(r.From, tables)
+	c.dst, c.dst6 = compileAddr(r.To, tables)
 	c.srcAny, c.dstAny = r.From.Any(), r.To.Any()
 	if r.HasFlags {
 		c.flags, c.mask = r.Flags, r.FlagsMask
@@ -387,16 +438,29 @@ type matcher struct {
 	idx   *index
 }
 
-func compile(rules []Rule, ifNames []string) matcher {
+func compile(rules []Rule, ifNames []string, tables map[string]Lookup) matcher {
 	m := matcher{rules: make([]crule, len(rules))}
 	sets := make([]ruleSets, len(rules))
 	for i := range rules {
 		r := &rules[i]
-		m.rules[i] = compileRule(r, ifNames)
-		sets[i] = ruleSets{compileAddrs(r.From), compileAddrs(r.To), compilePorts(r.FromPorts), compilePorts(r.ToPorts)}
+		m.rules[i] = compileRule(r, ifNames, tables)
+		sets[i] = ruleSets{indexAddrs(r.From), indexAddrs(r.To), compilePorts(r.FromPorts), compilePorts(r.ToPorts)}
 	}
 	m.idx = buildIndex(m.rules, sets)
 	return m
+}
+
+// indexAddrs is what the index may assume of an address condition: its
+// ranges, or any address when a positive table makes the ranges say
+// less than the set holds (a negated table only narrows it, so leaving
+// it out is a superset). The rule's own test decides exactly.
+func indexAddrs(s AddrSpec) addrSet {
+	set := compileAddrs(s)
+	if set.tablePos {
+		return addrSet{any: true}
+	}
+	set.tabs = nil
+	return set
 }
 
 // compileLocal compiles the `set local` prefixes into sorted ranges, as

@@ -32,14 +32,14 @@ func pkt(s string) *packet.Packet {
 // the AST. The compiled matchers must agree with it.
 func refMatch(rs *Ruleset, p *packet.Packet, dir Dir) *Rule {
 	for i := range rs.Rules {
-		if refRule(&rs.Rules[i], p, dir) {
+		if refRule(&rs.Rules[i], p, dir, rs.Table) {
 			return &rs.Rules[i]
 		}
 	}
 	return nil
 }
 
-func refRule(r *Rule, p *packet.Packet, dir Dir) bool {
+func refRule(r *Rule, p *packet.Packet, dir Dir, tables func(string) Lookup) bool {
 	if r.Dir != DirUnknown && r.Dir != dir {
 		return false
 	}
@@ -65,7 +65,7 @@ func refRule(r *Rule, p *packet.Packet, dir Dir) bool {
 		if !r.From.Any() || !r.To.Any() {
 			return false
 		}
-	} else if !r.From.Contains(p.Src) || !r.To.Contains(p.Dst) {
+	} else if !r.From.Contains(p.Src, tables) || !r.To.Contains(p.Dst, tables) {
 		return false
 	}
 	if !r.needsL4() {

@@ -202,7 +202,7 @@ func (rs *Ruleset) Bind(ifs []Iface) *Ruleset {
 				r.From = spoofAddrs(r.spoof, r.Family, f.Addrs)
 			}
 		}
-		n.m = compile(n.Rules, n.ifNames)
+		n.m = compile(n.Rules, n.ifNames, n.tables)
 	}
 	return &n
 }

@@ -21,7 +21,8 @@ const (
 	tEq
 	tLParen
 	tRParen
-	tErr // where the lexer failed; the parser stops there
+	tTable // <name>; text is the name without the brackets
+	tErr   // where the lexer failed; the parser stops there
 )
 
 type token struct {
@@ -55,6 +56,8 @@ func (t token) describe() string {
 		return "'('"
 	case tRParen:
 		return "')'"
+	case tTable:
+		return fmt.Sprintf("%q", "<"+t.text+">")
 	case tErr:
 		return "an unreadable token"
 	}
@@ -141,6 +144,16 @@ func (lx *lexer) next() (token, error) {
 		case c == '=':
 			lx.i++
 			return lx.tok(tEq, "=", i), nil
+		case c == '<':
+			j := i + 1
+			for j < len(src) && (isNameByte(src[j]) || src[j] == '-') {
+				j++
+			}
+			if j == i+1 || j >= len(src) || src[j] != '>' || j-i-1 > 31 {
+				return token{}, lx.errAt(i, "expected a table name (up to 31 letters, digits, '_' and '-') and '>' after '<'")
+			}
+			lx.i = j + 1
+			return lx.tok(tTable, string(src[i+1:j]), i), nil
 		case c == '(':
 			lx.i++
 			return lx.tok(tLParen, "(", i), nil

@@ -52,6 +52,12 @@ func (rs *Ruleset) Lint(c LintConfig) []Warning {
 		warn(1, 1, "no rules: every packet gets the default (%s)", rs.Default)
 		return ws
 	}
+	for _, d := range rs.Tables {
+		if !d.Used && !d.Persist {
+			file = d.where(rs)
+			warn(d.Line, d.Col, "table <%s> is used by no rule and not persist, so it is not created (write persist to keep it for run-time use)", d.Name)
+		}
+	}
 	var byName map[string]*Iface
 	if c.Ifaces != nil {
 		byName = map[string]*Iface{}

@@ -20,6 +20,11 @@ import (
 // It reads at most MaxFileSize+1 bytes, so a huge file (or a device that
 // never ends) is refused without being read whole.
 func ParseFile(path string) (*Ruleset, error) {
+	return ParseFileWith(path, ParseOptions{})
+}
+
+// ParseFileWith is ParseFile with options.
+func ParseFileWith(path string, opts ParseOptions) (*Ruleset, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, err
@@ -29,7 +34,7 @@ func ParseFile(path string) (*Ruleset, error) {
 	if err != nil {
 		return nil, err
 	}
-	return Parse(path, src)
+	return ParseWith(path, src, opts)
 }
 
 // The limits on a rules file (doc.go, "Limits"). Without them a 729-byte
@@ -63,14 +68,20 @@ const (
 // Parse parses and compiles a rules file. file is used only in error
 // messages and as Ruleset.File. The error, if any, is an *Error.
 func Parse(file string, src []byte) (*Ruleset, error) {
+	return ParseWith(file, src, ParseOptions{})
+}
+
+// ParseWith is Parse with options.
+func ParseWith(file string, src []byte, opts ParseOptions) (*Ruleset, error) {
 	if len(src) > MaxFileSize {
 		return nil, tooLarge(file, src)
 	}
 	p := &parser{
 		file:     file,
 		lx:       newLexer(file, src),
-		rs:       &Ruleset{File: file, LimitStates: DefaultLimitStates},
+		rs:       &Ruleset{File: file, LimitStates: DefaultLimitStates, LimitSrcNodes: DefaultLimitSrcNodes},
 		defines:  map[string]*define{},
+		tables:   map[string]*TableDef{},
 		settings: map[string]int{},
 		size:     len(src),
 	}
@@ -84,7 +95,10 @@ func Parse(file string, src []byte) (*Ruleset, error) {
 	if err := p.collectIfNames(); err != nil {
 		return nil, err
 	}
-	p.rs.m = compile(p.rs.Rules, p.rs.ifNames)
+	if err := p.makeTables(opts); err != nil {
+		return nil, err
+	}
+	p.rs.m = compile(p.rs.Rules, p.rs.ifNames, p.rs.tables)
 	p.rs.local = compileLocal(p.rs.Local)
 	return p.rs, nil
 }
@@ -119,6 +133,7 @@ type parser struct {
 	lexErr   error
 	rs       *Ruleset
 	defines  map[string]*define
+	tables   map[string]*TableDef
 	settings map[string]int // setting name -> line it was set on
 
 	includes []string // absolute paths of the files being parsed, outermost first
@@ -218,6 +233,8 @@ func (p *parser) parse() error {
 			err = p.parseAntispoof(t)
 		case t.kind == tWord && t.text == "include":
 			err = p.parseInclude()
+		case t.kind == tWord && t.text == "table":
+			err = p.parseTable(t)
 		default:
 			err = p.errAt(t, "expected 'pass', 'block', 'antispoof', 'table', 'include', 'set' or 'define', got %s", t.describe())
 		}
@@ -346,8 +363,21 @@ func (p *parser) parseSet(setTok token) error {
 		return p.expectEOL("'set local' addresses")
 	case "limit":
 		w := p.next()
+		if w.kind == tWord && w.text == "src-nodes" {
+			if err := p.once("limit src-nodes", t); err != nil {
+				return err
+			}
+			n := p.next()
+			v, ok := parseCount(n.text)
+			if n.kind != tWord || !ok {
+				return p.errAt(n, "expected a number of source nodes from 1 to 2147483647 after 'set limit src-nodes', got %s", n.describe())
+			}
+			p.rs.LimitSrcNodes = v
+			p.rs.has |= hasLimitSrcNodes
+			return p.expectEOL("'set limit src-nodes " + n.text + "'")
+		}
 		if w.kind != tWord || w.text != "states" {
-			return p.errAt(w, "expected 'states' after 'set limit', got %s", w.describe())
+			return p.errAt(w, "expected 'states' or 'src-nodes' after 'set limit', got %s", w.describe())
 		}
 		if err := p.once("limit states", t); err != nil {
 			return err
@@ -362,8 +392,21 @@ func (p *parser) parseSet(setTok token) error {
 		return p.expectEOL("'set limit states " + n.text + "'")
 	case "timeout":
 		n := p.next()
+		if n.kind == tWord && n.text == "src.track" {
+			if err := p.once("timeout src.track", n); err != nil {
+				return err
+			}
+			d := p.next()
+			dur, ok := parseDuration(d.text)
+			if d.kind != tWord || !ok {
+				return p.errAt(d, "expected a duration such as 30s, 2m, 1h30m or 5d (at most 3650d) after 'set timeout src.track', got %s", d.describe())
+			}
+			p.rs.SrcTrack = dur
+			p.rs.has |= hasSrcTrack
+			return p.expectEOL("'set timeout src.track " + d.text + "'")
+		}
 		if _, known := timeoutIndex(n.text); n.kind != tWord || !known {
-			return p.errAt(n, "expected timeout name after 'set timeout' (%s), got %s", strings.Join(conntrack.TimeoutNames(), ", "), n.describe())
+			return p.errAt(n, "expected timeout name after 'set timeout' (%s, src.track), got %s", strings.Join(conntrack.TimeoutNames(), ", "), n.describe())
 		}
 		if err := p.once("timeout "+n.text, n); err != nil {
 			return err
@@ -506,6 +549,19 @@ func (p *parser) parseTerm(dst []entry, want defKind, after string, inList bool)
 		dst, err := p.parseList(dst, want, after)
 		p.depth--
 		return dst, err
+	case tTable:
+		if want == defPorts || want == defIfaces {
+			break
+		}
+		d, ok := p.tables[t.text]
+		if !ok {
+			return nil, p.errAt(t, "undefined table <%s> (define it with 'table <%s> ...' before its use)", t.text, t.text)
+		}
+		d.Used = true
+		if err := p.count(t, 1); err != nil {
+			return nil, err
+		}
+		return append(dst, entry{kind: defAddrs, addr: AddrItem{Table: t.text}, tok: t}), nil
 	case tVar:
 		d, ok := p.defines[t.text]
 		if !ok {
@@ -768,6 +824,8 @@ func (p *parser) parseRule(act token) error {
 	}
 	if act.text == "pass" {
 		r.Action = Pass
+	} else if err := p.parseReturn(&r); err != nil {
+		return err
 	}
 	var fam famState
 	var logTok token
@@ -781,6 +839,14 @@ func (p *parser) parseRule(act token) error {
 		k, ok := -1, false
 		if t.kind == tWord {
 			k, ok = ruleKeywords[t.text]
+		}
+		if t.kind == tLParen && !seen[stState] && stage <= stState {
+			// Tracking options alone: `keep state` is implied.
+			seen[stState], stage = true, stState
+			if err := p.parseLimits(&r, t); err != nil {
+				return err
+			}
+			continue
 		}
 		if !ok {
 			if t.kind == tWord && t.text == "quick" {
@@ -847,6 +913,11 @@ func (p *parser) parseRule(act token) error {
 				return p.errAt(w, "expected 'state' after '%s', got %s", t.text, w.describe())
 			}
 			r.NoState = t.text == "no"
+			if q := p.peek(); q.kind == tLParen {
+				if err := p.parseLimits(&r, p.next()); err != nil {
+					return err
+				}
+			}
 		case stLog:
 			r.Log, logTok = true, t
 			r.LogAll, err = p.parseLogOpts()
@@ -863,6 +934,12 @@ func (p *parser) parseRule(act token) error {
 	}
 	if r.LogAll && (r.Action != Pass || r.NoState) {
 		return p.errAt(logTok, "'log (all)' logs the packets of the connection a rule creates: it needs a pass rule that keeps state")
+	}
+	if r.Return == ReturnRST && r.Proto != 0 && r.Proto != 6 {
+		return p.errAt(act, "'block return-rst' answers TCP with a RST, and the rule is proto %s (use return-icmp)", r.Proto)
+	}
+	if r.Return == ReturnICMP6 && r.Family == 0 && fam.fam == 4 || r.Return == ReturnICMP6 && fam.fam == 4 {
+		return p.errAt(act, "'block return-icmp6' answers IPv6 packets, and the rule is IPv4 (from %s)", fam.why)
 	}
 	r.Family = fam.fam
 	p.rs.Rules = append(p.rs.Rules, r)
@@ -1004,6 +1081,14 @@ func (p *parser) parseEndpoint(r *Rule, fam *famState, kw token) (AddrSpec, Port
 		hasAddr = true
 		var hadPos, keptPos bool
 		for _, e := range es {
+			if e.addr.Table != "" {
+				// A table may hold either family: it pins none.
+				if !e.addr.Neg {
+					hadPos, keptPos = true, true
+				}
+				as.Items = append(as.Items, e.addr)
+				continue
+			}
 			f := uint8(6)
 			if e.addr.Prefix.Addr().Is4() {
 				f = 4

@@ -31,10 +31,19 @@ func (rs *Ruleset) String() string {
 	if rs.has&hasLimitStates != 0 {
 		b.WriteString("set limit states " + strconv.Itoa(rs.LimitStates) + "\n")
 	}
+	if rs.has&hasLimitSrcNodes != 0 {
+		b.WriteString("set limit src-nodes " + strconv.Itoa(rs.LimitSrcNodes) + "\n")
+	}
+	if rs.has&hasSrcTrack != 0 {
+		b.WriteString("set timeout src.track " + formatDuration(rs.SrcTrack) + "\n")
+	}
 	ts := append([]namedTimeout(nil), rs.timeouts...)
 	sort.Slice(ts, func(i, j int) bool { return ts[i].name < ts[j].name })
 	for _, t := range ts {
 		b.WriteString("set timeout " + t.name + " " + formatDuration(t.d) + "\n")
+	}
+	for _, d := range rs.Tables {
+		b.WriteString(d.String() + "\n")
 	}
 	var last *Antispoof
 	for i := range rs.Rules {
@@ -113,6 +122,25 @@ func (r *Rule) impliedFamily() uint8 {
 func (r *Rule) String() string {
 	var b strings.Builder
 	b.WriteString(r.Action.String())
+	switch r.Return {
+	case ReturnNone:
+	case ReturnICMP:
+		b.WriteString(" return-icmp")
+		if r.ICMPCode4 != DefaultICMPCode || r.ICMPCode6 != DefaultICMP6Code {
+			b.WriteString(" (" + canonicalName(icmp4Unreach, r.ICMPCode4))
+			if r.ICMPCode6 != DefaultICMP6Code {
+				b.WriteString(", " + canonicalName(icmp6Unreach, r.ICMPCode6))
+			}
+			b.WriteString(")")
+		}
+	case ReturnICMP6:
+		b.WriteString(" return-icmp6")
+		if r.ICMPCode6 != DefaultICMP6Code {
+			b.WriteString(" (" + canonicalName(icmp6Unreach, r.ICMPCode6) + ")")
+		}
+	default:
+		b.WriteString(" " + r.Return.String())
+	}
 	if r.Dir != DirUnknown {
 		b.WriteString(" " + r.Dir.String())
 	}
@@ -156,6 +184,9 @@ func (r *Rule) String() string {
 	}
 	if r.NoState {
 		b.WriteString(" no state")
+	}
+	if r.Limits.Any() {
+		writeLimits(&b, r.Limits)
 	}
 	if r.Log {
 		b.WriteString(" log")
@@ -208,7 +239,9 @@ func writeAddrSpec(b *strings.Builder, s AddrSpec) {
 		if it.Neg {
 			b.WriteByte('!')
 		}
-		if it.Prefix.IsSingleIP() {
+		if it.Table != "" {
+			b.WriteString("<" + it.Table + ">")
+		} else if it.Prefix.IsSingleIP() {
 			b.WriteString(it.Prefix.Addr().String())
 		} else {
 			b.WriteString(it.Prefix.String())
