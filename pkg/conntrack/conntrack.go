@@ -157,6 +157,9 @@ type Result struct {
 	// error's direction, as the kernel's IP_CT_RELATED_REPLY).
 	Reply  bool
 	Reason Reason
+	// Assured: this packet made its entry assured (for TCP: it completed
+	// the three-way handshake), the first time.
+	Assured bool
 	// Mark is the caller's byte on the entry: for a packet of a known
 	// connection (established, or related to it) the one stored when
 	// the connection was committed; before Commit, the one to store.
@@ -174,7 +177,7 @@ type Result struct {
 }
 
 // Summary is what a Result says about the packet, without what Commit
-// needs: 5 bytes where a Result is 24, so decisions that carry it stay
+// needs: 5 bytes where a Result is 32, so decisions that carry it stay
 // cheap to copy.
 type Summary struct {
 	Label     Label
@@ -230,6 +233,13 @@ type Config struct {
 	// never checks on its output path; replay them with NoChecksum
 	// (statewall replay --no-checksum).
 	NoChecksum bool
+	// OnRemove, if set, is called for every entry with a mark (Result.Mark
+	// at Commit) when it leaves the table, however it leaves: expired,
+	// evicted, reopened, deleted. k is its original tuple; assured says
+	// whether it was assured (for TCP: it completed its handshake). It is
+	// called with the entry's shard locked: it must not call the table,
+	// and should be quick.
+	OnRemove func(k *Key, mark uint8, assured bool)
 }
 
 // DefaultLimit is the entry limit when Config.Limit is 0.
@@ -311,6 +321,7 @@ func New(cfg Config) *Table {
 		s.count = &t.count
 		s.tableSoonest = &t.soonest
 		s.soonest.Store(math.MaxInt64)
+		s.onRemove = cfg.OnRemove
 	}
 	return t
 }

@@ -916,7 +916,7 @@ func TestLabelAndReasonStrings(t *testing.T) {
 }
 
 func TestResultSize(t *testing.T) {
-	if got := unsafe.Sizeof(Result{}); got != 24 {
+	if got := unsafe.Sizeof(Result{}); got != 32 {
 		t.Errorf("Result is %d bytes; update its comment", got)
 	}
 	if got := unsafe.Sizeof(Summary{}); got != 5 {

@@ -201,6 +201,9 @@ type shard struct {
 
 	st shardStats
 
+	// onRemove is Config.OnRemove; called by remove with mu held.
+	onRemove func(k *Key, mark uint8, assured bool)
+
 	_ [64]byte // keep the next shard's lock off this cache line
 }
 
@@ -246,6 +249,9 @@ func (s *shard) home(sl uint32) uint32 {
 // remove deletes the slot at pos and frees its entry.
 func (s *shard) remove(pos uint32) {
 	i := s.slots[pos]&refMask - 1
+	if e := s.at(i); e.mark != 0 && s.onRemove != nil {
+		s.onRemove(&e.key, e.mark, e.assured())
+	}
 	s.kinds[kindOf(s.at(i))]--
 	s.release(i)
 	s.removeSlot(pos)

@@ -55,8 +55,9 @@ func (t *Table) trackTCP(r *Result, p *packet.Packet, now int64) {
 		default: // Accept or Ignore
 			c.label(r)
 			r.tcpReason = res.Reason
-			if res.SetAssured {
+			if res.SetAssured && !c.e.assured() {
 				c.e.flags |= flagAssured
+				r.Assured = true
 			}
 			if res.Verdict == tcpstate.Accept {
 				c.accept(p, now, res.Timeout)

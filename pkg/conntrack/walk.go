@@ -25,6 +25,8 @@ type EntryInfo struct {
 	// whole IP datagrams. Packet counts wrap at 2^32.
 	Packets [2]uint64
 	Bytes   [2]uint64
+	// Mark is the caller's byte (Result.Mark at Commit).
+	Mark uint8
 }
 
 func (e *entry) info(now int64) EntryInfo {
@@ -36,6 +38,7 @@ func (e *entry) info(now int64) EntryInfo {
 		Timeout:   time.Duration(e.expires - now),
 		Packets:   [2]uint64{uint64(e.packets[0]), uint64(e.packets[1])},
 		Bytes:     e.bytes,
+		Mark:      e.mark,
 	}
 	switch e.key.proto {
 	case packet.ProtoTCP:
@@ -127,6 +130,40 @@ func (t *Table) Walk(now int64, fn func(e EntryInfo) bool) {
 			}
 		}
 	}
+}
+
+// Delete removes every live entry for which match returns true, as
+// conntrack -D does, and returns how many it removed. match is called
+// with the entry's shard locked: it must not call the table. A removed
+// entry's next packet is tracked as new. Delete takes each shard's lock
+// in turn; it is not for the packet path, but it allocates nothing.
+func (t *Table) Delete(now int64, match func(e *EntryInfo) bool) int {
+	now = t.clock(now)
+	n := 0
+	for i := range t.shards {
+		s := &t.shards[i]
+		s.mu.Lock()
+		for pos := uint32(0); pos < uint32(len(s.slots)); {
+			sl := s.slots[pos]
+			if sl == 0 {
+				pos++
+				continue
+			}
+			e := s.at(sl&refMask - 1)
+			info := e.info(now)
+			if e.expired(now) || !match(&info) {
+				pos++
+				continue
+			}
+			// removeSlot may move a later slot into pos: look at pos
+			// again.
+			s.remove(pos)
+			s.st.deleted.Add(1)
+			n++
+		}
+		s.mu.Unlock()
+	}
+	return n
 }
 
 // Get returns the entry that tuple k (in either direction) belongs to, as
