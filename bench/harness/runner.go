@@ -78,7 +78,7 @@ func newRunner(name string, rs *rules.Ruleset, ct conntrack.Config) *runner {
 		r.sl = engine.NewStateless(rs)
 	}
 	if name == Stateful || name == Compare {
-		r.sf = engine.NewStateful(rs, conntrack.New(ct))
+		r.sf = engine.NewStatefulTable(rs, ct)
 	}
 	return r
 }

@@ -187,6 +187,12 @@ type Summary struct {
 	Mark      uint8 // Result.Mark
 }
 
+// Pending reports whether r's packet still wants an entry: Track found
+// none and the packet may create one, and no Commit has stored it yet (a
+// Commit that found the entry made by a concurrent packet leaves it
+// pending).
+func (r *Result) Pending() bool { return r.insert }
+
 // Summary returns what r says about the packet.
 func (r *Result) Summary() Summary {
 	return Summary{Label: r.Label, Reply: r.Reply, Reason: r.Reason, tcpReason: r.tcpReason, Mark: r.Mark}

@@ -166,6 +166,24 @@ func (t *Table) Delete(now int64, match func(e *EntryInfo) bool) int {
 	return n
 }
 
+// Kill removes the entry p belongs to, if there is one, and reports
+// whether it did. It is Delete for one known connection, at the cost of a
+// lookup.
+func (t *Table) Kill(p *packet.Packet, now int64) bool {
+	var k Key
+	packetKey(&k, p)
+	h := t.hash.sum(&k)
+	s := t.shard(h)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	pos, _, _, ok := s.find(&k, h)
+	if ok {
+		s.remove(pos)
+		s.st.deleted.Add(1)
+	}
+	return ok
+}
+
 // Get returns the entry that tuple k (in either direction) belongs to, as
 // conntrack -G does.
 func (t *Table) Get(k Key, now int64) (EntryInfo, bool) {

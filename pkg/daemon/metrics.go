@@ -24,6 +24,8 @@ var causes = [...]string{
 	engine.CauseTableFull: "table_full",
 	engine.CauseUntracked: "untracked",
 	engine.CauseFragment:  "fragment",
+	engine.CauseLimit:     "limit",
+	engine.CauseOverload:  "overload",
 }
 
 // metrics are the daemon's Prometheus metrics, on a registry of their own.

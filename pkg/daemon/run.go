@@ -102,13 +102,13 @@ func New(cfg Config, log *slog.Logger) (*Daemon, error) {
 	// packet reaches NFQUEUE its checksum may be legitimately partial
 	// (offload on the output path, veth, GSO). So the daemon leaves
 	// checksums to the kernel.
-	d.table = conntrack.New(conntrack.Config{
+	d.stateful = engine.NewStatefulTable(rs, conntrack.Config{
 		Timeouts:   rs.Timeouts,
 		Limit:      rs.LimitStates,
 		NoChecksum: true,
 	})
+	d.table = d.stateful.CT
 	d.stateless = engine.NewStateless(rs)
-	d.stateful = engine.NewStateful(rs, d.table)
 	d.loaded.Store(&loadInfo{File: cfg.RulesFile, Rules: len(rs.Rules), Loaded: cfg.Clock.Wall()})
 	d.workers = make([]worker, int(cfg.Queues[1]-cfg.Queues[0])+1)
 	d.m = newMetrics(d)

@@ -61,6 +61,8 @@ func Explain(stateless, stateful Decision) string {
 			return "invalid to conntrack (" + stateful.CT.ReasonString() + "); stateless " + stateless.Reason()
 		case CauseTableFull:
 			return "state table full"
+		case CauseLimit, CauseOverload:
+			return "stateful tracking option (" + stateful.Detail + "): stateless mode has no states to count; stateless " + stateless.Reason()
 		case CauseFragment:
 			// Reassembly dropped it: conntrack never saw it.
 			return "fragment dropped by reassembly (" + stateful.Detail + "); stateless " + stateless.Reason()

@@ -67,6 +67,16 @@ const (
 	// duplicate, incomplete when its time ran out); Decision.Detail says
 	// which. It never reaches conntrack, as in the kernel.
 	CauseFragment
+	// CauseLimit: the rules passed a new connection, but a stateful
+	// tracking option of the rule (max, max-src-nodes, max-src-states, or
+	// set limit src-nodes) refused it; Detail names which. Stateless mode
+	// has no states and never refuses so.
+	CauseLimit
+	// CauseOverload: the packet completed a TCP handshake beyond the rule's
+	// max-src-conn or max-src-conn-rate: its connection is killed (and the
+	// source goes into the overload table, its states flushed, if the rule
+	// says so); Detail names the limit.
+	CauseOverload
 )
 
 // Decision is a verdict and what it rests on. It is a small value (48
@@ -95,32 +105,6 @@ type Decision struct {
 	// Detail qualifies CauseFragment ("overlapping fragments", ...). It is
 	// always a constant string: setting it does not allocate.
 	Detail string
-}
-
-// logAllMark is the conntrack mark of a connection a `log (all)` rule
-// creates: the rule's number, or 255 for numbers above 254; 0 when no
-// deciding rule logs all.
-func logAllMark(d *Decision) uint8 {
-	r := d.Rule
-	if r == nil || !r.LogAll {
-		r = d.Other
-	}
-	if r == nil || !r.LogAll {
-		return 0
-	}
-	return uint8(min(r.Index, 255))
-}
-
-// LogAll returns, for a packet of a connection that a `log (all)` rule
-// created (every packet of it is logged), that rule's number, as it was
-// when the connection was created (rules renumbered by a reload are not
-// followed, as pf's states keep the rule they were made by; numbers
-// above 254 read 255); 0 for any other packet.
-func (d *Decision) LogAll() int {
-	if !d.Tracked {
-		return 0
-	}
-	return int(d.CT.Mark)
 }
 
 // FragmentDropped is the stateful decision for a fragment that reassembly
@@ -167,6 +151,10 @@ func (d Decision) Reason() string {
 		return "conntrack: table full"
 	case CauseFragment:
 		return "defrag: " + d.Detail
+	case CauseLimit:
+		return ruleReason(d.Rule) + ": " + d.Detail + " reached"
+	case CauseOverload:
+		return "overload: " + d.Detail + " exceeded"
 	case CauseUntracked:
 		if d.Rule != nil {
 			return "untracked, " + ruleReason(d.Rule)

@@ -6,6 +6,7 @@ import (
 	"github.com/statewall/statewall/pkg/conntrack"
 	"github.com/statewall/statewall/pkg/packet"
 	"github.com/statewall/statewall/pkg/rules"
+	"github.com/statewall/statewall/pkg/srctrack"
 )
 
 // ruleHolder holds the compiled ruleset so a reload can swap it atomically
@@ -135,8 +136,15 @@ func (e *Stateless) DecideAt(d *Decision, p *packet.Packet, w rules.Where) {
 // (package defrag in replay; the kernel's defragmentation before NFQUEUE in
 // the daemon), as conntrack only ever sees whole datagrams.
 type Stateful struct {
-	ruleHolder
 	CT *conntrack.Table
+
+	// cur is the ruleset in force with its tags (tags.go), swapped as one
+	// so that a packet never sees a ruleset with another's tags.
+	cur  atomic.Pointer[tagging]
+	tags tagRegistry
+	// src counts states and connections per rule and source for the
+	// stateful tracking options (limits.go); nil without NewStatefulTable.
+	src *srctrack.Tracker
 }
 
 // NewStateful returns a stateful engine over rs that tracks connections in
@@ -145,6 +153,18 @@ func NewStateful(rs *rules.Ruleset, ct *conntrack.Table) *Stateful {
 	e := &Stateful{CT: ct}
 	e.SetRules(rs)
 	return e
+}
+
+// Rules returns the ruleset in force.
+func (e *Stateful) Rules() *rules.Ruleset { return e.cur.Load().rs }
+
+// SetRules replaces the ruleset; packets decided after it returns use rs.
+// Connection state is kept, and so are the tags of unchanged rules.
+// Calls must not overlap (the daemon serialises them).
+func (e *Stateful) SetRules(rs *rules.Ruleset) {
+	tg := e.tags.tag(rs, e.busy)
+	e.setLimits(tg)
+	e.cur.Store(tg)
 }
 
 // Prefetch announces the packets about to be decided, in order, so that
@@ -169,7 +189,8 @@ func (e *Stateful) DecideInto(d *Decision, p *packet.Packet, dir rules.Dir, now 
 // interfaces, which `on` rules and forwarded packets need.
 func (e *Stateful) DecideAt(d *Decision, p *packet.Packet, w rules.Where, now int64) {
 	*d = Decision{}
-	rs := e.Rules()
+	tg := e.cur.Load()
+	rs := tg.rs
 	if undecoded(d, p, rs) {
 		return
 	}
@@ -179,6 +200,9 @@ func (e *Stateful) DecideAt(d *Decision, p *packet.Packet, w rules.Where, now in
 	switch r.Label {
 	case conntrack.LabelEstablished, conntrack.LabelRelated:
 		d.Verdict, d.Cause = Pass, CauseState
+		if r.Assured && r.Mark != 0 && tg.limited[r.Mark] {
+			e.established(d, tg, p, &r, now)
+		}
 		return
 	case conntrack.LabelInvalid:
 		d.Verdict, d.Cause = verdictOf(rs.Invalid), CauseInvalid
@@ -193,10 +217,25 @@ func (e *Stateful) DecideAt(d *Decision, p *packet.Packet, w rules.Where, now in
 	byRules(d, rs, p, w, CauseDefault, true)
 	d.Midstream = p.Proto == packet.ProtoTCP && p.TCPFlags&(packet.TCPSyn|packet.TCPAck) != packet.TCPSyn
 	if d.Verdict == Pass && (d.Rule == nil || !d.Rule.NoState) && (d.Other == nil || !d.Other.NoState) {
-		r.Mark = logAllMark(d)
+		r.Mark = tg.markOf(d)
 		d.CT.Mark = r.Mark
+		acquired := false
+		if r.Mark != 0 && tg.limited[r.Mark] && e.src != nil {
+			ok, why := e.src.Acquire(r.Mark, p.Src, now)
+			if !ok {
+				d.Verdict, d.Cause, d.Detail = Block, CauseLimit, why.String()
+				d.Rule = tg.rule[r.Mark]
+				return
+			}
+			acquired = true
+		}
 		if !e.CT.Commit(p, &r, now) {
 			d.Verdict, d.Cause = Block, CauseTableFull
+		}
+		if acquired && (d.Verdict == Block || r.Pending()) {
+			// No entry was made for this count (full, or a concurrent
+			// packet made it first with its own).
+			e.src.Release(r.Mark, p.Src, false, now)
 		}
 	}
 }

@@ -121,8 +121,9 @@ func itoa(i int) string {
 }
 
 // TestLogAllMarksTheConnection: a connection created by a `log (all)`
-// rule carries the rule's number to its later packets (established and
-// related), so that all of them are logged; others carry 0.
+// rule carries the rule's tag to its later packets (established and
+// related), so that all of them are logged; others carry none. After a
+// reload that moves the rule, its connections name it by its new number.
 func TestLogAllMarksTheConnection(t *testing.T) {
 	rs := ruleset(t, "pass proto udp to port 53\npass proto tcp to port 80 log (all)\n")
 	st := engine.NewStateful(rs, newTable(rs))
@@ -138,9 +139,25 @@ func TestLogAllMarksTheConnection(t *testing.T) {
 	}
 	for i, s := range steps {
 		d := st.Decide(pkt(t, s.pkt), rules.DirUnknown, int64(i+1))
-		if d.Verdict != engine.Pass || d.LogAll() != s.want {
-			t.Errorf("%s: %s, LogAll %d, want pass and %d", s.pkt, verdict(d), d.LogAll(), s.want)
+		got := 0
+		if r := st.LogAllRule(&d); r != nil {
+			got = r.Index
 		}
+		if d.Verdict != engine.Pass || got != s.want {
+			t.Errorf("%s: %s, LogAll rule %d, want pass and %d", s.pkt, verdict(d), got, s.want)
+		}
+	}
+	// A reload puts a rule before it: the connection's packets name the
+	// rule by its new number; a changed rule is another rule.
+	st.SetRules(ruleset(t, "block proto icmp\npass proto udp to port 53\npass proto tcp to port 80 log (all)\n"))
+	d := st.Decide(pkt(t, "tcp 198.18.2.2:80 > 198.18.1.2:40000 A seq=501 ack=101"), rules.DirUnknown, 9)
+	if r := st.LogAllRule(&d); r == nil || r.Index != 3 {
+		t.Errorf("after the reload: LogAll rule %v, want rule 3", r)
+	}
+	st.SetRules(ruleset(t, "pass proto tcp to port 81 log (all)\npass\n"))
+	d = st.Decide(pkt(t, "tcp 198.18.2.2:80 > 198.18.1.2:40000 A seq=501 ack=101"), rules.DirUnknown, 10)
+	if r := st.LogAllRule(&d); r != nil {
+		t.Errorf("the rule is gone, and its connection still logs as rule %d", r.Index)
 	}
 }
 

@@ -403,13 +403,12 @@ func New(cfg Config) (*Replayer, error) {
 	}
 	r.holdLimit = max(1, min(held, heldBytes/HeldRecordSize))
 	if cfg.Mode != Stateless {
-		ct := conntrack.New(conntrack.Config{
+		r.stateful = engine.NewStatefulTable(r.rs, conntrack.Config{
 			Timeouts:   cfg.Rules.Timeouts,
 			Limit:      cfg.Rules.LimitStates,
 			NoChecksum: cfg.NoChecksum,
 			Seed:       r.cfg.Seed,
 		})
-		r.stateful = engine.NewStateful(r.rs, ct)
 		r.defrag = defrag.New(defrag.Config{})
 	}
 	return r, nil
