@@ -16,6 +16,7 @@ import (
 
 	"github.com/statewall/statewall/pkg/daemon"
 	"github.com/statewall/statewall/pkg/pflog"
+	"github.com/statewall/statewall/pkg/table"
 )
 
 // The commands that talk to a running daemon through its control socket
@@ -73,6 +74,9 @@ func printStatus(w io.Writer, s *daemon.Status) {
 	for _, q := range s.Queues {
 		fmt.Fprintf(w, "queue %d:   %d packets, %d accepted, %d dropped, %d ENOBUFS, %d errors\n",
 			q.Queue, q.Packets, q.Accepted, q.Dropped, q.ENOBUFS, q.Errors)
+	}
+	if r := s.Replies; r != nil {
+		fmt.Fprintf(w, "replies:   %d sent (block return), %d rate-limited, %d dropped, %d errors\n", r.Sent, r.RateLimited, r.Dropped, r.Errors)
 	}
 	if l := s.Log; l != nil {
 		file := l.File
@@ -199,5 +203,91 @@ with errors is rejected, with its error, and the old ruleset keeps running.`, st
 		fmt.Fprintln(stderr, w)
 	}
 	fmt.Fprintf(stdout, "reloaded %s: %d rules\n", resp.Status.RulesFile, resp.Status.Rules)
+	return nil
+}
+
+func runTable(args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("table", "[flags] [NAME [show|add|delete|replace|flush|test|zero] [ADDR...]]", `List the running daemon's tables, or show, test or change one at run time,
+as pfctl -t does: no reload, and the next packet sees the change.
+
+  statewall table                          every table: entries, hits/evaluations
+  statewall table NAME [show]              its entries
+  statewall table NAME add ADDR...         add addresses or prefixes (198.18.9.0/24)
+  statewall table NAME delete ADDR...      delete them
+  statewall table NAME replace ADDR...     make them its whole content (-f FILE: one a line)
+  statewall table NAME flush               empty it
+  statewall table NAME test ADDR...        which entry holds each address
+  statewall table NAME zero                zero its hit counters
+
+A change with an address that does not parse, past the table's limit, or
+of a const table, is refused whole and changes nothing. A reload keeps a
+table's run-time content unless its definition in the rules file changed.`, stdout)
+	socket := fs.String("socket", daemon.DefaultControlSocket, "control socket `PATH`")
+	file := fs.String("f", "", "replace: read the addresses from `FILE`, one address or prefix a line, # comments")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	req := daemon.TableRequest{}
+	if fs.NArg() > 0 {
+		req.Name = fs.Arg(0)
+		req.Op = "show"
+	}
+	if fs.NArg() > 1 {
+		req.Op = fs.Arg(1)
+		req.Addrs = fs.Args()[2:]
+	}
+	if *file != "" {
+		if req.Op != "replace" && req.Op != "add" && req.Op != "delete" {
+			return usagef("-f goes with replace, add or delete")
+		}
+		ps, err := table.ParseFile(*file)
+		if err != nil {
+			return err
+		}
+		for _, p := range ps {
+			req.Addrs = append(req.Addrs, p.String())
+		}
+	}
+	resp, err := daemon.Ask(*socket, daemon.Request{Cmd: "table", Table: req})
+	if err != nil {
+		return err
+	}
+	if req.Name == "" {
+		tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "TABLE\tENTRIES\tHITS\tEVALUATIONS\tFLAGS")
+		for _, t := range resp.Tables {
+			var flags []string
+			if t.Const {
+				flags = append(flags, "const")
+			}
+			if t.Persist {
+				flags = append(flags, "persist")
+			}
+			fmt.Fprintf(tw, "<%s>\t%d\t%d\t%d\t%s\n", t.Name, t.Entries, t.Hits, t.Evaluations, strings.Join(flags, ","))
+		}
+		return tw.Flush()
+	}
+	t := resp.Tables[0]
+	switch req.Op {
+	case "show":
+		for _, a := range t.Addrs {
+			fmt.Fprintln(stdout, a)
+		}
+	case "test":
+		missing := 0
+		for i, a := range req.Addrs {
+			if t.Addrs[i] == "" {
+				fmt.Fprintf(stdout, "%s: not in <%s>\n", a, t.Name)
+				missing++
+			} else {
+				fmt.Fprintf(stdout, "%s: in <%s> as %s\n", a, t.Name, t.Addrs[i])
+			}
+		}
+		if missing > 0 {
+			return errReported
+		}
+	default:
+		fmt.Fprintf(stdout, "<%s>: %s %d, now %d entries\n", t.Name, req.Op, t.Changed, t.Entries)
+	}
 	return nil
 }

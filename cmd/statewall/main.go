@@ -29,6 +29,7 @@ func init() {
 		{"status", "[flags]", "show the running daemon's mode, ruleset and counters", runStatus},
 		{"conntrack", "[flags]", "list the running daemon's tracked connections", runConntrack},
 		{"reload", "[flags]", "make the running daemon reload its rules file", runReload},
+		{"table", "[flags] [NAME [OP] [ADDR...]]", "list, show, test or change the running daemon's tables at run time", runTable},
 		{"log", "[flags]", "show the packets the running daemon logs, live (-w: as a pcap tcpdump reads)", runLog},
 		{"bench", "--rules FILE [flags] [PCAP...]", "measure ns/packet of decode, stateless, stateful and compare, offline", runBench},
 		{"check", "FILE", "validate a ruleset and print it back normalised", runCheck},

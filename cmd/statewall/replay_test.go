@@ -589,3 +589,14 @@ func TestReplayLogBadFile(t *testing.T) {
 		t.Errorf("exit %d, stdout %q, stderr %q", code, out, errs)
 	}
 }
+
+// TestReplayBlockReturn: replay shows a block return rule's action, pf's
+// words, and sends nothing (it has no sockets to send with).
+func TestReplayBlockReturn(t *testing.T) {
+	rf := writeRules(t, "set local 198.18.0.1\nblock return-icmp (filter-prohib) in proto udp to port 53\npass\n")
+	ng := writeIfCapture(t, "ret.pcapng", []string{"lan0"}, []ifPkt{{0, "198.18.1.2", "198.18.0.1", 53}})
+	code, out, errs := statewall(t, "replay", "--rules", rf, ng)
+	if code != 0 || strings.Count(out, "block return-icmp rule 1") != 2 {
+		t.Errorf("exit %d, stderr %q; want both engines' 'block return-icmp rule 1':\n%s", code, errs, out)
+	}
+}

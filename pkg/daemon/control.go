@@ -30,8 +30,9 @@ import (
 
 // Request is what `statewall status|conntrack|reload` send.
 type Request struct {
-	Cmd    string     `json:"cmd"` // "status", "conntrack", "reload", "log" (a stream: see LogStream)
-	Filter ConnFilter `json:"filter,omitempty"`
+	Cmd    string       `json:"cmd"` // "status", "conntrack", "reload", "table", "log" (a stream: see LogStream)
+	Filter ConnFilter   `json:"filter,omitempty"`
+	Table  TableRequest `json:"table,omitempty"`
 }
 
 // ConnFilter selects connections for `statewall conntrack`: every field
@@ -46,9 +47,10 @@ type ConnFilter struct {
 type Response struct {
 	Error string `json:"error,omitempty"`
 	// Warnings are a reload's: rules that can never match here.
-	Warnings []string `json:"warnings,omitempty"`
-	Status   *Status  `json:"status,omitempty"`
-	Conns    []Conn   `json:"conns,omitempty"`
+	Warnings []string    `json:"warnings,omitempty"`
+	Status   *Status     `json:"status,omitempty"`
+	Conns    []Conn      `json:"conns,omitempty"`
+	Tables   []TableInfo `json:"tables,omitempty"`
 }
 
 // Status is what `statewall status` shows.
@@ -69,6 +71,15 @@ type Status struct {
 	Limit     int               `json:"limit"`
 	Queues    []nfq.Stats       `json:"queues"`
 	Log       *LogStatus        `json:"log,omitempty"`
+	Replies   *ReplyStatus      `json:"replies,omitempty"`
+}
+
+// ReplyStatus counts the answers to `block return` rules.
+type ReplyStatus struct {
+	Sent        uint64 `json:"sent"`
+	RateLimited uint64 `json:"rate_limited"`
+	Dropped     uint64 `json:"dropped"`
+	Errors      uint64 `json:"errors"`
 }
 
 // LogStatus is the packet log's part of Status.
@@ -208,6 +219,12 @@ func (d *Daemon) answer(req Request) Response {
 			return Response{Error: err.Error()}
 		}
 		return Response{Conns: conns}
+	case "table":
+		ts, err := d.Tables(req.Table)
+		if err != nil {
+			return Response{Error: err.Error()}
+		}
+		return Response{Tables: ts}
 	case "reload":
 		ws, err := d.Reload()
 		if err != nil {
@@ -264,6 +281,10 @@ func (d *Daemon) Status() Status {
 	}
 	if pl := d.plogReady.Load(); pl != nil {
 		s.Log = logStatus(d.cfg.LogFile, pl.Stats())
+	}
+	if rj := d.rejReady.Load(); rj != nil {
+		st := rj.Stats()
+		s.Replies = &ReplyStatus{Sent: st.Sent, RateLimited: st.RateLimited, Dropped: st.Dropped, Errors: st.Errors}
 	}
 	return s
 }

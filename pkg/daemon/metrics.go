@@ -91,8 +91,16 @@ func newMetrics(d *Daemon) *metrics {
 	logDropped := prometheus.NewCounterFunc(prometheus.CounterOpts{
 		Name: "statewall_log_dropped_total", Help: "Log records dropped because the packet log's buffer was full (the packets were decided as usual).",
 	}, logStat(func(s pflog.Stats) uint64 { return s.Dropped }))
+	replies := prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Name: "statewall_replies_sent_total", Help: "Answers (TCP RST, ICMP unreachable) sent for packets that block return rules blocked.",
+	}, func() float64 {
+		if rj := d.rejReady.Load(); rj != nil {
+			return float64(rj.Stats().Sent)
+		}
+		return 0
+	})
 	m.reg.MustRegister(packets, bytes, m.decodeErrors, m.latency, disagree, m.reloads,
-		&tableCollector{d: d}, &queueCollector{d: d}, logged, logDropped)
+		&tableCollector{d: d}, &queueCollector{d: d}, logged, logDropped, replies)
 	return m
 }
 

@@ -43,7 +43,8 @@ func (d *Daemon) logDecision(dec *engine.Decision, p *nfq.Packet, at rules.Where
 		}
 		d.logRecord(p, engine.Pass, uint32(o.Index), dir, at)
 	}
-	if n := dec.LogAll(); n != 0 && dec.Rule == nil {
+	if r := d.stateful.LogAllRule(dec); r != nil && dec.Rule == nil {
+		n := r.Index
 		dir := at.Dir
 		if dir == rules.DirForward {
 			dir = rules.DirIn

@@ -16,6 +16,7 @@ import (
 	"github.com/statewall/statewall/pkg/nfq"
 	"github.com/statewall/statewall/pkg/packet"
 	"github.com/statewall/statewall/pkg/pflog"
+	"github.com/statewall/statewall/pkg/reject"
 	"github.com/statewall/statewall/pkg/rules"
 )
 
@@ -34,17 +35,20 @@ type Daemon struct {
 	// ruleset to the interfaces and swap it in.
 	reloadMu sync.Mutex
 	loaded   atomic.Pointer[loadInfo]
-	raw      *rules.Ruleset // the ruleset as parsed, before Bind; under reloadMu
-	ifaces   []rules.Iface  // the host's interfaces (nil before the watcher starts); under reloadMu
+	raw      *rules.Ruleset         // the ruleset as parsed, before Bind; under reloadMu
+	tables   map[string]*tableEntry // raw's run-time tables; replaced whole under reloadMu
+	ifaces   []rules.Iface          // the host's interfaces (nil before the watcher starts); under reloadMu
 
 	// limit and timeouts are the connection table's, fixed by the first
 	// ruleset: a reload cannot resize the table or change its timeouts.
 	limit    int
 	timeouts conntrack.Timeouts
 
-	plog        *pflog.Logger                // nil until Run starts it; the packet path reads it
-	plogReady   atomic.Pointer[pflog.Logger] // plog, for the control socket and metrics
-	lastLogLine atomic.Int64                 // LogLines: the last line's time
+	rej         *reject.Sender                // answers `block return`; nil until Run opens it
+	rejReady    atomic.Pointer[reject.Sender] // rej, for the control socket and metrics
+	plog        *pflog.Logger                 // nil until Run starts it; the packet path reads it
+	plogReady   atomic.Pointer[pflog.Logger]  // plog, for the control socket and metrics
+	lastLogLine atomic.Int64                  // LogLines: the last line's time
 
 	workers []worker // one per queue, indexed by queue - cfg.Queues[0]
 	m       *metrics
@@ -69,9 +73,10 @@ type loadInfo struct {
 // worker is the per-queue scratch state of the packet path. Only the
 // queue's reader goroutine touches it.
 type worker struct {
-	pkt packet.Packet
-	n   uint32   // packets handled, for sampling the decision time
-	_   [64]byte // keep workers' hot fields on separate cache lines
+	pkt   packet.Packet
+	reply [reject.MaxLen]byte // answers to `block return` (reject.go)
+	n     uint32              // packets handled, for sampling the decision time
+	_     [64]byte            // keep workers' hot fields on separate cache lines
 }
 
 // latencySample: one packet in latencySample has its decision timed for
@@ -89,11 +94,12 @@ func New(cfg Config, log *slog.Logger) (*Daemon, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	rs, err := rules.ParseFile(cfg.RulesFile)
+	d := &Daemon{cfg: cfg, log: log}
+	rs, tabs, err := d.parseRules()
 	if err != nil {
 		return nil, err
 	}
-	d := &Daemon{cfg: cfg, log: log, limit: rs.LimitStates, timeouts: rs.Timeouts, raw: rs}
+	d.limit, d.timeouts, d.raw, d.tables = rs.LimitStates, rs.Timeouts, rs, tabs
 	if d.limit <= 0 {
 		d.limit = conntrack.DefaultLimit
 	}
@@ -124,7 +130,7 @@ func New(cfg Config, log *slog.Logger) (*Daemon, error) {
 func (d *Daemon) Reload() ([]rules.Warning, error) {
 	d.reloadMu.Lock()
 	defer d.reloadMu.Unlock()
-	rs, err := rules.ParseFile(d.cfg.RulesFile)
+	rs, tabs, err := d.parseRules()
 	if err != nil {
 		d.m.reloads.WithLabelValues("error").Inc()
 		d.log.Error("reload rejected, old ruleset still enforced", "err", err)
@@ -135,7 +141,7 @@ func (d *Daemon) Reload() ([]rules.Warning, error) {
 			"limit", d.limit)
 	}
 	ws := d.lint(rs)
-	d.raw = rs
+	d.raw, d.tables = rs, tabs
 	d.bindLocked()
 	d.loaded.Store(&loadInfo{File: d.cfg.RulesFile, Rules: len(rs.Rules), Loaded: d.cfg.Clock.Wall()})
 	d.m.reloads.WithLabelValues("ok").Inc()
@@ -273,6 +279,13 @@ func (d *Daemon) Run(ctx context.Context) error {
 	d.plog = plog
 	d.plogReady.Store(plog)
 	defer plog.Close()
+	rej, err := reject.Open(reject.Config{NetnsName: d.cfg.Netns, Mark: replyMark})
+	if err != nil {
+		return errors.Join(fmt.Errorf("opening the sockets for block return: %w", err), d.saveState())
+	}
+	d.rej = rej
+	d.rejReady.Store(rej)
+	defer rej.Close()
 
 	// Bind the queues before diverting, so that no packet waits on a queue
 	// nobody reads. The reader runs on a context of its own, not ctx: at
@@ -316,6 +329,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	}
 
 	divert, err := nfq.Install(nfq.DivertConfig{
+		SkipMark:  replyMark,
 		Hooks:     d.cfg.Hooks,
 		Queues:    d.cfg.Queues,
 		FailOpen:  d.cfg.FailOpen,
@@ -429,6 +443,9 @@ func (d *Daemon) handle(p *nfq.Packet) nfq.Verdict {
 		}
 	}
 	d.m.count(dec, int(p.Length))
+	if dec.Verdict == engine.Block && dec.Rule != nil && dec.Rule.Return != rules.ReturnNone {
+		d.reply(w, &dec, pk, p)
+	}
 	if d.plog != nil && (dec.Rule != nil && dec.Rule.Log || dec.Other != nil && dec.Other.Log || dec.CT.Mark != 0) {
 		d.logDecision(&dec, p, at)
 	}

@@ -113,6 +113,17 @@ func FragmentDropped(why string) Decision {
 	return Decision{Verdict: Block, Cause: CauseFragment, Detail: why}
 }
 
+// Action is the verdict as a rule would write it: "pass", "block", or for
+// a block by a rule that answers, "block return", "block return-rst",
+// "block return-icmp" or "block return-icmp6" (pf's words). The daemon
+// sends that answer; replay only shows it.
+func (d *Decision) Action() string {
+	if d.Verdict == Block && d.Rule != nil && d.Rule.Return != rules.ReturnNone && (d.Cause == CauseRule || d.Cause == CauseUntracked) {
+		return "block " + d.Rule.Return.String()
+	}
+	return d.Verdict.String()
+}
+
 // Label is the packet's ct label as nftables would show it, or "" when no
 // conntrack was consulted.
 func (d Decision) Label() string {

@@ -303,10 +303,10 @@ func (t *TextWriter) Write(r *Record) error {
 		fmt.Fprintf(t.w, " %-13s", ifaceColumn(r))
 	}
 	if r.HasStateless {
-		fmt.Fprintf(t.w, " %-42s", r.Stateless.Verdict.String()+" "+r.Stateless.Reason())
+		fmt.Fprintf(t.w, " %-42s", r.Stateless.Action()+" "+r.Stateless.Reason())
 	}
 	if r.HasStateful {
-		fmt.Fprintf(t.w, " %-12s %s", r.Stateful.Label(), r.Stateful.Verdict.String()+" "+r.Stateful.Reason())
+		fmt.Fprintf(t.w, " %-12s %s", r.Stateful.Label(), r.Stateful.Action()+" "+r.Stateful.Reason())
 	}
 	switch {
 	case r.Logged == 1:

@@ -52,6 +52,16 @@ func (rs *Ruleset) Lint(c LintConfig) []Warning {
 		warn(1, 1, "no rules: every packet gets the default (%s)", rs.Default)
 		return ws
 	}
+	tagged := 0
+	for i := range rs.Rules {
+		r := &rs.Rules[i]
+		if r.LogAll || r.Limits.Any() {
+			if tagged++; tagged == 256 {
+				file = r.where(rs)
+				warn(r.Line, r.Col, "rule %d: more than 255 rules use log (all) or stateful tracking options; from this one on, those have no effect", r.Index)
+			}
+		}
+	}
 	for _, d := range rs.Tables {
 		if !d.Used && !d.Persist {
 			file = d.where(rs)

@@ -9,14 +9,16 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/statewall/statewall/pkg/table"
 )
 
 // Tables: pf's `table <NAME> [persist] [const] { ADDRS } | file "PATH"`,
 // used as <NAME> wherever an address may stand. The file defines a table
 // and its initial content; the program that runs the rules makes the
 // run-time object (ParseOptions.Tables): the daemon's can be changed
-// through the control socket and survives reloads; the default is a
-// fixed set.
+// through the control socket and survives reloads; the default is a new
+// pkg/table Table, which overload can add to (in replay too).
 
 // Lookup is a run-time set of addresses: a table as the matcher sees it.
 // Contains is called on the packet path: it must be safe for concurrent
@@ -33,7 +35,7 @@ type TableDef struct {
 	// Addrs is the inline content and the content of every file, in
 	// order (masked prefixes; single addresses are /32 or /128).
 	Addrs []netip.Prefix
-	Files []string // the `file` clauses, resolved against the file that names them
+	Files []string // the `file` clauses, as absolute paths (so the canonical form reads the same files from anywhere)
 	// Used: some rule or overload option refers to it.
 	Used      bool
 	File      string // as Rule.File
@@ -98,7 +100,7 @@ func (d *TableDef) String() string {
 // The zero value is Parse's default.
 type ParseOptions struct {
 	// Tables makes the run-time table for a definition that is used (or
-	// persist). nil: a fixed set of def.Addrs. The daemon's keeps the
+	// persist). nil: a new pkg/table Table holding def.Addrs. The daemon's keeps the
 	// object of an unchanged definition across reloads, so its run-time
 	// additions survive.
 	Tables func(def *TableDef) (Lookup, error)
@@ -178,7 +180,10 @@ func (p *parser) parseTable(kw token) error {
 				}
 				return p.errAt(s, "table <%s>: %v", d.Name, err)
 			}
-			d.Files = append(d.Files, s.text)
+			if abs, err := filepath.Abs(path); err == nil {
+				path = abs
+			}
+			d.Files = append(d.Files, path)
 			d.Addrs = append(d.Addrs, addrs...)
 		}
 	default:
@@ -251,31 +256,6 @@ func parsePrefix(s string) (netip.Prefix, error) {
 	return netip.PrefixFrom(a, a.BitLen()), nil
 }
 
-// staticTable is the default Lookup: the definition's addresses,
-// compiled as a rule's address list is.
-type staticTable struct{ set addrSet }
-
-func newStaticTable(def *TableDef) *staticTable {
-	spec := AddrSpec{Items: make([]AddrItem, len(def.Addrs))}
-	for i, p := range def.Addrs {
-		spec.Items[i] = AddrItem{Prefix: p}
-	}
-	t := &staticTable{set: compileAddrs(spec)}
-	t.set.any = false
-	t.set.hasPos = true
-	return t
-}
-
-func (t *staticTable) Contains(a netip.Addr) bool {
-	switch {
-	case a.Is4():
-		return inSpans(t.set.pos4, u32Of(a))
-	case a.Is6():
-		return in6(t.set.pos6, u128Of(a))
-	}
-	return false
-}
-
 // makeTables gives every used (or persist) table its run-time object.
 func (p *parser) makeTables(opts ParseOptions) error {
 	p.rs.tables = map[string]Lookup{}
@@ -290,7 +270,11 @@ func (p *parser) makeTables(opts ParseOptions) error {
 				return &Error{File: d.where(p.rs), Line: d.Line, Col: d.Col, Msg: fmt.Sprintf("table <%s>: %v", d.Name, err)}
 			}
 		} else {
-			l = newStaticTable(d)
+			t, err := table.New(table.Config{Name: d.Name, Const: d.Const, Persist: d.Persist}, d.Addrs)
+			if err != nil {
+				return &Error{File: d.where(p.rs), Line: d.Line, Col: d.Col, Msg: err.Error()}
+			}
+			l = t
 		}
 		p.rs.tables[d.Name] = l
 	}
