@@ -94,6 +94,28 @@ func TestRouterRuleset(t *testing.T) {
 		t.Error("the server opened a connection to the LAN's port 8080")
 	}
 
+	// Direct mail from the LAN is refused at once (block return: a RST),
+	// not left to time out.
+	if out, _ := inNS(tp.client, "", "python3", "-c", connectScript, clientV4, serverV4, "25", "1", "0"); strings.TrimSpace(out) != "refused" {
+		t.Errorf("SMTP from the LAN: %q, want refused (block return)", out)
+	}
+
+	// The blocklist, from rules/blocklist.txt, changed at run time: the
+	// outside host is cut off the port forward, then let in again.
+	if out, _, _ := cli("table", "--socket", socket, "blocklist", "test", "198.18.251.17"); !strings.Contains(out, "in <blocklist>") {
+		t.Errorf("<blocklist> does not hold the file's entry: %s", out)
+	}
+	if out, _, err := cli("table", "--socket", socket, "blocklist", "add", outsideV4); err != nil {
+		t.Fatalf("table add: %v %s", err, out)
+	}
+	if curl(outside, "http://"+clientV4+"/", 2) {
+		t.Error("a blocklisted host reached the port forward")
+	}
+	cli("table", "--socket", socket, "blocklist", "delete", outsideV4)
+	if !curl(outside, "http://"+clientV4+"/", 3) {
+		t.Error("taken off the blocklist, the host still cannot reach the port forward")
+	}
+
 	// Forged sources from outside, towards the port forward that would
 	// pass them: a LAN address, and the router's own LAN address (which
 	// the kernel itself drops as a martian before the forward hook).
@@ -112,6 +134,22 @@ func TestRouterRuleset(t *testing.T) {
 	}
 	if n := received(t, tp.client, "real") - realBefore; n < 3 {
 		t.Errorf("%d of the 3 SYNs from the outside's real address reached the client", n)
+	}
+
+	// A source hammering the port forward: 10 connections in 10 s pass,
+	// the next overloads it into <abusers>, whose block cuts it off; the
+	// server, another outside address, keeps its access. (One curl above
+	// already counted towards the rate.)
+	out, _ := inNS(outside, "", "python3", "-c", connectScript, outsideV4, clientV4, "80", "14", "0.02")
+	got := tries(out)
+	if got["ok"] < 8 || got["ok"] > 11 || got["timeout"] < 3 {
+		t.Errorf("hammering the port forward: %v, want about 10 ok and the rest timing out\n%s", got, out)
+	}
+	if out, _, _ := cli("table", "--socket", socket, "abusers", "show"); strings.TrimSpace(out) != outsideV4 {
+		t.Errorf("<abusers> holds %q, want %s", out, outsideV4)
+	}
+	if !curl(tp.server, "http://"+clientV4+"/", 3) {
+		t.Error("another outside address lost the port forward when one was overloaded")
 	}
 
 	// Renamed, the LAN interface is no longer eth0: 'pass in on eth0'
@@ -149,7 +187,8 @@ func TestRouterRuleset(t *testing.T) {
 	}
 
 	// The log: tcpdump reads the file; each line names its rule and
-	// action. Rules 1-2 are antispoof, 4 is 'block in log on eth1'.
+	// action. Rules 1-2 are antispoof, 3 the blocklists, 5 'block in log
+	// on eth1', 6 the refused SMTP.
 	tp.stopClean(t, d)
 	out, err := inNS("", "", "tcpdump", "-n", "-e", "-r", logFile)
 	if err != nil {
@@ -162,8 +201,14 @@ func TestRouterRuleset(t *testing.T) {
 	// The router's own address from outside never reaches the forward
 	// hook: the kernel drops a packet with a local source as a martian
 	// first (ip_route_input_slow), so it is neither logged nor received.
-	if n := count("rule 4/0(match): block in on eth1: "); n < 2 {
+	if n := count("rule 5/0(match): block in on eth1: "); n < 2 {
 		t.Errorf("%d records of 'block in log on eth1' (port 8080 from outside and from the server), want at least 2:\n%s", n, out)
+	}
+	if n := count("rule 3/0(match): block in on eth1: " + outsideV4); n < 2 {
+		t.Errorf("%d records of the blocklist rule for the blocklisted and overloaded host, want at least 2:\n%s", n, out)
+	}
+	if n := count("rule 6/0(match): block in on eth0: " + clientV4); n < 1 {
+		t.Errorf("%d records of the refused SMTP, want 1:\n%s", n, out)
 	}
 	if count("pass") != 0 {
 		t.Errorf("passed packets logged, but no pass rule logs:\n%s", out)

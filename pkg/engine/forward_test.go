@@ -177,15 +177,17 @@ func TestRouterExample(t *testing.T) {
 		where     rules.Where
 		want      string
 	}{
-		{"LAN out", "tcp 198.18.1.5:40000 > 198.18.2.2:443 S", out, "pass rule 5 in, other rule 7"},
-		{"LAN out, IPv6", "tcp [fd00:198:18::1:5]:40000 > [fd00:198:18::2:2]:22 S", out, "pass rule 5 in, other rule 7"},
-		{"port forward", "tcp 198.18.3.2:40000 > 198.18.1.2:80 S", in, "pass rule 3 in, other rule 8"},
-		{"outside to another LAN port", "tcp 198.18.3.2:40000 > 198.18.1.2:22 S", in, "block rule 4 in, other none"},
-		{"outside to another LAN host", "tcp 198.18.3.2:40000 > 198.18.1.3:80 S", in, "block rule 4 in, other none"},
+		{"LAN out", "tcp 198.18.1.5:40000 > 198.18.2.2:443 S", out, "pass rule 7 in, other rule 9"},
+		{"LAN out, IPv6", "tcp [fd00:198:18::1:5]:40000 > [fd00:198:18::2:2]:22 S", out, "pass rule 7 in, other rule 9"},
+		{"LAN direct mail", "tcp 198.18.1.5:40000 > 198.18.2.2:25 S", out, "block rule 6 in, other none"},
+		{"port forward", "tcp 198.18.3.2:40000 > 198.18.1.2:80 S", in, "pass rule 4 in, other rule 10"},
+		{"port forward from the blocklist", "tcp 198.18.251.17:40000 > 198.18.1.2:80 S", in, "block rule 3 in, other none"},
+		{"outside to another LAN port", "tcp 198.18.3.2:40000 > 198.18.1.2:22 S", in, "block rule 5 in, other none"},
+		{"outside to another LAN host", "tcp 198.18.3.2:40000 > 198.18.1.3:80 S", in, "block rule 5 in, other none"},
 		{"forged LAN source from outside", "tcp 198.18.1.77:40000 > 198.18.1.2:80 S", in, "block rule 1 in, other none"},
 		{"the router's address from outside", "tcp 198.18.1.1:40000 > 198.18.1.2:80 S", in, "block rule 1 in, other none"},
 		{"the router's address from the LAN", "tcp 198.18.1.1:40000 > 198.18.2.2:80 S", out, "block rule 2 in, other none"},
-		{"LAN host with a foreign source", "tcp 198.18.7.7:40000 > 198.18.2.2:80 S", out, "block rule 6 in, other none"},
+		{"LAN host with a foreign source", "tcp 198.18.7.7:40000 > 198.18.2.2:80 S", out, "block rule 8 in, other none"},
 	} {
 		var d engine.Decision
 		engine.NewStateless(rs).DecideAt(&d, pkt(t, tt.pkt), tt.where)

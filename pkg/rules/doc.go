@@ -13,21 +13,30 @@
 // Words are separated by blanks; `{ } , ! = "` and `$name` need none.
 //
 //	file      = { statement NEWLINE } .
-//	statement = setting | define | rule | antispoof .
+//	statement = setting | define | table | include | rule | antispoof .
 //
 //	setting   = "set" "default" ( "pass" | "block" )   verdict when no rule matches (block)
 //	          | "set" "invalid" ( "pass" | "block" )   stateful: verdict for conntrack-invalid packets (block)
 //	          | "set" "local" addrs                    this host's addresses (no negation, no `any`)
 //	          | "set" "limit" "states" NUMBER          1..2147483647 (262144)
-//	          | "set" "timeout" NAME DURATION .        NAME as in conntrack.TimeoutNames
+//	          | "set" "limit" "src-nodes" NUMBER       source nodes of the tracking options (10000)
+//	          | "set" "timeout" NAME DURATION .        NAME as in conntrack.TimeoutNames, or src.track (0s)
 //
 //	define    = "define" NAME "=" term .               NAME: letters, digits, '_', not starting with a digit
+//	table     = "table" "<" TNAME ">" [ "persist" ] [ "const" ]
+//	            ( "{" [ addrs ] "}" | "file" STRING { "file" STRING } ) .
+//	include   = "include" STRING .                     a file of statements, relative to this one
 //
-//	rule      = ( "pass" | "block" ) [ "in" | "out" ] [ log ] [ "on" ifaces ]
+//	rule      = ( "pass" | "block" [ return ] ) [ "in" | "out" ] [ log ] [ "on" ifaces ]
 //	            [ "inet" | "inet6" ] [ "proto" PROTO ]
 //	            [ "all" | [ "from" endpoint ] [ "to" endpoint ] ]
 //	            [ "flags" FLAGS ] [ "icmp-type" TYPE [ "code" NUMBER ] ]
-//	            [ "no" "state" | "keep" "state" ] [ log ] [ "label" STRING ] .
+//	            [ "no" "state" | "keep" "state" [ opts ] | opts ] [ log ] [ "label" STRING ] .
+//	return    = "drop" | "return" | "return-rst"
+//	          | "return-icmp" [ "(" CODE [ "," CODE6 ] ")" ] | "return-icmp6" [ "(" CODE6 ")" ] .
+//	opts      = "(" opt { "," opt } ")" .
+//	opt       = "max" N | "max-src-nodes" N | "max-src-states" N | "max-src-conn" N
+//	          | "max-src-conn-rate" N "/" SECONDS | "overload" "<" TNAME ">" [ "flush" [ "global" ] ] .
 //	log       = "log" [ "(" "all" ")" ] .              at most once, in either place
 //	antispoof = "antispoof" [ "log" ] [ "for" ] ifaces [ "inet" | "inet6" ] [ "label" STRING ] .
 //	ifaces    = term .                                 of interface names
@@ -66,6 +75,13 @@
 //     5d; at most 3650d.
 //   - STRING: "..." with \" and \\ as the only escapes; no control
 //     characters.
+//   - TNAME: a table name, up to 31 letters, digits, '_' and '-', written
+//     in angle brackets (<blocklist>); a table is used wherever an address
+//     may stand, negated or in a list: from ! <bad>, { <a>, 198.18.0.1 }.
+//   - CODE: an ICMP unreachable code by pf's name: net-unr, host-unr,
+//     proto-unr, port-unr (the default), net-prohib, host-prohib,
+//     filter-prohib. CODE6: noroute-unr, admin-unr, addr-unr, port-unr
+//     (the default).
 //   - IFACE: a Linux interface name, 1-15 characters starting with a
 //     letter, without '/', ':' or blanks (eth0, eth0.100, wg0). A ruleset
 //     may name at most 63 interfaces (MaxIfaceNames).
@@ -144,6 +160,35 @@
 //   - no state: stateful mode creates no conntrack entry when this rule
 //     passes a packet. keep state is the default and is not printed.
 //   - label is carried to the verdict; it does not change matching.
+//   - Tables: `table <NAME> { ... }` or `file "PATH"` (one address or
+//     prefix a line, `#` comments; several file clauses add up; a bad line
+//     is an error at PATH:LINE:COL). Unlike a define, a table is a run-time
+//     object the caller makes (ParseOptions.Tables): the daemon's change
+//     through `statewall table NAME add|delete|replace|flush` without a
+//     reload, and a reload keeps a table's run-time content unless its
+//     definition changed (then it starts from the new one). const: no
+//     run-time change. A table no rule uses is not created unless it says
+//     persist (as in pf; Lint warns).
+//   - block return: the packet is dropped and answered (by the daemon;
+//     replay shows the action and sends nothing): return, a TCP RST for TCP
+//     and an ICMP/ICMPv6 unreachable otherwise; return-rst, a RST, TCP only;
+//     return-icmp, an ICMP (IPv4) or ICMPv6 unreachable for every
+//     protocol, with the codes given (default port-unr); return-icmp6,
+//     ICMPv6 only. drop (the default) answers nothing.
+//   - Stateful tracking options, pf's, on a pass rule that keeps state:
+//     max N (states of the rule), max-src-nodes N (sources with states of
+//     it), max-src-states N (states per source): a new connection beyond
+//     them is blocked. max-src-conn N and max-src-conn-rate N/S count the
+//     TCP connections of a source that completed their handshake
+//     (simultaneous, and per S seconds as a moving average): the one that
+//     passes a limit is killed, and with overload <T> its source goes into
+//     table T, and with flush its states of this rule (global: all its
+//     states) are killed. Source nodes are bounded by set limit src-nodes
+//     and kept set timeout src.track after their last state. Stateless
+//     matching (Match) has no states: the options do not apply there.
+//   - include "PATH": PATH's statements, as if written in place (defines
+//     and settings are shared); nested includes are allowed, loops are
+//     errors, and errors name the included file.
 //
 // # Warnings
 //
