@@ -75,6 +75,16 @@ func printStatus(w io.Writer, s *daemon.Status) {
 		fmt.Fprintf(w, "queue %d:   %d packets, %d accepted, %d dropped, %d ENOBUFS, %d errors\n",
 			q.Queue, q.Packets, q.Accepted, q.Dropped, q.ENOBUFS, q.Errors)
 	}
+	if src := s.Sources; src != nil && (src.Nodes > 0 || src.Inserted > 0) {
+		fmt.Fprintf(w, "sources:   %d of %d nodes; inserted %d, expired %d; past max-src-conn %d, past the rate %d, overloads %d",
+			src.Nodes, src.Limit, src.Inserted, src.Expired, src.ConnLimit, src.RateLimit, src.Overloads)
+		for _, k := range []string{"max", "max-src-nodes", "max-src-states", "src-nodes-limit"} {
+			if n := src.Refused[k]; n > 0 {
+				fmt.Fprintf(w, ", refused by %s %d", k, n)
+			}
+		}
+		fmt.Fprintln(w)
+	}
 	if r := s.Replies; r != nil {
 		fmt.Fprintf(w, "replies:   %d sent (block return), %d rate-limited, %d dropped, %d errors\n", r.Sent, r.RateLimited, r.Dropped, r.Errors)
 	}
@@ -160,8 +170,33 @@ state, timeout left, original and reply tuples, packets and bytes each way.`, st
 	port := fs.Int("port", 0, "only connections with `PORT` on either end")
 	proto := fs.String("proto", "", "only `PROTO` (tcp, udp, icmp, icmp6, ...)")
 	asJSON := fs.Bool("json", false, "print JSON")
+	sources := fs.Bool("sources", false, "list the source nodes of the stateful tracking options (max-src-*, overload) instead, as pfctl -sS (--addr filters)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
+	}
+	if *sources {
+		resp, err := daemon.Ask(*socket, daemon.Request{Cmd: "sources", Filter: daemon.ConnFilter{Addr: *addr}})
+		if err != nil {
+			return err
+		}
+		if *asJSON {
+			return json.NewEncoder(stdout).Encode(resp.Sources)
+		}
+		tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "RULE\tSOURCE\tSTATES\tCONNS\tRATE\tEXPIRES\tLABEL")
+		for _, s := range resp.Sources {
+			rate, exp := "-", "-"
+			if s.RatePer > 0 {
+				rate = fmt.Sprintf("%.1f/%.0fs", s.Rate, s.RatePer)
+			}
+			if s.Expires > 0 {
+				exp = fmt.Sprintf("%.0fs", s.Expires)
+			}
+			fmt.Fprintf(tw, "%d\t%s\t%d\t%d\t%s\t%s\t%s\n", s.Rule, s.Addr, s.States, s.Conns, rate, exp, s.Label)
+		}
+		tw.Flush()
+		fmt.Fprintf(stderr, "%d source nodes\n", len(resp.Sources))
+		return nil
 	}
 	resp, err := daemon.Ask(*socket, daemon.Request{Cmd: "conntrack", Filter: daemon.ConnFilter{Addr: *addr, Port: *port, Proto: *proto}})
 	if err != nil {

@@ -51,6 +51,7 @@ type Response struct {
 	Status   *Status     `json:"status,omitempty"`
 	Conns    []Conn      `json:"conns,omitempty"`
 	Tables   []TableInfo `json:"tables,omitempty"`
+	Sources  []Source    `json:"sources,omitempty"`
 }
 
 // Status is what `statewall status` shows.
@@ -72,6 +73,7 @@ type Status struct {
 	Queues    []nfq.Stats       `json:"queues"`
 	Log       *LogStatus        `json:"log,omitempty"`
 	Replies   *ReplyStatus      `json:"replies,omitempty"`
+	Sources   *SourceStatus     `json:"sources,omitempty"`
 }
 
 // ReplyStatus counts the answers to `block return` rules.
@@ -213,6 +215,15 @@ func (d *Daemon) answer(req Request) Response {
 	case "status":
 		s := d.Status()
 		return Response{Status: &s}
+	case "sources":
+		var a netip.Addr
+		if req.Filter.Addr != "" {
+			var err error
+			if a, err = netip.ParseAddr(req.Filter.Addr); err != nil {
+				return Response{Error: fmt.Sprintf("bad address filter %q", req.Filter.Addr)}
+			}
+		}
+		return Response{Sources: d.Sources(a)}
 	case "conntrack":
 		conns, err := d.Conntrack(req.Filter)
 		if err != nil {
@@ -282,6 +293,7 @@ func (d *Daemon) Status() Status {
 	if pl := d.plogReady.Load(); pl != nil {
 		s.Log = logStatus(d.cfg.LogFile, pl.Stats())
 	}
+	s.Sources = d.sourceStatus()
 	if rj := d.rejReady.Load(); rj != nil {
 		st := rj.Stats()
 		s.Replies = &ReplyStatus{Sent: st.Sent, RateLimited: st.RateLimited, Dropped: st.Dropped, Errors: st.Errors}

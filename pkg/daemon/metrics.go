@@ -99,8 +99,24 @@ func newMetrics(d *Daemon) *metrics {
 		}
 		return 0
 	})
+	srcNodes := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "statewall_source_nodes", Help: "Source nodes of the stateful tracking options (max-src-*), idle ones awaiting src.track included.",
+	}, func() float64 {
+		if src := d.stateful.Sources(); src != nil {
+			return float64(src.Stats().Nodes)
+		}
+		return 0
+	})
+	overloads := prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Name: "statewall_source_overloads_total", Help: "Sources put into an overload table (max-src-conn or max-src-conn-rate exceeded).",
+	}, func() float64 {
+		if src := d.stateful.Sources(); src != nil {
+			return float64(src.Stats().Overloads)
+		}
+		return 0
+	})
 	m.reg.MustRegister(packets, bytes, m.decodeErrors, m.latency, disagree, m.reloads,
-		&tableCollector{d: d}, &queueCollector{d: d}, logged, logDropped, replies)
+		&tableCollector{d: d}, &queueCollector{d: d}, logged, logDropped, replies, srcNodes, overloads)
 	return m
 }
 

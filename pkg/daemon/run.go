@@ -43,6 +43,8 @@ type Daemon struct {
 	// ruleset: a reload cannot resize the table or change its timeouts.
 	limit    int
 	timeouts conntrack.Timeouts
+	srcLimit int           // set limit src-nodes, fixed by the first ruleset as limit is
+	srcTrack time.Duration // set timeout src.track, likewise
 
 	rej         *reject.Sender                // answers `block return`; nil until Run opens it
 	rejReady    atomic.Pointer[reject.Sender] // rej, for the control socket and metrics
@@ -100,6 +102,7 @@ func New(cfg Config, log *slog.Logger) (*Daemon, error) {
 		return nil, err
 	}
 	d.limit, d.timeouts, d.raw, d.tables = rs.LimitStates, rs.Timeouts, rs, tabs
+	d.srcLimit, d.srcTrack = rs.LimitSrcNodes, rs.SrcTrack
 	if d.limit <= 0 {
 		d.limit = conntrack.DefaultLimit
 	}
@@ -136,8 +139,8 @@ func (d *Daemon) Reload() ([]rules.Warning, error) {
 		d.log.Error("reload rejected, old ruleset still enforced", "err", err)
 		return nil, err
 	}
-	if rs.LimitStates != d.limit || rs.Timeouts != d.timeouts {
-		d.log.Warn("reload: `set limit states` and `set timeout` take effect at the next start; the connection table keeps its size and timeouts",
+	if rs.LimitStates != d.limit || rs.Timeouts != d.timeouts || rs.LimitSrcNodes != d.srcLimit || rs.SrcTrack != d.srcTrack {
+		d.log.Warn("reload: `set limit` and `set timeout` take effect at the next start; the connection table and source nodes keep their sizes and timeouts",
 			"limit", d.limit)
 	}
 	ws := d.lint(rs)

@@ -169,6 +169,16 @@ pass out
 	if got := tries(out); got["ok"] != 3 {
 		t.Errorf("the second address: %v, want 3 ok", got)
 	}
+	// The second address's connections (one held open, three closing)
+	// show as its source node of rule 4, with its rate.
+	start(t, tp.client, "socat", "TCP:"+serverV4+":2222,bind="+client2V4, "EXEC:sleep 20")
+	if !waitFor(5*time.Second, func() bool {
+		out, _, _ := cli("conntrack", "--socket", socket, "--sources", "--addr", client2V4)
+		return regexp.MustCompile(`(?m)^4\s+` + regexp.QuoteMeta(client2V4) + `\s+[1-9]\d*\s+[1-9]\d*\s+\d`).MatchString(out)
+	}) {
+		out, _, _ := cli("conntrack", "--socket", socket, "--sources")
+		t.Errorf("conntrack --sources does not show the connections of %s under rule 4:\n%s", client2V4, out)
+	}
 	conns, _, _ := cli("conntrack", "--socket", socket, "--addr", clientV4, "--port", "2222")
 	if strings.Contains(conns, "ESTABLISHED") {
 		t.Errorf("the overloaded source still has established states:\n%s", conns)
@@ -182,6 +192,9 @@ pass out
 	}
 	if overloads == 0 {
 		t.Errorf("status counts no overload: %v", s.ByReason)
+	}
+	if s.Sources == nil || s.Sources.Overloads < 1 || s.Sources.Inserted < 2 {
+		t.Errorf("status sources: %+v, want the overload and the two sources' nodes counted", s.Sources)
 	}
 	if s.Replies == nil || s.Replies.Sent < 5 {
 		t.Errorf("replies: %+v, want at least the refusals counted", s.Replies)
