@@ -112,6 +112,23 @@ pass out
 		t.Errorf("adding garbage: %v %s", err, errOut)
 	}
 
+	// A reload keeps a table's run-time content while its definition is
+	// unchanged; a changed definition (here its file) starts it afresh.
+	cli("table", "--socket", socket, "blocklist", "add", "198.18.202.1")
+	if _, _, err := cli("reload", "--socket", socket); err != nil {
+		t.Fatal(err)
+	}
+	if out, _, _ := cli("table", "--socket", socket, "blocklist", "test", "198.18.202.1"); !strings.Contains(out, "in <blocklist>") {
+		t.Errorf("after a reload with the same definition, the run-time entry is gone: %s", out)
+	}
+	write("blocklist.txt", "# addresses nobody here talks to\n198.18.200.0/24\n198.18.201.7\n198.18.203.0/24\n")
+	if _, _, err := cli("reload", "--socket", socket); err != nil {
+		t.Fatal(err)
+	}
+	if out, _, _ := cli("table", "--socket", socket, "blocklist", "show"); strings.Contains(out, "198.18.202.1") || !strings.Contains(out, "198.18.203.0/24") {
+		t.Errorf("after a reload with a changed file, <blocklist> is:\n%s", out)
+	}
+
 	// block return: refused at once, not a timeout.
 	t0 := time.Now()
 	_, cerr := inNS(tp.client, "", "curl", "-sS", "-o", "/dev/null", "--connect-timeout", "5", "http://"+serverV4+":8080/")
@@ -136,7 +153,7 @@ pass out
 	if !waitFor(5*time.Second, func() bool { return received(t, tp.server, "flood") > 100 }) {
 		t.Fatal("the flood does not reach the server")
 	}
-	if out, _, err := cli("table", "--socket", socket, "blocklist", "add", clientV4); err != nil || !strings.Contains(out, "add 1, now 3 entries") {
+	if out, _, err := cli("table", "--socket", socket, "blocklist", "add", clientV4); err != nil || !strings.Contains(out, "add 1, now 4 entries") {
 		t.Fatalf("table add: %v %s", err, out)
 	}
 	time.Sleep(100 * time.Millisecond)
@@ -149,7 +166,7 @@ pass out
 		t.Error("the other connection stopped when the flood's source was blocked")
 	}
 	flood.stop()
-	if out, _, err := cli("table", "--socket", socket, "blocklist", "delete", clientV4); err != nil || !strings.Contains(out, "now 2 entries") {
+	if out, _, err := cli("table", "--socket", socket, "blocklist", "delete", clientV4); err != nil || !strings.Contains(out, "now 3 entries") {
 		t.Fatalf("table delete: %v %s", err, out)
 	}
 

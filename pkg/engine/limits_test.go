@@ -136,3 +136,17 @@ func TestMaxSrcConnRate(t *testing.T) {
 		t.Errorf("after the rate decayed: %s", verdict(ds[2]))
 	}
 }
+
+// TestLimitsStatelessSaysSo: where a tracking option decided, the
+// comparison says that stateless mode has no states to count.
+func TestLimitsStatelessSaysSo(t *testing.T) {
+	st, _ := limitedEngine(t, "pass in proto udp keep state (max 1)\n")
+	sl := engine.NewStateless(st.Rules())
+	st.Decide(pkt(t, "udp 198.18.1.2:1 > 198.18.2.2:53"), rules.DirIn, 1)
+	p := pkt(t, "udp 198.18.1.3:1 > 198.18.2.2:53")
+	sf := st.Decide(p, rules.DirIn, 1)
+	s := sl.Decide(p, rules.DirIn)
+	if got := engine.Explain(s, sf); got != "stateful tracking option (max): stateless mode has no states to count; stateless rule 1 (line 1)" {
+		t.Errorf("Explain: %q", got)
+	}
+}
