@@ -71,6 +71,10 @@ func printStatus(w io.Writer, s *daemon.Status) {
 	c := s.Conntrack
 	fmt.Fprintf(w, "conntrack: %d of %d entries; inserted %d, evicted %d, refused %d, expired %d, deleted %d, invalid packets %d\n",
 		c.Entries, s.Limit, c.Inserted, c.Evicted, c.Refused, c.Expired, c.Deleted, c.Invalid)
+	if c.Restored > 0 || c.Liberal > 0 || s.Pickups > 0 {
+		fmt.Fprintf(w, "restart:   %d entries restored, %d packets accepted by liberal windows, %d connections picked up mid-stream\n",
+			c.Restored, c.Liberal, s.Pickups)
+	}
 	for _, q := range s.Queues {
 		fmt.Fprintf(w, "queue %d:   %d packets, %d accepted, %d dropped, %d ENOBUFS, %d errors\n",
 			q.Queue, q.Packets, q.Accepted, q.Dropped, q.ENOBUFS, q.Errors)

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -54,7 +55,9 @@ the filter.`, stdout)
 	copyRange := fs.Uint("copy-range", daemon.DefaultCopyRange, "bytes of each packet the kernel copies to statewall (the headers are enough; at least 128, at most 65535)")
 	spin := fs.Duration("spin", nfq.DefaultSpin, "after sparse traffic, how long a reader polls its empty queue (yielding the CPU) before it sleeps: less latency, up to this much CPU per sparse burst, a core's worth at ~50k sparse bursts/s (0: never)")
 	tag := fs.String("tag", "", "chain name `PREFIX` of the divert rules (default STATEWALL)")
-	stateFile := fs.String("state-file", "", "keep the connection table across restarts in `PATH`: saved at a clean stop (SIGTERM, SIGINT), loaded and removed at start; a corrupt or foreign file is renamed PATH.bad and statewall starts with an empty table")
+	stateFile := fs.String("state-file", defaultStateFile(), "keep the connection table across restarts in `PATH`: saved at a clean stop (SIGTERM, SIGINT), loaded and removed at start; a corrupt or foreign file is renamed PATH.bad and statewall starts with an empty table")
+	saveEvery := fs.Duration("state-save-interval", 30*time.Second, "with --state-file, also save the table this often while running, so that a crash loses at most this much (0: only at a stop)")
+	pickup := fs.Duration("pickup-grace", time.Minute, "after a start that restored a table, pick up TCP connections the table does not know mid-stream for this long (connections made after the last save; 0: never)")
 	logFile := fs.String("log-file", daemon.DefaultLogFile, "write packets decided by 'log' rules to `FILE`, a PFLOG capture (tcpdump -n -e -r FILE), rotated at 16 MiB keeping 4 (\"\": no file; 'statewall log' still shows them)")
 	logLines := fs.Bool("log-lines", false, "also write a line per logged packet to the daemon's log (at most 10 a second)")
 	logLevel := fs.String("log-level", "info", "`LEVEL`: debug, info, warn or error")
@@ -99,6 +102,7 @@ the filter.`, stdout)
 		Loopback: *loopback, Netns: *netnsName, MetricsAddr: *metrics, ControlSocket: *socket,
 		Backend: *backend, Tag: *tag, CopyRange: uint32(min(*copyRange, 0xffff)), StateFile: *stateFile,
 		Spin: spinOf(*spin), LogFile: *logFile, LogLines: *logLines,
+		StateSaveEvery: *saveEvery, PickupGrace: *pickup,
 	}, log)
 	if err != nil {
 		fmt.Fprintln(stderr, err)
@@ -127,6 +131,21 @@ the filter.`, stdout)
 		}
 	}()
 	return d.Run(ctx)
+}
+
+// defaultStateFile is --state-file's default: conntrack.state in the
+// directory systemd gives the unit (StateDirectory=, $STATE_DIRECTORY),
+// so that restarts under the shipped unit keep connections; none
+// otherwise.
+func defaultStateFile() string {
+	dir := os.Getenv("STATE_DIRECTORY")
+	if i := strings.IndexByte(dir, ':'); i >= 0 {
+		dir = dir[:i] // several directories: the first
+	}
+	if dir == "" {
+		return ""
+	}
+	return filepath.Join(dir, "conntrack.state")
 }
 
 func parseQueues(s string) ([2]uint16, error) {

@@ -372,6 +372,10 @@ type Stats struct {
 	Deleted  uint64 // entries ended by the protocol (TCP RST, reopen)
 	Invalid  uint64 // packets labelled invalid
 	Clash    uint64 // Commits that found their entry already made by a concurrent packet
+	Restored uint64 // entries loaded from a state file (Load)
+	// Liberal counts TCP packets accepted although out of window, because
+	// their entry was restored or picked up mid-stream (liberal tracking).
+	Liberal uint64
 }
 
 // Stats returns the counters. It takes no lock; each counter is exact, the
@@ -386,6 +390,8 @@ func (t *Table) Stats() Stats {
 		st.Refused += c.refused.Load()
 		st.Expired += c.expired.Load()
 		st.Deleted += c.deleted.Load()
+		st.Restored += c.restored.Load()
+		st.Liberal += c.liberal.Load()
 		st.Invalid += c.invalid.Load()
 		st.Clash += c.clash.Load()
 	}

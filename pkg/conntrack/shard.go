@@ -210,6 +210,10 @@ type shard struct {
 // shardStats are counted per shard, atomically so that Stats need not lock.
 type shardStats struct {
 	inserted, evicted, refused, expired, deleted, invalid, clash atomic.Uint64
+	// restored: entries loaded from a state file; liberal: packets
+	// accepted out of window by liberal tracking (restored entries and
+	// mid-stream pickups).
+	restored, liberal atomic.Uint64
 }
 
 func (s *shard) at(i uint32) *entry { return &s.chunks[i>>chunkBits][i&(chunkSize-1)] }

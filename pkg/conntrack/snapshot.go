@@ -619,6 +619,16 @@ func (t *Table) insertLoaded(l *loaded, now int64) bool {
 	}
 	e := s.at(idx)
 	*e = l.e
+	if e.key.proto == packet.ProtoTCP {
+		// The connection went on unseen while no statewall ran (after a
+		// clean stop the divert rules are gone; after a crash, packets
+		// waited or were retransmitted): its window edges are stale. Pick
+		// it up as conntrackd-restored entries are, with liberal window
+		// tracking both ways, so that its next packets are not invalid.
+		e.tcp.Flags[0] |= tcpstate.PeerBeLiberal
+		e.tcp.Flags[1] |= tcpstate.PeerBeLiberal
+	}
+	s.st.restored.Add(1)
 	s.setDeadline(e, now+l.remaining)
 	if e.key.proto == packet.ProtoUDP {
 		*e.streamTS() = now + l.aux

@@ -55,6 +55,9 @@ func (t *Table) trackTCP(r *Result, p *packet.Packet, now int64) {
 		default: // Accept or Ignore
 			c.label(r)
 			r.tcpReason = res.Reason
+			if res.Liberal {
+				c.s.st.liberal.Add(1)
+			}
 			if res.SetAssured && !c.e.assured() {
 				c.e.flags |= flagAssured
 				r.Assured = true

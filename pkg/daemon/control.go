@@ -74,6 +74,9 @@ type Status struct {
 	Log       *LogStatus        `json:"log,omitempty"`
 	Replies   *ReplyStatus      `json:"replies,omitempty"`
 	Sources   *SourceStatus     `json:"sources,omitempty"`
+	// Pickups counts TCP connections picked up mid-stream in the grace
+	// after a restart (Config.PickupGrace).
+	Pickups uint64 `json:"pickups"`
 }
 
 // ReplyStatus counts the answers to `block return` rules.
@@ -294,6 +297,7 @@ func (d *Daemon) Status() Status {
 		s.Log = logStatus(d.cfg.LogFile, pl.Stats())
 	}
 	s.Sources = d.sourceStatus()
+	s.Pickups = d.stateful.Pickups()
 	if rj := d.rejReady.Load(); rj != nil {
 		st := rj.Stats()
 		s.Replies = &ReplyStatus{Sent: st.Sent, RateLimited: st.RateLimited, Dropped: st.Dropped, Errors: st.Errors}

@@ -96,6 +96,14 @@ type Config struct {
 	// clean stop saves it there and the next start loads it (see
 	// statefile.go). Empty: every start begins with an empty table.
 	StateFile string
+	// StateSaveEvery also saves the table to StateFile at this interval
+	// while running, so that a crash loses at most that much; 0: only at a
+	// stop.
+	StateSaveEvery time.Duration
+	// PickupGrace: for this long after a start that restored a table from
+	// StateFile, TCP connections the table does not know are picked up
+	// mid-stream (engine.Stateful.SetPickup); 0: never.
+	PickupGrace time.Duration
 	// CopyRange is how many bytes of each packet the kernel copies to
 	// statewall; DefaultCopyRange when zero. The engines read headers only
 	// (IP with options or extension headers, the transport header, and for

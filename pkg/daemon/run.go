@@ -269,7 +269,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	// Before any packet: the table must hold the saved connections when
 	// the first of their packets is decided, and the rules must know the
 	// interfaces.
-	d.loadState()
+	d.afterLoad(d.loadState())
 	lw, err := d.watchLinks()
 	if err != nil {
 		return errors.Join(fmt.Errorf("watching the interfaces: %w", err), d.saveState())
@@ -352,6 +352,11 @@ func (d *Daemon) Run(ctx context.Context) error {
 		"hooks", hookNames(d.cfg.Hooks), "queues", fmt.Sprintf("%d-%d", d.cfg.Queues[0], d.cfg.Queues[1]),
 		"fail_open", d.cfg.FailOpen, "netns", d.cfg.Netns)
 
+	// Periodic saves, stopped (and waited for) before the final one.
+	saveCtx, stopSaving := context.WithCancel(context.Background())
+	saveDone := make(chan struct{})
+	go func() { d.saveEvery(saveCtx, d.cfg.StateSaveEvery); close(saveDone) }()
+
 	var err2 error
 	select {
 	case <-ctx.Done():
@@ -381,6 +386,8 @@ func (d *Daemon) Run(ctx context.Context) error {
 	if !restart {
 		undoDefrag()
 	}
+	stopSaving()
+	<-saveDone
 	// No packet reaches the engines any more: the table is final.
 	if err := d.saveState(); err != nil {
 		err2 = errors.Join(err2, err)

@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"bufio"
+	"context"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -74,16 +75,16 @@ import (
 // loadState fills the empty table from the state file, if there is one.
 // It never fails the start: whatever goes wrong, the daemon runs with an
 // empty table rather than a wrong one.
-func (d *Daemon) loadState() {
+func (d *Daemon) loadState() (restored bool) {
 	path := d.cfg.StateFile
 	if path == "" {
-		return
+		return false
 	}
 	sd, err := openStateDir(path)
 	if err != nil {
 		d.log.Error(fmt.Sprintf("state file %s disabled: %v; starting with an empty table, and the table will not be saved", path, err),
 			"file", path)
-		return
+		return false
 	}
 	defer sd.close()
 	sd.removeTemps(d.log)
@@ -91,7 +92,7 @@ func (d *Daemon) loadState() {
 	f, err := sd.open()
 	if errors.Is(err, fs.ErrNotExist) {
 		d.log.Info("no state file, starting with an empty connection table", "file", path)
-		return
+		return false
 	}
 	n := 0
 	if err == nil {
@@ -100,7 +101,7 @@ func (d *Daemon) loadState() {
 	} else if !errors.Is(err, errStateFileRefused) {
 		// Not the file's fault (an I/O error): leave it for the next start.
 		d.log.Error(fmt.Sprintf("state file %s unreadable: %v; starting with an empty table", path, err), "file", path)
-		return
+		return false
 	}
 	if err != nil {
 		bad := path + ".bad"
@@ -110,18 +111,23 @@ func (d *Daemon) loadState() {
 		}
 		d.log.Error(fmt.Sprintf("state file %s rejected: %v; starting with an empty table", path, err),
 			"file", path, "moved_to", bad)
-		return
+		return false
 	}
 	if err := unix.Unlinkat(sd.fd, sd.base, 0); err != nil {
 		d.log.Warn("cannot remove the loaded state file", "file", path, "err", err)
 	}
 	d.log.Info("connection table loaded from the state file", "file", path, "entries", n)
+	return true
 }
 
 // saveState writes the table to the state file atomically (see
 // writeStateFile). A crash at any point leaves either the old file or the
 // new one, never a mix.
-func (d *Daemon) saveState() error {
+func (d *Daemon) saveState() error { return d.saveStateAt(slog.LevelInfo) }
+
+// saveStateAt is saveState logging success at level (periodic saves log
+// at debug).
+func (d *Daemon) saveStateAt(level slog.Level) error {
 	path := d.cfg.StateFile
 	if path == "" {
 		return nil
@@ -133,7 +139,7 @@ func (d *Daemon) saveState() error {
 		d.log.Error("saving the connection table", "file", path, "err", err)
 		return fmt.Errorf("saving state to %s: %w", path, err)
 	}
-	d.log.Info("connection table saved to the state file", "file", path, "entries", n)
+	d.log.Log(context.Background(), level, "connection table saved to the state file", "file", path, "entries", n)
 	return nil
 }
 

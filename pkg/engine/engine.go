@@ -145,7 +145,28 @@ type Stateful struct {
 	// src counts states and connections per rule and source for the
 	// stateful tracking options (limits.go); nil without NewStatefulTable.
 	src *srctrack.Tracker
+
+	// pickupUntil: before this time (conntrack's clock), a TCP packet of
+	// an unknown connection that is not a SYN is matched as the rules
+	// match it statelessly (SetPickup); pickups counts the connections so
+	// picked up.
+	pickupUntil atomic.Int64
+	pickups     atomic.Uint64
 }
+
+// SetPickup lets, until the time until (conntrack's clock), the rules
+// pick up TCP connections mid-stream: a packet of an unknown connection
+// that is not a SYN is matched as Match matches it, not MatchNew (a pass
+// rule's default flags S/SA do not apply), and a pass makes an entry with
+// liberal window tracking, as the kernel's nf_conntrack_tcp_loose does.
+// The daemon sets it for a while after a restart, so that connections
+// made after its last state save (or all of them, without a state file)
+// survive a crash. After until, rules want a SYN again.
+func (e *Stateful) SetPickup(until int64) { e.pickupUntil.Store(until) }
+
+// Pickups returns how many TCP connections were picked up mid-stream
+// because of SetPickup.
+func (e *Stateful) Pickups() uint64 { return e.pickups.Load() }
 
 // NewStateful returns a stateful engine over rs that tracks connections in
 // ct.
@@ -214,8 +235,12 @@ func (e *Stateful) DecideAt(d *Decision, p *packet.Packet, w rules.Where, now in
 	// New: the rules decide, read as for a connection's first packet
 	// (MatchNew: a TCP pass rule without flags wants a SYN), and an accepted
 	// first packet creates the entry.
-	byRules(d, rs, p, w, CauseDefault, true)
 	d.Midstream = p.Proto == packet.ProtoTCP && p.TCPFlags&(packet.TCPSyn|packet.TCPAck) != packet.TCPSyn
+	pickup := d.Midstream && now < e.pickupUntil.Load()
+	byRules(d, rs, p, w, CauseDefault, !pickup)
+	if pickup && d.Verdict == Pass {
+		e.pickups.Add(1)
+	}
 	if d.Verdict == Pass && (d.Rule == nil || !d.Rule.NoState) && (d.Other == nil || !d.Other.NoState) {
 		r.Mark = tg.markOf(d)
 		d.CT.Mark = r.Mark

@@ -150,3 +150,25 @@ func TestLimitsStatelessSaysSo(t *testing.T) {
 		t.Errorf("Explain: %q", got)
 	}
 }
+
+// TestPickupAfterRestart: while SetPickup's time runs, a pass rule with
+// the default flags S/SA picks a mid-stream connection up (liberally, as
+// the kernel's loose tracking) and counts it; afterwards it wants a SYN.
+func TestPickupAfterRestart(t *testing.T) {
+	rs := ruleset(t, "pass out proto tcp\npass in proto tcp to port 22\n")
+	st := engine.NewStatefulTable(rs, conntrack.Config{Seed: 1})
+	mid := "tcp 198.18.1.2:40000 > 198.18.2.2:22 A seq=1000 ack=2000"
+	if d := st.Decide(pkt(t, mid), rules.DirIn, 1); d.Verdict != engine.Block {
+		t.Errorf("without pickup: %s", verdict(d))
+	}
+	st.SetPickup(100)
+	if d := st.Decide(pkt(t, mid), rules.DirIn, 2); d.Verdict != engine.Pass || st.Pickups() != 1 {
+		t.Errorf("during pickup: %s, %d pickups", verdict(d), st.Pickups())
+	}
+	if d := st.Decide(pkt(t, "tcp 198.18.2.2:22 > 198.18.1.2:40000 A seq=2000 ack=1000"), rules.DirOut, 3); d.Cause != engine.CauseState {
+		t.Errorf("the picked-up connection's reply: %s", verdict(d))
+	}
+	if d := st.Decide(pkt(t, "tcp 198.18.1.2:40001 > 198.18.2.2:22 A seq=1 ack=1"), rules.DirIn, 200); d.Verdict != engine.Block {
+		t.Errorf("after the pickup time: %s", verdict(d))
+	}
+}

@@ -57,6 +57,12 @@ const (
 	ReasonReopen         // SYN on a closed or aborted connection (Verdict Reopen)
 	ReasonRstBeforeReply // RST before any reply was seen (Result.Kill)
 
+	// Not invalid: accepted although out of window, because the sender's
+	// window is tracked liberally (PeerBeLiberal: a mid-stream pickup, or
+	// an entry restored from a state file). Only inWindow returns it;
+	// Step reports it as Result.Liberal.
+	ReasonLiberal
+
 	numReasons
 )
 
@@ -90,6 +96,7 @@ var reasonNames = [numReasons]string{
 	ReasonOvershoot:       "bytes beyond window",
 	ReasonReopen:          "SYN reopens closed connection",
 	ReasonRstBeforeReply:  "RST before reply",
+	ReasonLiberal:         "out of window, accepted by liberal tracking",
 }
 
 // String returns short human text, "" for ReasonNone.

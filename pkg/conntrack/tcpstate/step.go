@@ -27,6 +27,9 @@ type Result struct {
 	Kill bool
 	// SetAssured: the entry becomes assured.
 	SetAssured bool
+	// Liberal: the packet was out of window and accepted only because the
+	// sender's window is tracked liberally (PeerBeLiberal).
+	Liberal bool
 	// Timeout is the entry's new timeout, counted from now, when Verdict is
 	// Accept. 0 leaves the timer as it is: the kernel does not refresh it
 	// for a retransmitted SYN in SYN_SENT, nor for ignored packets.
@@ -253,6 +256,8 @@ func StepInto(res *Result, c *Conn, p *packet.Packet, dir Dir, st Status, t *Tim
 
 	if !skipWindow {
 		switch v, r := c.inWindow(p, dir, idx); v {
+		case Accept:
+			res.Liberal = r == ReasonLiberal
 		case Ignore:
 			res.Verdict, res.Reason = Ignore, r
 			return

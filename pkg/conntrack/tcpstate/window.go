@@ -116,7 +116,7 @@ func (c *Conn) initSender(p *packet.Packet, end Seq, win uint32, dir Dir) {
 // at once, so such a packet updates no window data.
 func logInvalid(senderFlags uint8, v Verdict, r Reason) (Verdict, Reason) {
 	if beLiberal || senderFlags&PeerBeLiberal != 0 {
-		return Accept, ReasonNone
+		return Accept, ReasonLiberal
 	}
 	return v, r
 }
