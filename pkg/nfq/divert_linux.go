@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -50,7 +51,8 @@ func (d *Divert) Config() DivertConfig {
 }
 
 // Install diverts packets as cfg says, after removing what an earlier run
-// with the same Tag left behind, both in one transaction per family. Both
+// with the same Tag left behind, in the same transaction per table (see
+// doc.go, "Diversion"). Both
 // families are read and checked before either is changed; if the second
 // transaction fails, the first is rolled back. Leftovers in a family cfg
 // does not ask for are removed too, on a best-effort basis.
@@ -101,7 +103,7 @@ func wanted(cfg DivertConfig, v6 bool) bool {
 	return cfg.IPv4
 }
 
-// readStates reads what both families' filter tables hold of ours. An
+// readStates reads what both families' tables hold of ours. An
 // error in a family cfg asks for is returned; the other family is left out
 // of the result on error, or always unless all is set.
 func readStates(r runner, cfg DivertConfig, all bool) (map[bool]saved, error) {
@@ -123,30 +125,40 @@ func readStates(r runner, cfg DivertConfig, all bool) (map[bool]saved, error) {
 }
 
 func readState(r runner, tag, backend string, v6 bool) (saved, error) {
-	dump, err := r.run("", tool(backend, v6, "save"), "-t", "filter")
+	dump, err := r.run("", tool(backend, v6, "save"))
 	if err != nil {
 		return saved{}, err
 	}
 	return parseSave(dump, tag)
 }
 
-// installFamily replaces s, what the family's table held of ours, by what
-// cfg asks for. If the transaction fails (the table may have changed since
-// it was read), it is tried once more on a fresh reading.
+// installFamily replaces s, what the family's tables held of ours, by what
+// cfg asks for. If the script fails (a table may have changed since it was
+// read), it is tried once more on a fresh reading: each table's
+// transaction replaces whatever of ours it finds, so a script that failed
+// halfway is simply completed.
 func installFamily(r runner, cfg DivertConfig, v6 bool, s saved) error {
 	_, err := r.run(installScript(cfg, s), tool(cfg.Backend, v6, "restore"), "--noflush", lockWait)
-	if err == nil {
-		return nil
+	if err != nil {
+		if s, err = readState(r, cfg.Tag, cfg.Backend, v6); err != nil {
+			return err
+		}
+		if _, err = r.run(installScript(cfg, s), tool(cfg.Backend, v6, "restore"), "--noflush", lockWait); err != nil {
+			return err
+		}
 	}
-	if s, err = readState(r, cfg.Tag, cfg.Backend, v6); err != nil {
-		return err
+	var unused []string
+	for table := range s {
+		if !slices.ContainsFunc(cfg.Hooks, func(h Hook) bool { return h.table() == table }) {
+			unused = append(unused, table)
+		}
 	}
-	_, err = r.run(installScript(cfg, s), tool(cfg.Backend, v6, "restore"), "--noflush", lockWait)
-	return err
+	dropEmptyTables(r, cfg.Backend, v6, unused)
+	return nil
 }
 
-// removeFamily removes our jumps and chains, s, from one family's table;
-// with s empty it reads the table first. A failed transaction is tried once
+// removeFamily removes our jumps and chains, s, from one family's tables;
+// with s empty it reads the tables first. A failed script is tried once
 // more on a fresh reading.
 func removeFamily(r runner, tag, backend string, v6 bool, s saved) error {
 	var err error
@@ -155,22 +167,65 @@ func removeFamily(r runner, tag, backend string, v6 bool, s saved) error {
 			return err
 		}
 	}
+	var touched []string
 	for try := 0; ; try++ {
+		for table := range s {
+			if !slices.Contains(touched, table) {
+				touched = append(touched, table)
+			}
+		}
 		script := removeScript(s)
 		if script == "" {
-			return nil
+			break
 		}
 		_, err = r.run(script, tool(backend, v6, "restore"), "--noflush", lockWait)
-		if err == nil || try == 1 {
+		if err == nil {
+			break
+		}
+		if try == 1 {
 			return err
 		}
 		if s, err = readState(r, tag, backend, v6); err != nil {
 			return err
 		}
 	}
+	dropEmptyTables(r, backend, v6, touched)
+	return nil
 }
 
-// Remove deletes the jumps, then the chains, one transaction per family,
+// dropEmptyTables deletes, on the nf_tables backend, those of tables
+// (mangle and security only) that hold nothing but empty base chains
+// accepting everything: iptables-nft creates a table the first time a rule
+// goes into it and leaves it behind, empty, when the last rule goes, and
+// on most hosts statewall's rules are the only ones in those two tables.
+// Such a table changes no packet's fate, so deleting it only puts the
+// listing back as it was; a table that holds anything else is left alone
+// (the deletion of a chain holding a rule fails, and the whole transaction
+// with it). The legacy backend cannot delete a table: its empty built-in
+// chains stay (see doc.go). Best effort: errors are ignored.
+func dropEmptyTables(r runner, backend string, v6 bool, tables []string) {
+	if backend != BackendNFT {
+		return
+	}
+	family := "ip"
+	if v6 {
+		family = "ip6"
+	}
+	for _, table := range tables {
+		if table != tableMangle && table != tableSecurity {
+			continue
+		}
+		list, err := r.run("", "nft", "list", "table", family, table)
+		if err != nil {
+			continue // not there
+		}
+		if chains, ok := emptyNFTTable(list); ok {
+			r.run(dropTableScript(family, table, chains), "nft", "-f", "-")
+		}
+	}
+}
+
+// Remove deletes the jumps, then the chains, one transaction per table,
 // after reading both: if either holds a rule of somebody else's that refers
 // to our chains, nothing is changed. It can be called again after an error,
 // and is a no-op after success.

@@ -12,23 +12,74 @@
 //	err = r.Run(ctx) // until ctx is done; every packet read gets one verdict
 //
 // Every change statewall makes to netfilter is made here: the iptables
-// divert chains and jumps (divert_linux.go, scripts built in rules.go) and
+// divert chains and jumps in the mangle and security tables (see "Where
+// statewall runs"; divert_linux.go, scripts built in rules.go) and
 // the nft defragmentation table (defrag.go, defrag_linux.go), both named
 // after DivertConfig.Tag, which CheckTag vets before it reaches a command
 // run as root. Nothing else in statewall runs iptables or nft.
 //
 // # Diversion
 //
-// Install writes, in one iptables-restore --noflush transaction per address
-// family, chains named <Tag>-INPUT, <Tag>-OUTPUT and <Tag>-FORWARD in the
-// filter table, each ending in an NFQUEUE rule, and a jump to each from the
-// built-in chain of the same hook, inserted at position 1 and commented
-// "statewall". The same transaction first removes what a crashed earlier run
-// left (jumps to those chain names from built-in chains with that comment,
-// and the chains), so a restart never leaves a window in which packets are
-// not diverted. Nothing else in the ruleset is touched; a rule of somebody
+// Install writes chains named <Tag>-INPUT and <Tag>-FORWARD in the mangle
+// table and <Tag>-OUTPUT in the security table, each ending in an NFQUEUE
+// rule, and a jump to each, commented "statewall", appended at the end of
+// the built-in chain of the same hook. It does so in one iptables-restore
+// --noflush run per address family, which commits one transaction per
+// table (both backends commit each "*table" block on its own): in each
+// table the same transaction first removes what a crashed or restarting
+// earlier run left (jumps to those chain names from built-in chains with
+// that comment, and the chains), so a restart never leaves a window in
+// which packets are not diverted. The leftovers of a statewall from before
+// #14, which diverted in the filter table, are removed last, after the new
+// jumps are in: for that moment a packet may be diverted twice, never
+// not at all. Nothing else in the ruleset is touched; a rule of somebody
 // else's that jumps to one of our chains is an error, not something to
-// delete.
+// delete. On the nf_tables backend, a mangle or security table that
+// statewall leaves holding nothing but empty built-in chains that accept
+// everything (iptables-nft makes the table for the first rule and leaves
+// it behind) is deleted with nft; the legacy backend cannot delete a
+// table, so there those empty built-in chains stay.
+//
+// # Where statewall runs, and what its verdicts mean
+//
+// A verdict is final only for the table it is given in: NF_ACCEPT from a
+// queue ends that table's chain for the packet, which then goes on to the
+// hook's next table or nft base chain, in priority order; NF_DROP ends it
+// everywhere. So statewall diverts from tables whose accept ends nothing
+// of the host's firewall, and a pass means "statewall has no objection":
+// the filter table (ufw, Docker, fail2ban, firewalld's iptables rules) and
+// every nft base chain still decide. A block is final.
+//
+//	input, forward: mangle, priority -150: after defragmentation (-400),
+//	                raw (-300) and conntrack (-200), before filter (0)
+//	output:         security, priority 50 (legacy) or 150 (iptables-nft,
+//	                as nft list shows): after nat (-100) and filter (0)
+//
+// Output cannot divert from mangle: nat OUTPUT (-100) comes after it, and
+// a locally made connection that nat rewrites (Docker's published ports
+// seen from the host, kube-proxy's services) would be seen with the
+// address before the rewrite, while its replies come back, on input, from
+// the address after it, so stateful rules would block them (pkg/daemon
+// TestCoexistLocalDNAT). In security the output packet is seen as filter
+// sees it, as before #14. On input and forward, mangle sees what filter
+// sees (nothing between -150 and 0 rewrites a packet) and also what the
+// filter table then drops.
+//
+// The rejected alternative was to stay in filter and answer NF_REPEAT with
+// a mark the divert rule skips (Suricata's repeat mode): it needs a mark
+// bit of the host's (which policy routing, kube-proxy or WireGuard may use,
+// and which changes the route of an output packet when it changes), a
+// verdict per packet carrying it, and fail-open would still end the filter
+// table: with --queue-bypass and no reader, and when a fail-open queue is
+// full, the kernel accepts the packet for the table that queued it. From
+// mangle and security, fail-open lets the rest of the host's firewall
+// decide.
+//
+// The jumps are appended so that the rules already in those chains
+// (TCPMSS clamping in mangle FORWARD, SELinux's SECMARK in security) still
+// see every packet; a rule appended after statewall started does not see
+// the packets statewall passes (a restart puts statewall last again), and
+// a rule before statewall's jump that ends in ACCEPT lets packets by it.
 //
 // The kernel this was written on has the xt NFQUEUE target but not nft's
 // native queue expression, so the rules go through iptables: the nf_tables

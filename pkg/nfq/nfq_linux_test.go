@@ -181,13 +181,13 @@ func settle(f func() uint64) uint64 {
 	return last
 }
 
-// saveAll is both families' filter tables in the server, without the
+// saveAll is both families' tables in the server, without the
 // "# Generated" lines and counters, which change on their own.
 func (n testNet) saveAll(t *testing.T, backend string) string {
 	t.Helper()
 	var b strings.Builder
 	for _, v6 := range []bool{false, true} {
-		out := mustSh(t, "", "ip", "netns", "exec", n.server, nfq.Tool(backend, v6, "save"), "-t", "filter")
+		out := mustSh(t, "", "ip", "netns", "exec", n.server, nfq.Tool(backend, v6, "save"))
 		for line := range strings.Lines(out) {
 			if strings.HasPrefix(line, "#") {
 				continue
@@ -396,6 +396,12 @@ func TestInstallRemoveLeavesNoTrace(t *testing.T) {
 -A OUTPUT -j OTHER
 -A OTHER -j RETURN
 COMMIT
+*mangle
+-A FORWARD -p tcp --tcp-flags SYN,RST SYN -j TCPMSS --clamp-mss-to-pmtu
+COMMIT
+*security
+-A OUTPUT -s ADDR -j DROP
+COMMIT
 `
 				for _, v6 := range []bool{false, true} {
 					mustSh(t, strings.ReplaceAll(foreign, "ADDR", map[bool]string{false: "198.18.9.9/32", true: "fd00:198:18::9/128"}[v6]),
@@ -412,10 +418,11 @@ COMMIT
 				}
 				during := n.saveAll(t, backend)
 				for _, want := range []string{
-					"-A INPUT -m comment --comment statewall -j STATEWALL-INPUT\n-A INPUT -s 198.18.9.9/32 -j DROP\n",
-					"-A INPUT -m comment --comment statewall -j STATEWALL-INPUT\n-A INPUT -s fd00:198:18::9/128 -j DROP\n",
-					"-A OUTPUT -m comment --comment statewall -j STATEWALL-OUTPUT\n-A OUTPUT -j OTHER\n",
-					"-A FORWARD -m comment --comment statewall -j STATEWALL-FORWARD\n",
+					// mangle and security, after the rules already there (#14)
+					"-A FORWARD -p tcp -m tcp --tcp-flags SYN,RST SYN -j TCPMSS --clamp-mss-to-pmtu\n-A FORWARD -m comment --comment statewall -j STATEWALL-FORWARD\n",
+					"-A INPUT -m comment --comment statewall -j STATEWALL-INPUT\n",
+					"-A OUTPUT -s 198.18.9.9/32 -j DROP\n-A OUTPUT -m comment --comment statewall -j STATEWALL-OUTPUT\n",
+					"-A OUTPUT -s fd00:198:18::9/128 -j DROP\n-A OUTPUT -m comment --comment statewall -j STATEWALL-OUTPUT\n",
 					"-A STATEWALL-INPUT -i lo -j RETURN\n-A STATEWALL-INPUT -j NFQUEUE --queue-num 0 --queue-bypass\n",
 					"-A STATEWALL-OUTPUT -o lo -j RETURN\n-A STATEWALL-OUTPUT -j NFQUEUE --queue-num 0 --queue-bypass\n",
 				} {
@@ -471,8 +478,8 @@ func TestCleanupAfterCrash(t *testing.T) {
 	}
 	// Somebody else's rule into our chain stops Cleanup, which then
 	// changes nothing.
-	mustSh(t, "", "ip", "netns", "exec", n.server, nfq.Tool(backend, false, ""), "-N", "OTHER")
-	mustSh(t, "", "ip", "netns", "exec", n.server, nfq.Tool(backend, false, ""), "-A", "OTHER", "-j", "STATEWALL-OUTPUT")
+	mustSh(t, "", "ip", "netns", "exec", n.server, nfq.Tool(backend, false, ""), "-t", "security", "-N", "OTHER")
+	mustSh(t, "", "ip", "netns", "exec", n.server, nfq.Tool(backend, false, ""), "-t", "security", "-A", "OTHER", "-j", "STATEWALL-OUTPUT")
 	withOther := n.saveAll(t, backend)
 	if err := nfq.Cleanup(nfq.DivertConfig{NetnsName: n.server}); err == nil || !strings.Contains(err.Error(), "did not make") {
 		t.Errorf("Cleanup with a foreign reference: %v", err)
@@ -480,8 +487,8 @@ func TestCleanupAfterCrash(t *testing.T) {
 	if got := n.saveAll(t, backend); got != withOther {
 		t.Errorf("a failed Cleanup changed the rules:\n%s", got)
 	}
-	mustSh(t, "", "ip", "netns", "exec", n.server, nfq.Tool(backend, false, ""), "-D", "OTHER", "-j", "STATEWALL-OUTPUT")
-	mustSh(t, "", "ip", "netns", "exec", n.server, nfq.Tool(backend, false, ""), "-X", "OTHER")
+	mustSh(t, "", "ip", "netns", "exec", n.server, nfq.Tool(backend, false, ""), "-t", "security", "-D", "OTHER", "-j", "STATEWALL-OUTPUT")
+	mustSh(t, "", "ip", "netns", "exec", n.server, nfq.Tool(backend, false, ""), "-t", "security", "-X", "OTHER")
 
 	if err := nfq.Cleanup(nfq.DivertConfig{NetnsName: n.server}); err != nil {
 		t.Fatal(err)

@@ -23,23 +23,58 @@ func ourChains(tag string) []string {
 func hookChain(tag string, h Hook) string { return tag + "-" + h.chain() }
 func probeChain(tag string) string        { return tag + "-PROBE" }
 
-var builtinChains = []string{"INPUT", "OUTPUT", "FORWARD"}
+// The tables the divert chains live in, and the priorities they run at
+// (see doc.go, "Where statewall runs", for why these): a hook's packets
+// meet statewall in the table of Hook.table.
+const (
+	tableMangle   = "mangle"   // input and forward: priority -150, before filter (0)
+	tableSecurity = "security" // output: after nat (-100) and filter (0); 50 legacy, 150 iptables-nft
+	tableFilter   = "filter"   // the probe; and the divert chains of statewall before #14
+)
 
-// saved is what a dump of the filter table holds of ours.
-type saved struct {
+// table is the table of the hook's divert chain and jump.
+func (h Hook) table() string {
+	if h == HookOutput {
+		return tableSecurity
+	}
+	return tableMangle
+}
+
+// ourTables are the tables a dump is searched for what is ours, in the
+// order a script changes them: those that divert first, the table of the
+// old layout last, so that an upgrade diverts twice for a moment rather
+// than not at all.
+var ourTables = []string{tableMangle, tableSecurity, tableFilter}
+
+// builtinChains are the built-in chains of those tables.
+var builtinChains = []string{"PREROUTING", "INPUT", "FORWARD", "OUTPUT", "POSTROUTING"}
+
+// saved is what a dump holds of ours, by table.
+type saved map[string]tableSaved
+
+// tableSaved is what one table holds of ours.
+type tableSaved struct {
 	chains []string // our chains, in dump order
 	jumps  []string // our jumps as dumped, "-A" stripped: "INPUT -m comment --comment statewall -j STATEWALL-INPUT"
 }
 
-func (s saved) empty() bool { return len(s.chains) == 0 && len(s.jumps) == 0 }
+func (s saved) empty() bool {
+	for _, t := range s {
+		if len(t.chains) > 0 || len(t.jumps) > 0 {
+			return false
+		}
+	}
+	return true
+}
 
-// parseSave reads "iptables-save -t filter" output. A jump to one of our
-// chains counts as ours if it sits in a built-in chain and carries our
-// comment; inside our own chains it goes with the chain. Any other reference
-// is somebody else's rule, which we must not delete and without whose removal
-// our chain cannot be: that is an error.
+// parseSave reads "iptables-save" output (all tables). A jump to one of
+// our chains counts as ours if it sits in a built-in chain and carries our
+// comment; inside our own chains it goes with the chain. Any other
+// reference is somebody else's rule, which we must not delete and without
+// whose removal our chain cannot be: that is an error. Tables other than
+// ourTables are not read.
 func parseSave(dump, tag string) (saved, error) {
-	var s saved
+	s := saved{}
 	ours := ourChains(tag)
 	table := ""
 	for line := range strings.Lines(dump) {
@@ -48,12 +83,14 @@ func parseSave(dump, tag string) (saved, error) {
 		case strings.HasPrefix(line, "*"):
 			table = line[1:]
 			continue
-		case table != "filter":
+		case !slices.Contains(ourTables, table):
 			continue
 		case strings.HasPrefix(line, ":"):
 			name, _, _ := strings.Cut(line[1:], " ")
 			if slices.Contains(ours, name) {
-				s.chains = append(s.chains, name)
+				t := s[table]
+				t.chains = append(t.chains, name)
+				s[table] = t
 			}
 			continue
 		case !strings.HasPrefix(line, "-A "):
@@ -68,9 +105,11 @@ func parseSave(dump, tag string) (saved, error) {
 			continue
 		}
 		if !slices.Contains(builtinChains, chain) || !hasComment(args, comment) {
-			return saved{}, fmt.Errorf("nfq: a rule statewall did not make refers to its chain %s (%q): remove it first", target, line)
+			return nil, fmt.Errorf("nfq: a rule statewall did not make refers to its chain %s in table %s (%q): remove it first", target, table, line)
 		}
-		s.jumps = append(s.jumps, strings.TrimPrefix(line, "-A "))
+		t := s[table]
+		t.jumps = append(t.jumps, strings.TrimPrefix(line, "-A "))
+		s[table] = t
 	}
 	return s, nil
 }
@@ -128,26 +167,16 @@ func splitArgs(line string) []string {
 	return args
 }
 
-// installScript is the one transaction that replaces whatever s holds of
-// ours by what cfg asks for: declare (and so create or flush) the chains,
-// delete the old jumps and the chains no longer wanted, fill the chains,
-// insert the jumps at position 1. cfg must be normalized.
+// installScript replaces whatever s holds of ours by what cfg asks for,
+// in one transaction per table (iptables-restore commits each "*table"
+// block on its own, in both backends): in each table that diverts,
+// declare (and so create or flush) the chains, delete the old jumps and
+// the chains no longer wanted, fill the chains, and append the jumps at
+// the end of the built-in chains; then, in the tables that no longer
+// divert, delete what is left. Every hook's jump is replaced within one
+// transaction, so no packet goes undiverted. cfg must be normalized.
 func installScript(cfg DivertConfig, s saved) string {
 	var b strings.Builder
-	b.WriteString("*filter\n")
-	want := make([]string, 0, len(cfg.Hooks))
-	for _, h := range cfg.Hooks {
-		want = append(want, hookChain(cfg.Tag, h))
-		fmt.Fprintf(&b, ":%s - [0:0]\n", hookChain(cfg.Tag, h))
-	}
-	for _, j := range s.jumps {
-		fmt.Fprintf(&b, "-D %s\n", j)
-	}
-	for _, c := range s.chains {
-		if !slices.Contains(want, c) {
-			fmt.Fprintf(&b, "-F %s\n-X %s\n", c, c)
-		}
-	}
 	target := fmt.Sprintf("NFQUEUE --queue-num %d", cfg.Queues[0])
 	if cfg.Queues[1] != cfg.Queues[0] {
 		target = fmt.Sprintf("NFQUEUE --queue-balance %d:%d", cfg.Queues[0], cfg.Queues[1])
@@ -155,43 +184,122 @@ func installScript(cfg DivertConfig, s saved) string {
 	if cfg.FailOpen {
 		target += " --queue-bypass"
 	}
-	for _, h := range cfg.Hooks {
-		c := hookChain(cfg.Tag, h)
-		if !cfg.Loopback {
-			switch h {
-			case HookInput:
-				fmt.Fprintf(&b, "-A %s -i lo -j RETURN\n", c)
-			case HookOutput:
-				fmt.Fprintf(&b, "-A %s -o lo -j RETURN\n", c)
+	var later []string
+	for _, table := range ourTables {
+		var hooks []Hook
+		for _, h := range cfg.Hooks {
+			if h.table() == table {
+				hooks = append(hooks, h)
 			}
 		}
-		if cfg.SkipMark != 0 {
-			fmt.Fprintf(&b, "-A %s -m mark --mark 0x%x/0x%x -j RETURN\n", c, cfg.SkipMark, cfg.SkipMark)
+		if len(hooks) == 0 {
+			later = append(later, table)
+			continue
 		}
-		fmt.Fprintf(&b, "-A %s -j %s\n", c, target)
+		fmt.Fprintf(&b, "*%s\n", table)
+		want := make([]string, 0, len(hooks))
+		for _, h := range hooks {
+			want = append(want, hookChain(cfg.Tag, h))
+			fmt.Fprintf(&b, ":%s - [0:0]\n", hookChain(cfg.Tag, h))
+		}
+		writeRemoval(&b, s[table], want)
+		for _, h := range hooks {
+			c := hookChain(cfg.Tag, h)
+			if !cfg.Loopback {
+				switch h {
+				case HookInput:
+					fmt.Fprintf(&b, "-A %s -i lo -j RETURN\n", c)
+				case HookOutput:
+					fmt.Fprintf(&b, "-A %s -o lo -j RETURN\n", c)
+				}
+			}
+			if cfg.SkipMark != 0 {
+				fmt.Fprintf(&b, "-A %s -m mark --mark 0x%x/0x%x -j RETURN\n", c, cfg.SkipMark, cfg.SkipMark)
+			}
+			fmt.Fprintf(&b, "-A %s -j %s\n", c, target)
+		}
+		for _, h := range hooks {
+			fmt.Fprintf(&b, "-A %s -m comment --comment %s -j %s\n", h.chain(), comment, hookChain(cfg.Tag, h))
+		}
+		b.WriteString("COMMIT\n")
 	}
-	for _, h := range cfg.Hooks {
-		fmt.Fprintf(&b, "-I %s 1 -m comment --comment %s -j %s\n", h.chain(), comment, hookChain(cfg.Tag, h))
+	for _, table := range later {
+		writeTableRemoval(&b, table, s[table])
 	}
-	b.WriteString("COMMIT\n")
 	return b.String()
 }
 
-// removeScript deletes our jumps, then our chains; "" if there is nothing
-// to remove.
-func removeScript(s saved) string {
-	if s.empty() {
-		return ""
+// writeRemoval writes the deletion of t's jumps, then of its chains
+// except those in keep.
+func writeRemoval(b *strings.Builder, t tableSaved, keep []string) {
+	for _, j := range t.jumps {
+		fmt.Fprintf(b, "-D %s\n", j)
 	}
-	var b strings.Builder
-	b.WriteString("*filter\n")
-	for _, j := range s.jumps {
-		fmt.Fprintf(&b, "-D %s\n", j)
+	for _, c := range t.chains {
+		if !slices.Contains(keep, c) {
+			fmt.Fprintf(b, "-F %s\n-X %s\n", c, c)
+		}
 	}
-	for _, c := range s.chains {
-		fmt.Fprintf(&b, "-F %s\n-X %s\n", c, c)
+}
+
+// writeTableRemoval writes a transaction deleting what table holds of
+// ours, t, if anything.
+func writeTableRemoval(b *strings.Builder, table string, t tableSaved) {
+	if len(t.chains) == 0 && len(t.jumps) == 0 {
+		return
 	}
+	fmt.Fprintf(b, "*%s\n", table)
+	writeRemoval(b, t, nil)
 	b.WriteString("COMMIT\n")
+}
+
+// removeScript deletes our jumps, then our chains, one transaction per
+// table; "" if there is nothing to remove.
+func removeScript(s saved) string {
+	var b strings.Builder
+	for _, table := range ourTables {
+		writeTableRemoval(&b, table, s[table])
+	}
+	return b.String()
+}
+
+// emptyNFTTable reads "nft list table" output and reports whether the
+// table holds nothing but base chains without rules whose policy is
+// accept, as iptables-nft leaves a table after its last rule is deleted;
+// chains are their names. Such a table lets every packet through, so
+// deleting it changes nothing but the listing.
+func emptyNFTTable(list string) (chains []string, empty bool) {
+	base := true // the last chain opened has its hook line
+	for line := range strings.Lines(list) {
+		line = strings.TrimSpace(line)
+		switch {
+		case line == "", strings.HasPrefix(line, "#"), strings.HasPrefix(line, "table "):
+		case line == "}":
+			if !base {
+				return nil, false // a regular chain: somebody else's
+			}
+		case strings.HasPrefix(line, "chain ") && strings.HasSuffix(line, " {"):
+			chains = append(chains, strings.TrimSuffix(strings.TrimPrefix(line, "chain "), " {"))
+			base = false
+		case !base && (strings.HasPrefix(line, "type filter hook ") || strings.HasPrefix(line, "type route hook ")) &&
+			strings.HasSuffix(line, "policy accept;"):
+			base = true
+		default:
+			return nil, false
+		}
+	}
+	return chains, true
+}
+
+// dropTableScript deletes family's table if its chains are still empty:
+// deleting a chain that holds a rule fails (EBUSY), and with it the whole
+// transaction.
+func dropTableScript(family, table string, chains []string) string {
+	var b strings.Builder
+	for _, c := range chains {
+		fmt.Fprintf(&b, "delete chain %s %s %s\n", family, table, c)
+	}
+	fmt.Fprintf(&b, "delete table %s %s\n", family, table)
 	return b.String()
 }
 
