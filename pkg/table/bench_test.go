@@ -112,13 +112,6 @@ func probes(b *testing.B, tb *Table, v6, hit bool) []netip.Addr {
 	return out
 }
 
-func boolInt(b bool) int {
-	if b {
-		return 1
-	}
-	return 0
-}
-
 // BenchmarkContains is the packet path: one lookup, counted in Stats.
 func BenchmarkContains(b *testing.B) {
 	for _, sz := range sizes {
@@ -291,6 +284,27 @@ func BenchmarkAddWhileReading(b *testing.B) {
 	stop.Store(true)
 	wg.Wait()
 	b.ReportMetric(float64(worst)/1e6, "ms-worst")
+}
+
+// BenchmarkDelete removes 10k entries of a 1M-entry table (and puts them
+// back, untimed).
+func BenchmarkDelete(b *testing.B) {
+	ps := genMix(1_000_000, 1)
+	tb, err := New(Config{}, ps)
+	if err != nil {
+		b.Fatal(err)
+	}
+	gone := ps[:10_000]
+	for b.Loop() {
+		if _, err := tb.Delete(gone); err != nil {
+			b.Fatal(err)
+		}
+		b.StopTimer()
+		if _, err := tb.Add(gone); err != nil {
+			b.Fatal(err)
+		}
+		b.StartTimer()
+	}
 }
 
 // BenchmarkDeleteWays compares the two ways Delete can make the next

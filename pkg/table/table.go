@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"slices"
 	"sync"
 	"sync/atomic"
 
@@ -12,7 +13,9 @@ import (
 
 // DefaultLimit is the number of entries a table may hold when its
 // Config.Limit is zero: 4 Mi (4,194,304). A 1M-entry table keeps about
-// 62 MiB, so a table at this limit keeps about 250 MiB; an operator who
+// 33 MiB (bench/results/table.md's mix; a table of hosts only, 8-16 MiB
+// for 1M IPv4 hosts), so a table at this limit keeps at most about
+// 250 MiB (bart with 4Mi prefixes); an operator who
 // needs more says so in the rules file.
 const DefaultLimit = 1 << 22
 
@@ -66,9 +69,10 @@ type Config struct {
 type Table struct {
 	cfg Config
 	// cur is the published version. It is never modified once stored:
-	// mutations derive a new version by copy-on-write (the untouched
-	// nodes are shared) or build one afresh. nil means empty.
-	cur atomic.Pointer[bart.Lite]
+	// mutations derive a new version, copying the host sets they change
+	// and the bart nodes on the paths they touch (the rest is shared),
+	// or build one afresh. nil means empty.
+	cur atomic.Pointer[version]
 	// mu serializes mutations, so each starts from the version the
 	// previous one published and none is lost.
 	mu sync.Mutex
@@ -80,7 +84,7 @@ type Table struct {
 
 // empty stands for a nil cur. Nothing mutates it: the persistent
 // operations leave their receiver unchanged.
-var empty = new(bart.Lite)
+var empty = &version{nets: new(bart.Lite)}
 
 // New returns a table with cfg and the entries ps (masked; duplicates
 // count once). It fails if a prefix is invalid, if cfg.Limit is negative
@@ -94,7 +98,7 @@ func New(cfg Config, ps []netip.Prefix) (*Table, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := t.checkSize(l.Size()); err != nil {
+	if err := t.checkSize(l.len()); err != nil {
 		return nil, err
 	}
 	t.cur.Store(l)
@@ -118,7 +122,7 @@ func (t *Table) Limit() int {
 	return t.cfg.Limit
 }
 
-func (t *Table) load() *bart.Lite {
+func (t *Table) load() *version {
 	if l := t.cur.Load(); l != nil {
 		return l
 	}
@@ -127,8 +131,9 @@ func (t *Table) load() *bart.Lite {
 
 // Contains reports whether a is inside an entry of the table, and counts
 // the lookup in Stats. It is the packet path: it does not lock or
-// allocate, and costs about one bart lookup plus one uncontended atomic
-// add (see the package comment for the numbers).
+// allocate, and costs one probe of a hash set of the single addresses,
+// a bart lookup when the table has shorter prefixes of a's family, and
+// one uncontended atomic add (see the package comment for the numbers).
 //
 // Addresses follow net/netip: an IPv4 address matches only IPv4 entries
 // and an IPv6 one, IPv4-mapped IPv6 (::ffff:198.18.0.1) included, only
@@ -162,21 +167,20 @@ func (t *Table) Test(a netip.Addr) (netip.Prefix, bool) {
 		return netip.Prefix{}, false
 	}
 	a = a.WithZone("")
-	return t.load().LookupPrefixLPM(netip.PrefixFrom(a, a.BitLen()))
+	v := t.load()
+	if v.hasHost(a) { // a host is the longest possible match
+		return netip.PrefixFrom(a, a.BitLen()), true
+	}
+	return v.nets.LookupPrefixLPM(netip.PrefixFrom(a, a.BitLen()))
 }
 
 // Len is the number of entries.
-func (t *Table) Len() int { return t.load().Size() }
+func (t *Table) Len() int { return t.load().len() }
 
 // Prefixes returns the entries, IPv4 first, each family in address order
 // and, at one address, shorter prefixes first (for `show`).
 func (t *Table) Prefixes() []netip.Prefix {
-	l := t.load()
-	ps := make([]netip.Prefix, 0, l.Size())
-	for p := range l.AllSorted() {
-		ps = append(ps, p)
-	}
-	return ps
+	return t.load().prefixes()
 }
 
 // Add inserts the entries ps (masked) and returns how many were not
@@ -184,34 +188,60 @@ func (t *Table) Prefixes() []netip.Prefix {
 // table or an addition that would pass the limit changes nothing and
 // returns an *Error.
 //
-// The batch goes in with one copy-on-write union, which clones only the
-// nodes on the paths it touches: 10k entries into a 1M-entry table take
-// about 25 ms (BenchmarkAddWhileReading).
+// New single addresses go into a copy of the family's host set (a memory
+// copy: 8 MiB for 1M IPv4 hosts); prefixes go in with one copy-on-write
+// union of bart tables, which clones only the nodes on the paths it
+// touches. 10k entries into a 1M-entry table take 17-40 ms, most of it
+// the union (BenchmarkAddWhileReading).
 func (t *Table) Add(ps []netip.Prefix) (int, error) {
 	if t.cfg.Const {
 		return 0, t.constErr()
 	}
-	batch, err := t.build(ps)
-	if err != nil {
+	if err := t.validate(ps); err != nil {
 		return 0, err
 	}
+	var b batch
+	nets := new(bart.Lite)
+	b.split(ps, func(p netip.Prefix) { nets.Insert(p) })
+	b.dedupe()
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	cur := t.load()
-	added := 0
-	for p := range batch.All() {
-		if !cur.Get(p) {
-			added++
+	// Count first: a refused Add must not cost a copy of the table.
+	b.h4 = slices.DeleteFunc(b.h4, cur.h4.has)
+	b.h6 = slices.DeleteFunc(b.h6, cur.h6.has)
+	var newNets []netip.Prefix
+	for p := range nets.All() {
+		if !cur.nets.Get(p) {
+			newNets = append(newNets, p)
 		}
 	}
+	added := len(b.h4) + len(b.h6) + len(newNets)
 	if added == 0 {
 		return 0, nil
 	}
-	if have, limit := cur.Size(), t.Limit(); have+added > limit {
+	if have, limit := cur.len(), t.Limit(); have+added > limit {
 		return 0, &Error{Table: t.cfg.Name, Err: ErrLimit,
 			Msg: fmt.Sprintf("adding %d entries would pass the limit of %d (it has %d)", added, limit, have)}
 	}
-	t.cur.Store(cur.UnionPersist(batch))
+	next := *cur
+	if len(b.h4) > 0 {
+		next.h4 = cur.h4.clone(len(b.h4))
+		for _, k := range b.h4 {
+			next.h4.add(k)
+		}
+	}
+	if len(b.h6) > 0 {
+		next.h6 = cur.h6.clone(len(b.h6))
+		for _, k := range b.h6 {
+			next.h6.add(k)
+		}
+	}
+	if len(newNets) > 0 {
+		next.nets = cur.nets.UnionPersist(nets)
+		next.setNets()
+	}
+	t.cur.Store(&next)
 	return added, nil
 }
 
@@ -225,39 +255,56 @@ func (t *Table) Delete(ps []netip.Prefix) (int, error) {
 	if err := t.validate(ps); err != nil {
 		return 0, err
 	}
+	var b batch
+	var nets []netip.Prefix
+	b.split(ps, func(p netip.Prefix) { nets = append(nets, p) })
+	slices.SortFunc(nets, netip.Prefix.Compare)
+	nets = slices.Compact(nets)
+	b.dedupe()
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	cur := t.load()
-	gone := make([]netip.Prefix, 0, min(len(ps), cur.Size()))
-	seen := make(map[netip.Prefix]struct{}, len(gone))
-	for _, p := range ps {
-		p = p.Masked()
-		if _, dup := seen[p]; dup || !cur.Get(p) {
-			continue
-		}
-		seen[p] = struct{}{}
-		gone = append(gone, p)
-	}
-	if len(gone) == 0 {
+	b.h4 = slices.DeleteFunc(b.h4, func(k uint32) bool { return !cur.h4.has(k) })
+	b.h6 = slices.DeleteFunc(b.h6, func(k key6) bool { return !cur.h6.has(k) })
+	nets = slices.DeleteFunc(nets, func(p netip.Prefix) bool { return !cur.nets.Get(p) })
+	gone := len(b.h4) + len(b.h6) + len(nets)
+	if gone == 0 {
 		return 0, nil
 	}
-	var next *bart.Lite
-	if len(gone)*deleteCloneRatio < cur.Size() {
-		next = cur
-		for _, p := range gone {
-			next = next.DeletePersist(p)
+	next := *cur
+	if len(b.h4) > 0 {
+		next.h4 = cur.h4.clone(0)
+		for _, k := range b.h4 {
+			next.h4.remove(k)
 		}
-	} else {
-		next = cur.Clone()
-		for _, p := range gone {
-			next.Delete(p)
-		}
+		next.h4.shrink()
 	}
-	t.cur.Store(next)
-	return len(gone), nil
+	if len(b.h6) > 0 {
+		next.h6 = cur.h6.clone(0)
+		for _, k := range b.h6 {
+			next.h6.remove(k)
+		}
+		next.h6.shrink()
+	}
+	if len(nets) > 0 {
+		if len(nets)*deleteCloneRatio < cur.nets.Size() {
+			for _, p := range nets {
+				next.nets = next.nets.DeletePersist(p)
+			}
+		} else {
+			next.nets = cur.nets.Clone()
+			for _, p := range nets {
+				next.nets.Delete(p)
+			}
+		}
+		next.setNets()
+	}
+	t.cur.Store(&next)
+	return gone, nil
 }
 
-// deleteCloneRatio picks how Delete derives the next version. Deleting k
+// deleteCloneRatio picks how Delete derives the next version of the
+// prefix tree (nets; the host sets are always copied). Deleting k
 // entries one copy-on-write step at a time costs k path clones (5 to
 // 17 µs each in a 1M-entry table, their garbage included); deleting them
 // in place from a full Clone costs the clone (~100 ns an entry: 100 ms
@@ -277,7 +324,7 @@ func (t *Table) Replace(ps []netip.Prefix) error {
 	if err != nil {
 		return err
 	}
-	if err := t.checkSize(l.Size()); err != nil {
+	if err := t.checkSize(l.len()); err != nil {
 		return err
 	}
 	t.mu.Lock()
@@ -295,27 +342,39 @@ func (t *Table) Flush() (int, error) {
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	n := t.load().Size()
+	n := t.load().len()
 	t.cur.Store(nil)
 	return n, nil
 }
 
 // build makes a new, unshared version holding ps.
-func (t *Table) build(ps []netip.Prefix) (*bart.Lite, error) {
+func (t *Table) build(ps []netip.Prefix) (*version, error) {
 	if err := t.validate(ps); err != nil {
 		return nil, err
 	}
-	l := new(bart.Lite)
-	for _, p := range ps {
-		l.Insert(p) // masks
+	var b batch
+	v := &version{nets: new(bart.Lite)}
+	b.split(ps, func(p netip.Prefix) { v.nets.Insert(p) })
+	if len(b.h4) > 0 {
+		v.h4.init(len(b.h4))
+		for _, k := range b.h4 {
+			v.h4.add(k)
+		}
 	}
-	return l, nil
+	if len(b.h6) > 0 {
+		v.h6.init(len(b.h6))
+		for _, k := range b.h6 {
+			v.h6.add(k)
+		}
+	}
+	v.setNets()
+	return v, nil
 }
 
-// Why build does not compact: inserting in place leaves node arrays room
-// to grow, as append does, so a 1M-entry version keeps 62 MiB where its
-// Clone keeps 57. Cloning would cost 100 ms more per load and 57 MiB more
-// at the peak to save 5 MiB: not worth it.
+// Why build does not compact bart: inserting in place leaves node arrays
+// room to grow, as append does, so a version keeps ~8% more than its
+// Clone would. Cloning would cost more time per load and more memory at
+// the peak than it saves.
 
 func (t *Table) validate(ps []netip.Prefix) error {
 	for i, p := range ps {
