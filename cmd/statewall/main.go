@@ -28,6 +28,7 @@ func init() {
 		{"run", "--rules FILE [flags]", "run the firewall on this host: divert to NFQUEUE and enforce (root)", runRun},
 		{"status", "[flags]", "show the running daemon's mode, ruleset and counters", runStatus},
 		{"conntrack", "[flags]", "list the running daemon's tracked connections", runConntrack},
+		{"rules", "[flags]", "show the running daemon's rules with their counters (evaluations, packets, bytes, states)", runRules},
 		{"reload", "[flags]", "make the running daemon reload its rules file", runReload},
 		{"table", "[flags] [NAME [OP] [ADDR...]]", "list, show, test or change the running daemon's tables at run time", runTable},
 		{"log", "[flags]", "show the packets the running daemon logs, live (-w: as a pcap tcpdump reads)", runLog},

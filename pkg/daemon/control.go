@@ -52,6 +52,8 @@ type Response struct {
 	Conns    []Conn      `json:"conns,omitempty"`
 	Tables   []TableInfo `json:"tables,omitempty"`
 	Sources  []Source    `json:"sources,omitempty"`
+	// RuleCounters answers "rules": the rules with their counters.
+	RuleCounters *RuleCounters `json:"rule_counters,omitempty"`
 }
 
 // Status is what `statewall status` shows.
@@ -239,6 +241,8 @@ func (d *Daemon) answer(req Request) Response {
 			return Response{Error: err.Error()}
 		}
 		return Response{Tables: ts}
+	case "rules":
+		return Response{RuleCounters: d.RuleCounters()}
 	case "reload":
 		ws, err := d.Reload()
 		if err != nil {

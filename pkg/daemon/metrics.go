@@ -39,6 +39,7 @@ type metrics struct {
 	latency      prometheus.Histogram
 	disagree     [3][5]prometheus.Counter // [agreement][ct label]
 	reloads      *prometheus.CounterVec
+	rules        *engine.Counters // per rule, by worker (rulecounters.go)
 }
 
 func newMetrics(d *Daemon) *metrics {
@@ -115,8 +116,10 @@ func newMetrics(d *Daemon) *metrics {
 		}
 		return 0
 	})
+	m.rules = engine.NewCounters(d.stateful.Rules(), len(d.workers))
 	m.reg.MustRegister(packets, bytes, m.decodeErrors, m.latency, disagree, m.reloads,
 		&tableCollector{d: d}, &queueCollector{d: d}, logged, logDropped, replies, srcNodes, overloads)
+	m.reg.MustRegister(ruleCollector{m.rules})
 	return m
 }
 

@@ -169,6 +169,7 @@ func (d *Daemon) bindLocked() {
 	if d.ifaces != nil {
 		rs = rs.Bind(d.ifaces)
 	}
+	d.countRules(rs) // before the engines: see rulecounters.go
 	d.stateless.SetRules(rs)
 	d.stateful.SetRules(rs)
 }
@@ -453,6 +454,7 @@ func (d *Daemon) handle(p *nfq.Packet) nfq.Verdict {
 		}
 	}
 	d.m.count(dec, int(p.Length))
+	d.countDecision(qi, &dec, at.Dir, int(p.Length))
 	if dec.Verdict == engine.Block && dec.Rule != nil && dec.Rule.Return != rules.ReturnNone {
 		d.reply(w, &dec, pk, p)
 	}
