@@ -166,67 +166,6 @@ a packet: rule N/0(match): pass|block in|out on IFACE: the packet.
 	return nil
 }
 
-func runConntrack(args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("conntrack", "[flags]", `List the running daemon's tracked connections, like conntrack -L: protocol,
-state, timeout left, original and reply tuples, packets and bytes each way.`, stdout)
-	socket := fs.String("socket", daemon.DefaultControlSocket, "control socket `PATH`")
-	addr := fs.String("addr", "", "only connections with `ADDR` on either end")
-	port := fs.Int("port", 0, "only connections with `PORT` on either end")
-	proto := fs.String("proto", "", "only `PROTO` (tcp, udp, icmp, icmp6, ...)")
-	asJSON := fs.Bool("json", false, "print JSON")
-	sources := fs.Bool("sources", false, "list the source nodes of the stateful tracking options (max-src-*, overload) instead, as pfctl -sS (--addr filters)")
-	if err := parseFlags(fs, args); err != nil {
-		return err
-	}
-	if *sources {
-		resp, err := daemon.Ask(*socket, daemon.Request{Cmd: "sources", Filter: daemon.ConnFilter{Addr: *addr}})
-		if err != nil {
-			return err
-		}
-		if *asJSON {
-			return json.NewEncoder(stdout).Encode(resp.Sources)
-		}
-		tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "RULE\tSOURCE\tSTATES\tCONNS\tRATE\tEXPIRES\tLABEL")
-		for _, s := range resp.Sources {
-			rate, exp := "-", "-"
-			if s.RatePer > 0 {
-				rate = fmt.Sprintf("%.1f/%.0fs", s.Rate, s.RatePer)
-			}
-			if s.Expires > 0 {
-				exp = fmt.Sprintf("%.0fs", s.Expires)
-			}
-			fmt.Fprintf(tw, "%d\t%s\t%d\t%d\t%s\t%s\t%s\n", s.Rule, s.Addr, s.States, s.Conns, rate, exp, s.Label)
-		}
-		tw.Flush()
-		fmt.Fprintf(stderr, "%d source nodes\n", len(resp.Sources))
-		return nil
-	}
-	resp, err := daemon.Ask(*socket, daemon.Request{Cmd: "conntrack", Filter: daemon.ConnFilter{Addr: *addr, Port: *port, Proto: *proto}})
-	if err != nil {
-		return err
-	}
-	if *asJSON {
-		return json.NewEncoder(stdout).Encode(resp.Conns)
-	}
-	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "PROTO\tSTATE\tTIMEOUT\tORIGINAL\tREPLY\tPACKETS\tBYTES\tFLAGS")
-	for _, c := range resp.Conns {
-		flags := ""
-		switch {
-		case c.Assured:
-			flags = "[ASSURED]"
-		case !c.SeenReply:
-			flags = "[UNREPLIED]"
-		}
-		fmt.Fprintf(tw, "%s\t%s\t%.0fs\t%s\t%s\t%d/%d\t%d/%d\t%s\n", c.Proto, c.State, c.Timeout, c.Original, c.Reply,
-			c.Packets[0], c.Packets[1], c.Bytes[0], c.Bytes[1], flags)
-	}
-	tw.Flush()
-	fmt.Fprintf(stderr, "%d connections\n", len(resp.Conns))
-	return nil
-}
-
 func runReload(args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("reload", "[flags]", `Make the running daemon read its rules file again (as SIGHUP does). A file
 with errors is rejected, with its error, and the old ruleset keeps running.`, stdout)

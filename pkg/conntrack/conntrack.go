@@ -279,6 +279,9 @@ type Table struct {
 	// bound goes below it, recomputed by reapExpired.
 	soonest atomic.Int64
 	_       [48]byte
+
+	// events are the subscriptions to the table's events (events.go).
+	events eventHub
 }
 
 // New returns an empty table.
@@ -321,6 +324,7 @@ func New(cfg Config) *Table {
 	}
 	t.latest.Store(math.MinInt64)
 	t.soonest.Store(math.MaxInt64)
+	t.events.clock = &t.latest
 	for i := range t.shards {
 		s := &t.shards[i]
 		s.hash = &t.hash
@@ -328,6 +332,7 @@ func New(cfg Config) *Table {
 		s.tableSoonest = &t.soonest
 		s.soonest.Store(math.MaxInt64)
 		s.onRemove = cfg.OnRemove
+		s.events = &t.events
 	}
 	return t
 }
@@ -552,9 +557,13 @@ func (h *hit) recount() {
 	}
 }
 
-// unlock recounts the entry and unlocks the shard.
+// unlock recounts the entry, tells the event subscribers if the packet
+// changed it (events.go), and unlocks the shard.
 func (h *hit) unlock() {
 	if h.e != nil {
+		if subs := h.s.events.subs.Load(); subs != nil {
+			h.s.emitUpdate(subs, h.e)
+		}
 		h.recount()
 	}
 	h.s.mu.Unlock()
@@ -585,7 +594,7 @@ func (t *Table) lookup(k *Key, h uint64, now int64) (hit, bool) {
 		s.st.expired.Add(1)
 		return hit{s: s}, false
 	}
-	s.hitKind = kindOf(e)
+	s.hitKind, s.hitFlags = kindOf(e), e.flags
 	return hit{s: s, e: e, pos: pos, dir: dir}, true
 }
 
@@ -743,6 +752,9 @@ func (t *Table) Commit(p *packet.Packet, r *Result, now int64) bool {
 	s.insertSlot(r.hash, idx)
 	s.n++
 	s.st.inserted.Add(1)
+	if subs := s.events.subs.Load(); subs != nil {
+		s.emit(subs, EventNew, e, now)
+	}
 	r.insert = false
 	return true
 }

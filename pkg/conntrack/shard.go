@@ -192,8 +192,9 @@ type shard struct {
 
 	// hitKind is the kind of the entry the last lookup found, for the
 	// hit's recount: one packet holds the lock from lookup to unlock.
-	// Guarded by mu.
-	hitKind uint16
+	// Guarded by mu. hitFlags are its flags then, for its UPDATE event.
+	hitKind  uint16
+	hitFlags uint8
 
 	// kinds counts the shard's entries by kind (kindOf; see counts.go).
 	// Guarded by mu.
@@ -203,6 +204,11 @@ type shard struct {
 
 	// onRemove is Config.OnRemove; called by remove with mu held.
 	onRemove func(k *Key, mark uint8, assured bool)
+
+	// events is the table's (immutable pointer); evScratch is where an
+	// event is built, guarded by mu (see events.go).
+	events    *eventHub
+	evScratch Event
 
 	_ [64]byte // keep the next shard's lock off this cache line
 }
@@ -255,6 +261,9 @@ func (s *shard) remove(pos uint32) {
 	i := s.slots[pos]&refMask - 1
 	if e := s.at(i); e.mark != 0 && s.onRemove != nil {
 		s.onRemove(&e.key, e.mark, e.assured())
+	}
+	if subs := s.events.subs.Load(); subs != nil {
+		s.emit(subs, EventDestroy, s.at(i), s.events.clock.Load())
 	}
 	s.kinds[kindOf(s.at(i))]--
 	s.release(i)

@@ -11,7 +11,6 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
-	"strings"
 	"syscall"
 	"time"
 
@@ -19,7 +18,6 @@ import (
 
 	"github.com/statewall/statewall/pkg/conntrack"
 	"github.com/statewall/statewall/pkg/nfq"
-	"github.com/statewall/statewall/pkg/packet"
 	"github.com/statewall/statewall/pkg/pflog"
 )
 
@@ -30,17 +28,9 @@ import (
 
 // Request is what `statewall status|conntrack|reload` send.
 type Request struct {
-	Cmd    string       `json:"cmd"` // "status", "conntrack", "reload", "table", "log" (a stream: see LogStream)
+	Cmd    string       `json:"cmd"` // "status", "conntrack" (conntrackctl.go), "reload", "table", "log" (a stream: see LogStream)
 	Filter ConnFilter   `json:"filter,omitempty"`
 	Table  TableRequest `json:"table,omitempty"`
-}
-
-// ConnFilter selects connections for `statewall conntrack`: every field
-// that is set must match either tuple of the connection.
-type ConnFilter struct {
-	Addr  string `json:"addr,omitempty"`  // an address on either end
-	Port  int    `json:"port,omitempty"`  // a port on either end
-	Proto string `json:"proto,omitempty"` // tcp, udp, icmp, icmp6, ...
 }
 
 // Response is the daemon's answer. Error is set when the request failed.
@@ -50,6 +40,7 @@ type Response struct {
 	Warnings []string    `json:"warnings,omitempty"`
 	Status   *Status     `json:"status,omitempty"`
 	Conns    []Conn      `json:"conns,omitempty"`
+	Deleted  int         `json:"deleted,omitempty"` // conntrack_delete, conntrack_flush
 	Tables   []TableInfo `json:"tables,omitempty"`
 	Sources  []Source    `json:"sources,omitempty"`
 	// RuleCounters answers "rules": the rules with their counters.
@@ -104,19 +95,6 @@ type LogStatus struct {
 func logStatus(file string, st pflog.Stats) *LogStatus {
 	return &LogStatus{File: file, Logged: st.Logged, Dropped: st.Dropped, Written: st.Written, Rotations: st.Rotations,
 		SubscriberDrops: st.SubscriberDrops, WriteErrors: st.WriteErrors, Subscribers: st.Subscribers}
-}
-
-// Conn is one tracked connection as `statewall conntrack` lists it.
-type Conn struct {
-	Proto     string    `json:"proto"`
-	State     string    `json:"state"`
-	Original  string    `json:"original"`
-	Reply     string    `json:"reply"`
-	Assured   bool      `json:"assured"`
-	SeenReply bool      `json:"seen_reply"`
-	Timeout   float64   `json:"timeout_s"`
-	Packets   [2]uint64 `json:"packets"`
-	Bytes     [2]uint64 `json:"bytes"`
 }
 
 // listenControl creates the control socket safely: its directory must
@@ -179,14 +157,14 @@ func (d *Daemon) serveControl(ctx context.Context, ln net.Listener) {
 			d.log.Warn("control socket", "err", err)
 			continue
 		}
-		go d.serveConn(c)
+		go d.serveConn(ctx, c)
 	}
 }
 
 // maxRequest bounds a request's size: a request is a few dozen bytes.
 const maxRequest = 64 << 10
 
-func (d *Daemon) serveConn(c net.Conn) {
+func (d *Daemon) serveConn(ctx context.Context, c net.Conn) {
 	defer c.Close()
 	c.SetDeadline(time.Now().Add(10 * time.Second))
 	enc := json.NewEncoder(c)
@@ -212,6 +190,10 @@ func (d *Daemon) serveConn(c net.Conn) {
 		d.streamLog(c, bufio.NewReader(io.MultiReader(dec.Buffered(), c)))
 		return
 	}
+	if req.Cmd == "conntrack_events" {
+		d.streamEvents(ctx, c, bufio.NewReader(io.MultiReader(dec.Buffered(), c)), req.Filter)
+		return
+	}
 	enc.Encode(d.answer(req))
 }
 
@@ -235,6 +217,14 @@ func (d *Daemon) answer(req Request) Response {
 			return Response{Error: err.Error()}
 		}
 		return Response{Conns: conns}
+	case "conntrack_delete":
+		n, err := d.DeleteConns(req.Filter)
+		if err != nil {
+			return Response{Error: err.Error()}
+		}
+		return Response{Deleted: n}
+	case "conntrack_flush":
+		return Response{Deleted: d.FlushConns()}
 	case "table":
 		ts, err := d.Tables(req.Table)
 		if err != nil {
@@ -314,47 +304,6 @@ func (d *Daemon) Status() Status {
 func (d *Daemon) tableStats() conntrack.Stats {
 	d.table.Live(d.now())
 	return d.table.Stats()
-}
-
-// Conntrack lists the tracked connections that match f.
-func (d *Daemon) Conntrack(f ConnFilter) ([]Conn, error) {
-	var addr netip.Addr
-	if f.Addr != "" {
-		a, err := netip.ParseAddr(f.Addr)
-		if err != nil {
-			return nil, fmt.Errorf("bad address filter %q", f.Addr)
-		}
-		addr = a
-	}
-	var proto packet.Proto
-	if f.Proto != "" {
-		p, ok := packet.ParseProto(strings.ToLower(f.Proto))
-		if !ok {
-			return nil, fmt.Errorf("bad protocol filter %q (want a name such as tcp, udp, icmp, icmp6, or a number 0-255)", f.Proto)
-		}
-		proto = p
-	}
-	var out []Conn
-	d.table.Walk(d.now(), func(e conntrack.EntryInfo) bool {
-		o := e.Original
-		if addr.IsValid() && o.Src() != addr && o.Dst() != addr {
-			return true
-		}
-		if f.Port != 0 && int(o.SrcPort()) != f.Port && int(o.DstPort()) != f.Port {
-			return true
-		}
-		if f.Proto != "" && o.Proto() != proto {
-			return true
-		}
-		out = append(out, Conn{
-			Proto: o.Proto().String(), State: e.StateName(),
-			Original: o.String(), Reply: e.Reply.String(),
-			Assured: e.Assured, SeenReply: e.SeenReply, Timeout: e.Timeout.Seconds(),
-			Packets: e.Packets, Bytes: e.Bytes,
-		})
-		return true
-	})
-	return out, nil
 }
 
 func agreementLabelIndex(a int) string {

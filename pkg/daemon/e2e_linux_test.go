@@ -504,7 +504,7 @@ func TestStatusConntrackAndControlSocket(t *testing.T) {
 	if err != nil || len(conns) != 1 {
 		t.Fatalf("statewall conntrack --json: %v %q", err, out)
 	}
-	if c := conns[0]; c.Proto != "tcp" || c.Original != orig || c.Reply != reply || !c.Assured || c.Packets[0] < 3 || c.Packets[1] < 3 {
+	if c := conns[0]; c.Proto != "tcp" || c.Original.String() != orig || c.Reply.String() != reply || !c.Assured || c.Packets[0] < 3 || c.Packets[1] < 3 {
 		t.Errorf("curl's connection: %+v", c)
 	}
 	out, _, err = cli("status", "--socket", sock)

@@ -136,3 +136,10 @@ func canonicalName(tab []named, num uint8) string {
 	}
 	return ""
 }
+
+// ServicePort returns the port of a service name the rules language knows
+// ("ssh": 22), for the command line's port filters.
+func ServicePort(name string) (uint16, bool) {
+	n, ok := serviceNames[name]
+	return n, ok
+}
