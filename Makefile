@@ -80,6 +80,45 @@ fuzz-kernel: deps
 clean:
 	rm -rf bin
 
+# make install: the binary (-trimpath; `statewall version` names the
+# commit), the systemd unit with the binary's and the rules' paths put in,
+# /etc/statewall/statewall.rules from rules/workstation.rules unless one is
+# there already, the man pages statewall(8) and statewall.rules(5) (made
+# from the help text and pkg/rules' documentation: docs/man/, kept current
+# by TestManPages), and the bash and zsh completions. DESTDIR and PREFIX as
+# usual; each directory can be set on its own. TestMakeInstall
+# (cmd/statewall) runs it into a scratch DESTDIR and checks the result.
+.PHONY: install
+PREFIX      ?= /usr/local
+BINDIR      ?= $(PREFIX)/bin
+MANDIR      ?= $(PREFIX)/share/man
+SYSCONFDIR  ?= /etc
+UNITDIR     ?= $(PREFIX)/lib/systemd/system
+BASHCOMPDIR ?= $(PREFIX)/share/bash-completion/completions
+ZSHCOMPDIR  ?= $(PREFIX)/share/zsh/site-functions
+INSTALL_GOFLAGS ?= -trimpath -buildvcs=auto
+install:
+	$(GO) build $(INSTALL_GOFLAGS) -o bin/install/statewall ./cmd/statewall
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(UNITDIR) $(DESTDIR)$(MANDIR)/man8 $(DESTDIR)$(MANDIR)/man5 \
+		$(DESTDIR)$(BASHCOMPDIR) $(DESTDIR)$(ZSHCOMPDIR)
+	install -d -m 0755 $(DESTDIR)$(SYSCONFDIR)/statewall
+	install -m 0755 bin/install/statewall $(DESTDIR)$(BINDIR)/statewall
+	sed -e 's|/usr/local/bin/statewall|$(BINDIR)/statewall|g' -e 's|/etc/statewall/|$(SYSCONFDIR)/statewall/|g' \
+		scripts/statewall.service > bin/install/statewall.service
+	install -m 0644 bin/install/statewall.service $(DESTDIR)$(UNITDIR)/statewall.service
+	@if [ -e $(DESTDIR)$(SYSCONFDIR)/statewall/statewall.rules ]; then \
+		echo "$(DESTDIR)$(SYSCONFDIR)/statewall/statewall.rules exists: kept"; \
+	else \
+		echo "install -m 0644 rules/workstation.rules $(DESTDIR)$(SYSCONFDIR)/statewall/statewall.rules"; \
+		install -m 0644 rules/workstation.rules $(DESTDIR)$(SYSCONFDIR)/statewall/statewall.rules; \
+	fi
+	install -m 0644 docs/man/statewall.8 $(DESTDIR)$(MANDIR)/man8/statewall.8
+	install -m 0644 docs/man/statewall.rules.5 $(DESTDIR)$(MANDIR)/man5/statewall.rules.5
+	bin/install/statewall completion bash > bin/install/statewall.bash
+	bin/install/statewall completion zsh > bin/install/_statewall
+	install -m 0644 bin/install/statewall.bash $(DESTDIR)$(BASHCOMPDIR)/statewall
+	install -m 0644 bin/install/_statewall $(DESTDIR)$(ZSHCOMPDIR)/_statewall
+
 # The offline benchmark (bench/README.md says how to read it): decode,
 # stateless, stateful and compare, interleaved, on generated traffic of 1k,
 # 100k and 1M connections and on generated rulesets of 10 to 10,000 rules.

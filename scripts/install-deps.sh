@@ -35,10 +35,12 @@ declare -A PKG=(
 	[python3]=python3
 	[socat]=socat
 	[conntrack]=conntrack
+	[man]=man-db
+	[systemd-analyze]=systemd
 )
 # stable order for the default list
 ALL=(tcpdump tcpreplay iptables ip6tables iptables-legacy nft ip ss ethtool nmap
-	hping3 iperf3 curl dig dnsmasq python3 socat conntrack ping)
+	hping3 iperf3 curl dig dnsmasq python3 socat conntrack ping man systemd-analyze)
 
 if [ $# -gt 0 ]; then
 	WANT=("$@")

@@ -9,11 +9,7 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"runtime/debug"
 )
-
-// version is set at build time with -ldflags "-X main.version=...".
-var version = "dev"
 
 type command struct {
 	name, args, short string
@@ -34,7 +30,8 @@ func init() {
 		{"log", "[flags]", "show the packets the running daemon logs, live (-w: as a pcap tcpdump reads)", runLog},
 		{"bench", "--rules FILE [flags] [PCAP...]", "measure ns/packet of decode, stateless, stateful and compare, offline", runBench},
 		{"check", "FILE", "validate a ruleset and print it back normalised", runCheck},
-		{"version", "", "print the version", runVersion},
+		{"completion", "bash|zsh", "print the shell completion script for bash or zsh", runCompletion},
+		{"version", "", "print the version (also: statewall --version)", runVersion},
 		{"help", "[COMMAND]", "show help", runHelp},
 	}
 }
@@ -63,6 +60,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if name == "-h" || name == "--help" || name == "-help" {
 		usage(stdout)
 		return 0
+	}
+	if name == "--version" || name == "-version" {
+		name, args = "version", append([]string{"version"}, args[1:]...)
 	}
 	for _, c := range commands {
 		if c.name == name {
@@ -125,23 +125,6 @@ func runHelp(args []string, stdout, stderr io.Writer) error {
 	return usagef("unknown command %q", args[0])
 }
 
-func runVersion(args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("version", "", "Print the version of statewall and of the Go toolchain that built it.", stdout)
-	if err := parseFlags(fs, args); err != nil {
-		return err
-	}
-	v := version
-	if bi, ok := debug.ReadBuildInfo(); ok && v == "dev" && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
-		v = bi.Main.Version
-	}
-	goVersion := "unknown"
-	if bi, ok := debug.ReadBuildInfo(); ok {
-		goVersion = bi.GoVersion
-	}
-	fmt.Fprintf(stdout, "statewall %s (%s)\n", v, goVersion)
-	return nil
-}
-
 // parseFlags parses a command's flags. A bad flag is a usage error: run
 // prints it on stderr with the hint and exits 2, and stdout, which may be
 // piped into another tool, stays clean (the flag package would print the
@@ -164,11 +147,19 @@ func parseFlags(fs *flag.FlagSet, args []string) error {
 	return usageError{err.Error()}
 }
 
+// flagSetMade, if set, is told of each flag set newFlagSet makes: the
+// completion scripts and the man page read the commands' flags and help
+// from them (see commandHelp).
+var flagSetMade func(fs *flag.FlagSet, args, doc string)
+
 // newFlagSet returns a flag set whose -h prints the command's usage to out
 // and whose errors come back to the caller instead of exiting.
 func newFlagSet(name, args, doc string, out io.Writer) *flag.FlagSet {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(out)
+	if flagSetMade != nil {
+		flagSetMade(fs, args, doc)
+	}
 	fs.Usage = func() {
 		fmt.Fprintf(out, "Usage: statewall %s %s\n\n%s\n", name, args, doc)
 		var hasFlags bool

@@ -41,7 +41,19 @@ Modes:
 --fail-open: when statewall is not reading (crashed, restarting) or a queue
 is full, the kernel passes packets instead of dropping them. Traffic keeps
 flowing, unfiltered: choose it only where availability matters more than
-the filter.`, stdout)
+the filter.
+
+--on-bad-rules: a rules file that does not parse at start is refused
+(exit 1, nothing installed: the host stays open, or as a run stopped for a
+restart left it) or, with block, enforced as "block all" (the host is
+closed, connections restored from --state-file excepted) until a reload
+brings a good file.
+
+Under systemd (Type=notify) statewall reports READY=1 once the divert
+rules and the ruleset are in place, RELOADING=1 and READY=1 around a
+reload, STOPPING=1, and a STATUS= line; with WatchdogSec= it sends
+WATCHDOG=1 while its queues are read; on the journal, each log line has its
+priority.`, stdout)
 	rulesFile := fs.String("rules", "", "the ruleset `FILE` (required)")
 	modeFlag := fs.String("mode", "stateful", "`MODE`: stateful, stateless or shadow")
 	hooks := fs.String("hooks", "input,output,forward", "netfilter `HOOKS` to divert, comma-separated")
@@ -62,6 +74,7 @@ the filter.`, stdout)
 	logLines := fs.Bool("log-lines", false, "also write a line per logged packet to the daemon's log (at most 10 a second)")
 	logLevel := fs.String("log-level", "info", "`LEVEL`: debug, info, warn or error")
 	logJSON := fs.Bool("log-json", false, "log JSON lines instead of text")
+	onBadRules := fs.String("on-bad-rules", "refuse", "`WHAT`: refuse or block: when the rules file does not parse at start, refuse exits 1 and installs nothing; block starts and blocks every packet until a reload brings a good file")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -87,13 +100,12 @@ the filter.`, stdout)
 	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
 		return usagef("--log-level: %v", err)
 	}
-	opts := &slog.HandlerOptions{Level: level}
-	var log *slog.Logger
-	if *logJSON {
-		log = slog.New(slog.NewJSONHandler(stderr, opts))
-	} else {
-		log = slog.New(slog.NewTextHandler(stderr, opts))
+	onBad, err := daemon.ParseBadRules(*onBadRules)
+	if err != nil {
+		return usagef("--on-bad-rules: %v", err)
 	}
+	log := newLogger(stderr, level, *logJSON)
+	sd, notify := notifier(log)
 	if os.Geteuid() != 0 {
 		return errors.New("run needs root (iptables, NFQUEUE)")
 	}
@@ -102,6 +114,7 @@ the filter.`, stdout)
 		Loopback: *loopback, Netns: *netnsName, MetricsAddr: *metrics, ControlSocket: *socket,
 		Backend: *backend, Tag: *tag, CopyRange: uint32(min(*copyRange, 0xffff)), StateFile: *stateFile,
 		Spin: spinOf(*spin), LogFile: *logFile, LogLines: *logLines,
+		OnBadRules: onBad, Notify: notify,
 		StateSaveEvery: *saveEvery, PickupGrace: *pickup,
 	}, log)
 	if err != nil {
@@ -130,6 +143,7 @@ the filter.`, stdout)
 			}
 		}
 	}()
+	go watchdog(ctx, sd, d, log)
 	return d.Run(ctx)
 }
 

@@ -55,8 +55,10 @@ func ParseMode(s string) (Mode, error) {
 }
 
 // DefaultControlSocket is where the control socket lives unless told
-// otherwise.
-const DefaultControlSocket = "/run/statewall.sock"
+// otherwise: in a directory of its own, which the systemd unit has made
+// (RuntimeDirectory=statewall, the only part of /run it may write) and
+// which Run makes otherwise.
+const DefaultControlSocket = "/run/statewall/statewall.sock"
 
 // Config configures a daemon. RulesFile is required; the zero value of
 // every other field is the default noted on it.
@@ -126,6 +128,18 @@ type Config struct {
 	// Clock is where the daemon reads the time: conntrack counts on its
 	// monotonic side only (see Clock). nil means SystemClock.
 	Clock Clock
+	// OnBadRules: what New does when the rules file does not parse;
+	// Refuse (the zero value) returns the error, Block starts with
+	// FallbackRules (see BadRules).
+	OnBadRules BadRules
+	// Notify, if set, is told of the daemon's life for a service manager
+	// (cmd/statewall sends systemd's READY=1 and the like): Ready once the
+	// divert rules and the ruleset are in place, Reloading and Ready
+	// around each later reload, Stopping when Run begins to stop; status
+	// is a line for humans. It is called with the reload lock held, from
+	// Run's goroutine or a reload's: it must not block for long nor call
+	// the Daemon back.
+	Notify func(s State, status string)
 }
 
 // DefaultCopyRange covers an IPv6 header with extension headers, a

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -64,6 +66,9 @@ type Daemon struct {
 	// sysClock: cfg.Clock is SystemClock, so a packet's read time (on
 	// Go's monotonic clock, CLOCK_MONOTONIC) is conntrack's time for it.
 	sysClock bool
+
+	life lifecycle // what Config.Notify was told; under reloadMu
+	live liveness  // Alive's memory
 }
 
 type loadInfo struct {
@@ -78,6 +83,7 @@ type worker struct {
 	pkt   packet.Packet
 	reply [reject.MaxLen]byte // answers to `block return` (reject.go)
 	n     uint32              // packets handled, for sampling the decision time
+	done  atomic.Uint64       // packets decided, for the watchdog (Alive)
 	_     [64]byte            // keep workers' hot fields on separate cache lines
 }
 
@@ -98,6 +104,11 @@ func New(cfg Config, log *slog.Logger) (*Daemon, error) {
 	}
 	d := &Daemon{cfg: cfg, log: log}
 	rs, tabs, err := d.parseRules()
+	if err != nil && cfg.OnBadRules == Block {
+		d.log.Error("rules file rejected: BLOCKING ALL TRAFFIC until a reload brings a good file", "err", err)
+		d.life.badRules = err
+		rs, err = d.fallback()
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -133,12 +144,17 @@ func New(cfg Config, log *slog.Logger) (*Daemon, error) {
 func (d *Daemon) Reload() ([]rules.Warning, error) {
 	d.reloadMu.Lock()
 	defer d.reloadMu.Unlock()
+	if d.reloading() {
+		defer d.reloaded()
+	}
 	rs, tabs, err := d.parseRules()
 	if err != nil {
 		d.m.reloads.WithLabelValues("error").Inc()
 		d.log.Error("reload rejected, old ruleset still enforced", "err", err)
+		d.life.reloadErr = err
 		return nil, err
 	}
+	d.life.badRules, d.life.reloadErr = nil, nil
 	if rs.LimitStates != d.limit || rs.Timeouts != d.timeouts || rs.LimitSrcNodes != d.srcLimit || rs.SrcTrack != d.srcTrack {
 		d.log.Warn("reload: `set limit` and `set timeout` take effect at the next start; the connection table and source nodes keep their sizes and timeouts",
 			"limit", d.limit)
@@ -247,6 +263,11 @@ func (d *Daemon) Run(ctx context.Context) error {
 	// The control socket first: it is also the guard against a second
 	// daemon on the same socket, which must be refused before it touches
 	// the first one's divert rules.
+	if d.cfg.ControlSocket == DefaultControlSocket {
+		// Made as root, so it passes listenControl's check; a failure
+		// shows there.
+		os.Mkdir(filepath.Dir(DefaultControlSocket), 0o755)
+	}
 	ctl, err := listenControl(d.cfg.ControlSocket)
 	if err != nil {
 		return err
@@ -352,6 +373,9 @@ func (d *Daemon) Run(ctx context.Context) error {
 	d.log.Info("statewall running", "mode", d.cfg.Mode.String(), "rules", d.cfg.RulesFile,
 		"hooks", hookNames(d.cfg.Hooks), "queues", fmt.Sprintf("%d-%d", d.cfg.Queues[0], d.cfg.Queues[1]),
 		"fail_open", d.cfg.FailOpen, "netns", d.cfg.Netns)
+	d.reloadMu.Lock()
+	d.setState(Ready)
+	d.reloadMu.Unlock()
 
 	// Periodic saves, stopped (and waited for) before the final one.
 	saveCtx, stopSaving := context.WithCancel(context.Background())
@@ -364,6 +388,9 @@ func (d *Daemon) Run(ctx context.Context) error {
 	case err2 = <-runErr:
 		runErr = nil
 	}
+	d.reloadMu.Lock()
+	d.setState(Stopping)
+	d.reloadMu.Unlock()
 	// Stop diverting first, then drain: packets already queued still get
 	// their verdicts from the engines. For a restart the rules stay, and
 	// what arrives meanwhile waits for nobody: dropped, or passed with
@@ -464,6 +491,7 @@ func (d *Daemon) handle(p *nfq.Packet) nfq.Verdict {
 	if timed {
 		d.m.latency.Observe(time.Since(start).Seconds())
 	}
+	w.done.Add(1)
 	if dec.Verdict == engine.Pass {
 		return nfq.Accept
 	}
