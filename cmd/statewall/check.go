@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"net/netip"
+	"os"
 
 	"github.com/statewall/statewall/pkg/daemon"
 	"github.com/statewall/statewall/pkg/nfq"
@@ -16,6 +17,7 @@ func runCheck(args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("check", "[flags] FILE", `Validate a ruleset. On success print it back in normal form (which parses
 back to the same ruleset) and exit 0; otherwise print file:line:col: message
 and exit 1. Checking reads the file only: it is safe on untrusted input.
+FILE - reads the ruleset from standard input.
 
 Warnings (file:line:col: warning: ...) go to stderr for rules that can never
 match where they would run (--hooks, the daemon's default unless given): an
@@ -42,7 +44,17 @@ have now.`, stdout)
 	if err != nil {
 		return usagef("--hooks: %v", err)
 	}
-	rs, err := rules.ParseFile(fs.Arg(0))
+	var rs *rules.Ruleset
+	if fs.Arg(0) == "-" {
+		// The ruleset on standard input; includes and table files are
+		// relative to the working directory.
+		var src []byte
+		if src, err = io.ReadAll(io.LimitReader(os.Stdin, rules.MaxFileSize+1)); err == nil {
+			rs, err = rules.Parse("stdin", src)
+		}
+	} else {
+		rs, err = rules.ParseFile(fs.Arg(0))
+	}
 	if err != nil {
 		fmt.Fprintln(stderr, err)
 		return errReported

@@ -42,7 +42,7 @@ rules: a mid-stream TCP segment is blocked unless a rule says flags any.`, stdou
 	dport := fs.String("dport", "", "only connections whose original destination port is `PORT`")
 	proto := fs.String("proto", "", "only `PROTO` (tcp, udp, icmp, icmp6, sctp, gre, or a number)")
 	state := fs.String("state", "", "only connections in `STATE` (ESTABLISHED, SYN_SENT, TIME_WAIT..., UNREPLIED, REPLIED, ASSURED)")
-	asJSON := fs.Bool("json", false, "print JSON")
+	asJSON := jsonFlags(fs)
 	del := fs.Bool("delete", false, "delete the connections the filters select (at least one filter)")
 	flush := fs.Bool("flush", false, "delete every connection")
 	events := fs.Bool("events", false, "follow the connections' events live (NEW, UPDATE, DESTROY) until interrupted")

@@ -25,7 +25,7 @@ import (
 func runStatus(args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("status", "[flags]", "Show the running daemon's mode, ruleset and counters.", stdout)
 	socket := fs.String("socket", daemon.DefaultControlSocket, "control socket `PATH`")
-	asJSON := fs.Bool("json", false, "print JSON")
+	asJSON := jsonFlags(fs)
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}

@@ -134,7 +134,7 @@ func parseFlags(fs *flag.FlagSet, args []string) error {
 	usage, out := fs.Usage, fs.Output()
 	fs.Usage = func() {}
 	fs.SetOutput(io.Discard)
-	err := fs.Parse(args)
+	err := parseInterleaved(fs, args)
 	fs.Usage = usage
 	fs.SetOutput(out)
 	switch {
@@ -145,6 +145,51 @@ func parseFlags(fs *flag.FlagSet, args []string) error {
 		return err
 	}
 	return usageError{err.Error()}
+}
+
+// parseInterleaved parses flags wherever they stand among the arguments
+// (`statewall table blocklist add 198.18.0.1 --socket S`), as users of
+// other tools expect; the flag package alone stops at the first argument.
+// After "--" everything is an argument. fs.Args() then holds the
+// arguments in order.
+func parseInterleaved(fs *flag.FlagSet, args []string) error {
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return err
+		}
+		rest := fs.Args()
+		if len(rest) == 0 {
+			break
+		}
+		if n := len(args) - len(rest); n > 0 && args[n-1] == "--" {
+			pos = append(pos, rest...)
+			break
+		}
+		pos = append(pos, rest[0])
+		args = rest[1:]
+	}
+	return fs.Parse(append([]string{"--"}, pos...))
+}
+
+// jsonFlags registers --format text|json and its shorthand --json, the
+// same on every command that prints structured output; it reports
+// whether JSON was asked for.
+func jsonFlags(fs *flag.FlagSet) *bool {
+	asJSON := new(bool)
+	fs.BoolVar(asJSON, "json", false, "print JSON (the same as --format json)")
+	fs.Func("format", "output `FORMAT`: text (default) or json", func(s string) error {
+		switch s {
+		case "text":
+			*asJSON = false
+		case "json":
+			*asJSON = true
+		default:
+			return fmt.Errorf("unknown format %q (want text or json)", s)
+		}
+		return nil
+	})
+	return asJSON
 }
 
 // flagSetMade, if set, is told of each flag set newFlagSet makes: the

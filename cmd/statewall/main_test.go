@@ -2,6 +2,8 @@ package main
 
 import (
 	"bytes"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -104,4 +106,55 @@ func TestUsageErrors(t *testing.T) {
 			t.Errorf("%q: stdout %q, want nothing", tc.args, out)
 		}
 	}
+}
+
+// TestInterleavedFlags: flags may follow the arguments, as in most tools;
+// after "--" everything is an argument.
+func TestInterleavedFlags(t *testing.T) {
+	f := filepath.Join(t.TempDir(), "r.rules")
+	if err := os.WriteFile(f, []byte("pass in proto tcp to port 22\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c1, o1, e1 := statewall(t, "check", "--hooks", "output", "--no-host", f)
+	c2, o2, e2 := statewall(t, "check", f, "--hooks", "output", "--no-host")
+	if c1 != 0 || c1 != c2 || o1 != o2 || e1 != e2 || !strings.Contains(e2, "never matches") {
+		t.Errorf("flags before: %d %q %q\nflags after: %d %q %q", c1, o1, e1, c2, o2, e2)
+	}
+	if code, _, errs := statewall(t, "check", "--no-host", "--", "--hooks"); code != 1 || !strings.Contains(errs, "--hooks") {
+		t.Errorf("after --, --hooks is a file name: exit %d, %q", code, errs)
+	}
+}
+
+// withStdin runs fn with os.Stdin reading the file at path.
+func withStdin(t *testing.T, path string, fn func()) {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	old := os.Stdin
+	os.Stdin = f
+	defer func() { os.Stdin = old }()
+	fn()
+}
+
+// TestStdin: check and replay read standard input for "-".
+func TestStdin(t *testing.T) {
+	f := filepath.Join(t.TempDir(), "r.rules")
+	if err := os.WriteFile(f, []byte("define web = { 80, 443 }\npass proto tcp to port $web\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	withStdin(t, f, func() {
+		if code, out, errs := statewall(t, "check", "--no-host", "-"); code != 0 || out != "pass proto tcp to any port { 80, 443 }\n" {
+			t.Errorf("check -: exit %d, %q, %q", code, out, errs)
+		}
+	})
+	capture := filepath.Join(repoRoot, "testdata", "http-curl-v4.pcap")
+	_, want, _ := statewall(t, "replay", "--rules", f, "--format", "summary", capture)
+	withStdin(t, capture, func() {
+		if code, out, errs := statewall(t, "replay", "--rules", f, "--format", "summary", "-"); code != 0 || out != want {
+			t.Errorf("replay -: exit %d, stderr %q\n got %q\nwant %q", code, errs, out, want)
+		}
+	})
 }

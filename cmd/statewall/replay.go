@@ -13,14 +13,14 @@ import (
 )
 
 func runReplay(args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("replay", "[flags] FILE...", `Replay pcap or pcapng files through the rules and print every packet's
-verdict, with its reason. Files are replayed in order, as one stream: their
-packets share connection state, and their timestamps are the connection
-tracker's clock. That clock never goes back: a packet stamped earlier than
-the latest one seen is decided at the latest time, and the summary counts
-such steps (--strict-time refuses the capture instead). With the hash seed
-fixed (--seed, 1 by default), a replay gives the same output every time,
-full connection tables included.
+	fs := newFlagSet("replay", "[flags] FILE...", `Replay pcap or pcapng files (- for standard input) through the rules and
+print every packet's verdict, with its reason. Files are replayed in order,
+as one stream: their packets share connection state, and their timestamps
+are the connection tracker's clock. That clock never goes back: a packet
+stamped earlier than the latest one seen is decided at the latest time, and
+the summary counts such steps (--strict-time refuses the capture instead).
+With the hash seed fixed (--seed, 1 by default), a replay gives the same
+output every time, full connection tables included.
 
 Modes:
   compare    both engines on every packet; disagreements are marked and

@@ -24,7 +24,7 @@ with its counters, as pfctl -vsr does:
 Packets of known connections (established, related) count for no rule.
 A reload keeps the counts of the rules it did not change.`, stdout)
 	socket := fs.String("socket", daemon.DefaultControlSocket, "control socket `PATH`")
-	asJSON := fs.Bool("json", false, "print JSON")
+	asJSON := jsonFlags(fs)
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}

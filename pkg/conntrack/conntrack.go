@@ -369,18 +369,18 @@ func (t *Table) Live(now int64) int {
 
 // Stats are the table's counters since New.
 type Stats struct {
-	Entries  uint64 // entries now (Len)
-	Inserted uint64 // entries created by Commit
-	Evicted  uint64 // unassured entries dropped to make room (the kernel's early_drop)
-	Refused  uint64 // new connections dropped because the table was full
-	Expired  uint64 // entries reaped after their timeout
-	Deleted  uint64 // entries ended by the protocol (TCP RST, reopen)
-	Invalid  uint64 // packets labelled invalid
-	Clash    uint64 // Commits that found their entry already made by a concurrent packet
-	Restored uint64 // entries loaded from a state file (Load)
+	Entries  uint64 `json:"entries"`  // entries now (Len)
+	Inserted uint64 `json:"inserted"` // entries created by Commit
+	Evicted  uint64 `json:"evicted"`  // unassured entries dropped to make room (the kernel's early_drop)
+	Refused  uint64 `json:"refused"`  // new connections dropped because the table was full
+	Expired  uint64 `json:"expired"`  // entries reaped after their timeout
+	Deleted  uint64 `json:"deleted"`  // entries ended by the protocol (TCP RST, reopen)
+	Invalid  uint64 `json:"invalid"`  // packets labelled invalid
+	Clash    uint64 `json:"clash"`    // Commits that found their entry already made by a concurrent packet
+	Restored uint64 `json:"restored"` // entries loaded from a state file (Load)
 	// Liberal counts TCP packets accepted although out of window, because
 	// their entry was restored or picked up mid-stream (liberal tracking).
-	Liberal uint64
+	Liberal uint64 `json:"liberal"`
 }
 
 // Stats returns the counters. It takes no lock; each counter is exact, the

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/statewall/statewall/pkg/conntrack"
@@ -120,6 +121,10 @@ func newMetrics(d *Daemon) *metrics {
 	m.reg.MustRegister(packets, bytes, m.decodeErrors, m.latency, disagree, m.reloads,
 		&tableCollector{d: d}, &queueCollector{d: d}, logged, logDropped, replies, srcNodes, overloads)
 	m.reg.MustRegister(ruleCollector{m.rules})
+	// The Go runtime, the process (CPU, memory, file descriptors) and the
+	// build (module version, VCS revision), as every Go exporter has them.
+	m.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		collectors.NewBuildInfoCollector())
 	return m
 }
 
@@ -200,7 +205,8 @@ var (
 	descEntries  = prometheus.NewDesc("statewall_conntrack_entries", "Entries in the connection table.", nil, nil)
 	descLimit    = prometheus.NewDesc("statewall_conntrack_limit", "Most entries the table holds (set limit states).", nil, nil)
 	descCTEvents = prometheus.NewDesc("statewall_conntrack_events_total", "Connection-table events: inserted, evicted (early drop of an unassured entry when full), refused (table full), expired, deleted (RST, reopen), invalid packets.", []string{"event"}, nil)
-	descQueue    = prometheus.NewDesc("statewall_queue_packets_total", "Packets per NFQUEUE queue, by what happened: received, accepted, dropped.", []string{"queue", "event"}, nil)
+	descQueue    = prometheus.NewDesc("statewall_queue_packets_total", "Packets statewall received per NFQUEUE queue.", []string{"queue"}, nil)
+	descVerdicts = prometheus.NewDesc("statewall_queue_verdicts_total", "Verdicts sent per NFQUEUE queue, by verdict (accept, drop): they add up to the packets received, less those in flight.", []string{"queue", "verdict"}, nil)
 	descENOBUFS  = prometheus.NewDesc("statewall_queue_enobufs_total", "Receive-buffer overruns per queue: packets the kernel could not hand to statewall (passed with fail-open, else dropped).", []string{"queue"}, nil)
 	descQErrors  = prometheus.NewDesc("statewall_queue_errors_total", "Survived errors per queue.", []string{"queue"}, nil)
 )
@@ -232,6 +238,7 @@ type queueCollector struct{ d *Daemon }
 
 func (c *queueCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- descQueue
+	ch <- descVerdicts
 	ch <- descENOBUFS
 	ch <- descQErrors
 }
@@ -243,9 +250,9 @@ func (c *queueCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	for _, s := range r.Stats() {
 		q := strconv.Itoa(int(s.Queue))
-		ch <- prometheus.MustNewConstMetric(descQueue, prometheus.CounterValue, float64(s.Packets), q, "received")
-		ch <- prometheus.MustNewConstMetric(descQueue, prometheus.CounterValue, float64(s.Accepted), q, "accepted")
-		ch <- prometheus.MustNewConstMetric(descQueue, prometheus.CounterValue, float64(s.Dropped), q, "dropped")
+		ch <- prometheus.MustNewConstMetric(descQueue, prometheus.CounterValue, float64(s.Packets), q)
+		ch <- prometheus.MustNewConstMetric(descVerdicts, prometheus.CounterValue, float64(s.Accepted), q, "accept")
+		ch <- prometheus.MustNewConstMetric(descVerdicts, prometheus.CounterValue, float64(s.Dropped), q, "drop")
 		ch <- prometheus.MustNewConstMetric(descENOBUFS, prometheus.CounterValue, float64(s.ENOBUFS), q)
 		ch <- prometheus.MustNewConstMetric(descQErrors, prometheus.CounterValue, float64(s.Errors), q)
 	}

@@ -154,11 +154,20 @@ func (d *Daemon) Reload() ([]rules.Warning, error) {
 		d.life.reloadErr = err
 		return nil, err
 	}
-	d.life.badRules, d.life.reloadErr = nil, nil
-	if rs.LimitStates != d.limit || rs.Timeouts != d.timeouts || rs.LimitSrcNodes != d.srcLimit || rs.SrcTrack != d.srcTrack {
-		d.log.Warn("reload: `set limit` and `set timeout` take effect at the next start; the connection table and source nodes keep their sizes and timeouts",
-			"limit", d.limit)
+	if what := fixedSettings(rs, d); what != "" {
+		if d.life.badRules == nil {
+			// Not applied silently: the table's size and timeouts are
+			// fixed at its start, and a reload that seemed to change them
+			// would leave the operator believing they had.
+			err := fmt.Errorf("%s changes %s, which take effect only when statewall starts (the connection table keeps its size and timeouts): restart it to apply them, or put the old values back to reload the rest", d.cfg.RulesFile, what)
+			d.m.reloads.WithLabelValues("error").Inc()
+			d.log.Error("reload rejected, old ruleset still enforced", "err", err)
+			d.life.reloadErr = err
+			return nil, err
+		}
+		d.log.Warn("reload after a start with a bad rules file: "+what+" take effect at the next start", "file", d.cfg.RulesFile)
 	}
+	d.life.badRules, d.life.reloadErr = nil, nil
 	ws := d.lint(rs)
 	d.raw, d.tables = rs, tabs
 	d.bindLocked()
@@ -166,6 +175,22 @@ func (d *Daemon) Reload() ([]rules.Warning, error) {
 	d.m.reloads.WithLabelValues("ok").Inc()
 	d.log.Info("ruleset reloaded", "file", d.cfg.RulesFile, "rules", len(rs.Rules))
 	return ws, nil
+}
+
+// fixedSettings names the settings of rs that differ from those the
+// daemon started with and that a reload cannot change: "" when none.
+func fixedSettings(rs *rules.Ruleset, d *Daemon) string {
+	var what []string
+	if rs.LimitStates != d.limit {
+		what = append(what, fmt.Sprintf("set limit states (%d, running %d)", rs.LimitStates, d.limit))
+	}
+	if rs.LimitSrcNodes != d.srcLimit {
+		what = append(what, fmt.Sprintf("set limit src-nodes (%d, running %d)", rs.LimitSrcNodes, d.srcLimit))
+	}
+	if rs.Timeouts != d.timeouts || rs.SrcTrack != d.srcTrack {
+		what = append(what, "set timeout")
+	}
+	return strings.Join(what, " and ")
 }
 
 // lint logs and returns rs's warnings for the daemon's hooks and the

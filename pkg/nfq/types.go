@@ -215,18 +215,18 @@ func (c QueueConfig) normalize() (QueueConfig, error) {
 
 // Stats are the counters of one queue since Open.
 type Stats struct {
-	Queue    uint16
-	Packets  uint64 // handed to the Handler
-	Accepted uint64 // verdicts sent
-	Dropped  uint64
+	Queue    uint16 `json:"queue"`
+	Packets  uint64 `json:"packets"`  // handed to the Handler
+	Accepted uint64 `json:"accepted"` // verdicts sent
+	Dropped  uint64 `json:"dropped"`
 	// ENOBUFS counts receive-buffer overruns the kernel reported. Each may
 	// stand for several packets, which the kernel accepted (FailOpen) or
 	// dropped without queueing them: none of them awaits a verdict.
-	ENOBUFS uint64
+	ENOBUFS uint64 `json:"enobufs"`
 	// Errors counts everything else that went wrong and was survived:
 	// messages that were not packets, verdicts the kernel refused or that
 	// could not be sent, receive errors.
-	Errors uint64
+	Errors uint64 `json:"errors"`
 }
 
 // DivertConfig says which packets Install diverts to which queues. The zero

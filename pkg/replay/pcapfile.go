@@ -29,9 +29,12 @@ type source struct {
 var errNotCapture = errors.New("not a pcap or pcapng file")
 
 func openSource(name string) (*source, error) {
-	f, err := os.Open(name)
-	if err != nil {
-		return nil, err
+	f := os.Stdin // "-": a capture piped in (tcpdump -w - | statewall replay ... -)
+	if name != "-" {
+		var err error
+		if f, err = os.Open(name); err != nil {
+			return nil, err
+		}
 	}
 	br := bufio.NewReaderSize(f, 1<<16)
 	magic, err := br.Peek(4)
