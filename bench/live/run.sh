@@ -179,10 +179,10 @@ start_cfg() {
 			--netns "$R" --socket "$work/sw.sock" --log-level warn >>"$work/statewall.log" 2>&1 &
 		cfg_pid=$!
 		for i in $(seq 100); do
-			nsx "$R" iptables -S FORWARD 2>/dev/null | grep -q STATEWALL && break
+			nsx "$R" iptables -t mangle -S FORWARD 2>/dev/null | grep -q STATEWALL && break
 			sleep 0.1
 		done
-		nsx "$R" iptables -S FORWARD | grep -q STATEWALL || { log "statewall did not start"; tail "$work/statewall.log" >&2; return 1; }
+		nsx "$R" iptables -t mangle -S FORWARD | grep -q STATEWALL || { log "statewall did not start"; tail "$work/statewall.log" >&2; return 1; }
 		;;
 	*) log "unknown configuration $cfg"; return 1 ;;
 	esac

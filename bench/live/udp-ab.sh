@@ -67,7 +67,7 @@ for rep in $(seq "$REPS"); do
 				--queues 0 --netns "$R" --socket "$W/sw.sock" --log-level warn >>"$W/sw.log" 2>&1 &
 			pid=$!
 			for i in $(seq 100); do
-				ip netns exec "$R" iptables -S FORWARD 2>/dev/null | grep -q STATEWALL && break
+				ip netns exec "$R" iptables -t mangle -S FORWARD 2>/dev/null | grep -q STATEWALL && break
 				sleep 0.1
 			done
 		fi
