@@ -47,7 +47,8 @@ func (h Hook) String() string {
 	return "hook(" + strconv.Itoa(int(h)) + ")"
 }
 
-// chain is the built-in filter chain of the hook.
+// chain is the name of the hook's built-in chain (INPUT, OUTPUT, FORWARD), in
+// the table Hook.table names (rules.go).
 func (h Hook) chain() string { return strings.ToUpper(h.String()) }
 
 func (h Hook) valid() bool { return h >= HookInput && h <= HookOutput }
