@@ -23,7 +23,7 @@ func init() {
 		{"replay", "[flags] FILE...", "judge every packet of pcap/pcapng files, stateless and stateful, and compare", runReplay},
 		{"run", "--rules FILE [flags]", "run the firewall on this host: divert to NFQUEUE and enforce (root)", runRun},
 		{"status", "[flags]", "show the running daemon's mode, ruleset and counters", runStatus},
-		{"conntrack", "[flags]", "list the running daemon's tracked connections", runConntrack},
+		{"conntrack", "[flags]", "list, delete or flush the running daemon's connections, or follow their events (--events)", runConntrack},
 		{"rules", "[flags]", "show the running daemon's rules with their counters (evaluations, packets, bytes, states)", runRules},
 		{"reload", "[flags]", "make the running daemon reload its rules file", runReload},
 		{"table", "[flags] [NAME [OP] [ADDR...]]", "list, show, test or change the running daemon's tables at run time", runTable},
