@@ -11,27 +11,35 @@
 // mutation (Add, Delete, Replace, Flush) takes the table's mutex, so one
 // runs at a time, derives the next version and stores the pointer.
 //
-// A version keeps the single addresses (IPv4 /32, IPv6 /128: most of a
-// large blocklist) in two open-addressing hash sets, one a family, and
-// the shorter prefixes in a github.com/gaissmai/bart Lite (the smallest
-// of bart's three tables: BenchmarkBartVariants). A lookup probes the
-// hash set of its family, usually one cache line, and walks bart only
-// when the version holds a shorter prefix of that family; Test returns
-// the host entry before asking bart, since no entry is longer. A hit in
-// a spread-out 1M-entry bart walks three or four nodes, each a cache
-// miss; the hash probe cut spread-out IPv4 hits from ~100 to ~25 ns
-// (hosts.go has the design):
+// A version keeps, per family, the single addresses (IPv4 /32, IPv6
+// /128: most of a large blocklist) in an open-addressing hash set, and
+// the shorter prefixes in a hash set per length while the family has at
+// most four lengths (IPv6: all of them /64 or shorter), keyed by the
+// address's top bits; a family with more keeps them in a
+// github.com/gaissmai/bart Lite (the smallest of bart's three tables:
+// BenchmarkBartVariants). Typical blocklists (hosts, /24s, a few /16s)
+// never walk a tree. A lookup probes the host set of its family, then
+// each length's set, longest first, each probe usually one cache line;
+// Test returns the first hit, the longest entry. Large IPv4 tables also
+// keep a bitmap of the address blocks their entries touch, which ends
+// most misses before any probe (filter.go). A hit in a spread-out
+// 1M-entry bart walks three or four nodes, each a cache miss: the hash
+// sets cut spread-out IPv4 hits from ~100 ns to ~16 and IPv6 ones from
+// ~100 to ~50 (hosts.go and prefixes.go have the design):
 //
-//   - Add copies the host set of each family it adds to (a memory copy,
-//     8 MiB for 1M IPv4 hosts, or a rehash when it must grow) and merges
-//     the prefixes in with one copy-on-write union of bart tables: only
-//     the nodes on the touched paths are cloned, the rest are shared with
-//     the old version.
-//   - Delete copies the host sets it changes and removes from the copy;
-//     it removes few prefixes by copy-on-write steps, many (more than
-//     1/128 of them) from a full clone of bart (see deleteCloneRatio).
+//   - Add copies each hash set it adds to (a memory copy, 4 MiB for 1M
+//     IPv4 hosts, or a rehash when it must grow) and inserts into the
+//     copies; in a family in bart, it merges the prefixes in with one
+//     copy-on-write union of bart tables, which clones only the nodes on
+//     the touched paths. A family that passes four lengths moves to bart
+//     once, a pass over its prefixes.
+//   - Delete copies the hash sets it changes and removes from the
+//     copies; in bart, it removes few prefixes by copy-on-write steps,
+//     many (more than 1/128 of them) from a full clone (see
+//     deleteCloneRatio). A family in bart stays there until Replace.
 //   - Replace builds the new version on its own, outside the lock, and
-//     swaps it in; Flush swaps in the empty table.
+//     swaps it in; Flush swaps in the empty table. Load builds a table
+//     straight from a file, without the parsed []netip.Prefix.
 //
 // Readers that loaded the old version finish on it; the garbage collector
 // frees it. Once a mutation returns, every lookup that starts after sees
@@ -76,26 +84,26 @@
 // Measured on the 2-core development VM (AMD EPYC, 2 MiB L2), with
 // 1M entries of 40% IPv4 /32, 10% IPv4 /24, 25% IPv6 /64 and 25% IPv6
 // /128 spread over the address space; bench/results/table.md has the
-// runs, the command and the numbers before the host sets.
+// runs, the commands and the numbers of the earlier designs (all in
+// bart; hosts in hash sets and the rest in bart).
 //
-//   - Load (Parse of the 1M-line text and New): 0.42-0.45 s (0.77 and
-//     1.18 s in runs beside other jobs). The table then keeps 33 MiB of
-//     heap (bart alone kept 62); the peak, with the parsed slice, is
-//     66 MiB. Replace with another 1M entries: 0.17-0.20 s.
-//   - Contains, ns, 0 allocs, hit/miss: 10 entries 14-19/13-20 (v4) and
-//     26-28/27-36 (v6); 1M 23-27/46-54 and 94-123/66-74. On a hot set of
-//     1024 addresses a 1M-table hit costs 20-21 (v4) and 46-85 (v6) ns.
-//     v4 hits, now a probe, beat bart's 96-109 ns; v6 hits gain less, as
-//     half of the v6 entries are /64s that still walk bart, and v6
-//     misses lose ~30 ns to the probe of an 8 MiB set that bart's
-//     shallow misses did not pay. pkg/rules' BenchmarkMatchTable, the
-//     issue's measure (IPv4), puts a 1M table at +25 ns for hot hits,
-//     +32 for misses and +52 for hits spread over it, medians.
+//   - Load: Parse of the 1M-line text and New 0.29-0.33 s, Load
+//     0.24-0.27 s. The table keeps 17.5 MiB (33 with the prefixes in
+//     bart, 62 all in bart). The peak is 19 MiB with Load, 52 with New
+//     given Parse's slice (33 MiB of it, held by the caller). Replace
+//     with another 1M entries: 45-65 ms.
+//   - Contains, ns, 0 allocs, hit/miss: 10 entries 14/14-16 (v4) and
+//     27-30/29-31 (v6); 1M 16-17/16-17 (v4) and 46-52/59-60 (v6), against
+//     25-31/51-76 and 98-106/70-76 with the prefixes in bart. On a hot
+//     set of 1024 addresses a 1M-table hit costs 15-16 (v4) and 35-39
+//     (v6) ns. pkg/rules' BenchmarkMatchTable, the measure
+//     (IPv4), puts a 1M table at +21 ns for misses, +27 for hot hits and
+//     +46 for hits spread over it (medians, on a busy VM; the earlier
+//     design +40, +31, +53 in the same runs). The IPv4 filter makes
+//     those misses cheap and spread hits dearer: without it, +61 and +25.
 //   - Add of 10k new entries to a 1M-entry table while a goroutine looks
-//     up without pause: 17-40 ms on average, worst of 20 between 35 and
-//     106 ms (once 253 ms, with other jobs on both cores); most of it
-//     is the bart union of the 5k prefixes and the GC work charged to
-//     it. bart alone took 17-70 ms, worst 35-223 ms, in the same runs.
-//   - Delete of 10k from 1M: 24-42 ms (bart alone 62-340 ms;
-//     BenchmarkDelete).
+//     up without pause: 3-10 ms on average, worst of 20 between 9 and
+//     40 ms: copies of the hash sets, no bart union (the earlier design
+//     8-30, worst 31-71, in the same runs).
+//   - Delete of 10k from 1M: 8-16 ms (BenchmarkDelete).
 package table

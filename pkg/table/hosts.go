@@ -7,8 +7,9 @@ import (
 )
 
 // Host sets: the single-address entries (IPv4 /32, IPv6 /128), which are
-// most of a large blocklist, kept apart from the prefixes in open-
-// addressing hash sets of fixed-size keys. A hit in a spread-out 1M-entry
+// most of a large blocklist, in open-addressing hash sets of fixed-size
+// keys; the same sets (intSet) hold the prefixes of each length while a
+// family has few (prefixes.go). A hit in a spread-out 1M-entry
 // bart table walks three or four nodes, each a cache miss; a hit or miss
 // here reads one slot, one cache line in the common case. The slots hold
 // no pointers, so the garbage collector never scans them, and they take
@@ -33,8 +34,8 @@ import (
 // as for random keys. Each set draws its seed when it is made or grows.
 //
 // Measured (bench/results/table.md): a 1M-entry table of the benchmark
-// mix keeps 33 MiB against bart's 62, loads in 0.43 s against 0.69, and
-// a spread-out IPv4 hit costs ~25 ns against ~100.
+// mix kept 33 MiB with its hosts here and its prefixes in bart, against
+// bart's 62, and a spread-out IPv4 host hit cost ~25 ns against ~100.
 
 // maxLoadShift bounds the load: a set of n keys has at least n<<1 slots.
 const maxLoadShift = 1
@@ -59,20 +60,21 @@ func finish(x uint64) uint64 {
 	return x * 0x9e3779b97f4a7c15
 }
 
-// hosts4 is a set of IPv4 addresses as big-endian uint32s.
-type hosts4 struct {
-	slots []uint32 // len a power of two, or 0 when only zero may be set
-	shift uint     // 64 - log2(len(slots))
+// intSet is a set of integer keys: IPv4 addresses as big-endian
+// uint32s (the hosts, set32), and the keys of the prefix sets (prefixes.go).
+type intSet[K uint32 | uint64] struct {
+	slots []K  // len a power of two, or 0 when only zero may be set
+	shift uint // 64 - log2(len(slots))
 	seed  uint64
 	n     int // keys, zero included
 	zero  bool
 }
 
-func (s *hosts4) home(k uint32) uint {
+func (s *intSet[K]) home(k K) uint {
 	return uint(finish(uint64(k)*s.seed) >> s.shift)
 }
 
-func (s *hosts4) has(k uint32) bool {
+func (s *intSet[K]) has(k K) bool {
 	if k == 0 {
 		return s.zero
 	}
@@ -92,7 +94,7 @@ func (s *hosts4) has(k uint32) bool {
 
 // clone returns an unshared copy with room for extra more keys (extra >=
 // 0). It copies the slots when they are enough, else rehashes into more.
-func (s *hosts4) clone(extra int) hosts4 {
+func (s *intSet[K]) clone(extra int) intSet[K] {
 	if len(s.slots) >= slotsFor(s.n+extra) || extra == 0 {
 		c := *s
 		c.slots = slices.Clone(s.slots)
@@ -103,8 +105,8 @@ func (s *hosts4) clone(extra int) hosts4 {
 
 // rehash returns an unshared copy with slots for n keys (n >= s.n) and a
 // new seed.
-func (s *hosts4) rehash(n int) hosts4 {
-	c := hosts4{zero: s.zero, n: boolInt(s.zero)}
+func (s *intSet[K]) rehash(n int) intSet[K] {
+	c := intSet[K]{zero: s.zero, n: boolInt(s.zero)}
 	c.init(n)
 	for _, k := range s.slots {
 		if k != 0 {
@@ -116,22 +118,22 @@ func (s *hosts4) rehash(n int) hosts4 {
 
 // shrink rehashes s, unshared, into fewer slots when deletes left it
 // using less than an eighth of them.
-func (s *hosts4) shrink() {
+func (s *intSet[K]) shrink() {
 	if len(s.slots) > 16 && len(s.slots) > 4*slotsFor(s.n) {
 		*s = s.rehash(s.n)
 	}
 }
 
-func (s *hosts4) init(n int) {
+func (s *intSet[K]) init(n int) {
 	sz := slotsFor(n)
-	s.slots = make([]uint32, sz)
+	s.slots = make([]K, sz)
 	s.shift = uint(64 - bits.TrailingZeros(uint(sz)))
 	s.seed = newSeed()
 }
 
 // add inserts k and reports whether it was new. Precondition: s is
 // unshared and has room (made by clone or init for enough keys).
-func (s *hosts4) add(k uint32) bool {
+func (s *intSet[K]) add(k K) bool {
 	if k == 0 {
 		if s.zero {
 			return false
@@ -155,7 +157,7 @@ func (s *hosts4) add(k uint32) bool {
 
 // remove deletes k and reports whether it was there. Precondition: s is
 // unshared.
-func (s *hosts4) remove(k uint32) bool {
+func (s *intSet[K]) remove(k K) bool {
 	if k == 0 {
 		if !s.zero {
 			return false
@@ -187,26 +189,14 @@ func (s *hosts4) remove(k uint32) bool {
 	return true
 }
 
-// sorted returns the keys in ascending order.
-func (s *hosts4) sorted() []uint32 {
-	out := make([]uint32, 0, s.n)
-	if s.zero {
-		out = append(out, 0)
-	}
-	for _, k := range s.slots {
-		if k != 0 {
-			out = append(out, k)
-		}
-	}
-	slices.Sort(out)
-	return out
-}
+// set32 is a set of IPv4 addresses as big-endian uint32s.
+type set32 = intSet[uint32]
 
 // key6 is an IPv6 address as two big-endian halves.
 type key6 struct{ hi, lo uint64 }
 
-// hosts6 is a set of IPv6 addresses; see hosts4, which it mirrors.
-type hosts6 struct {
+// set128 is a set of IPv6 addresses; see intSet, which it mirrors.
+type set128 struct {
 	slots        []key6
 	shift        uint
 	seedH, seedL uint64
@@ -214,11 +204,11 @@ type hosts6 struct {
 	zero         bool
 }
 
-func (s *hosts6) home(k key6) uint {
+func (s *set128) home(k key6) uint {
 	return uint(finish(k.hi*s.seedH+k.lo*s.seedL) >> s.shift)
 }
 
-func (s *hosts6) has(k key6) bool {
+func (s *set128) has(k key6) bool {
 	if k == (key6{}) {
 		return s.zero
 	}
@@ -236,7 +226,7 @@ func (s *hosts6) has(k key6) bool {
 	}
 }
 
-func (s *hosts6) clone(extra int) hosts6 {
+func (s *set128) clone(extra int) set128 {
 	if len(s.slots) >= slotsFor(s.n+extra) || extra == 0 {
 		c := *s
 		c.slots = slices.Clone(s.slots)
@@ -247,8 +237,8 @@ func (s *hosts6) clone(extra int) hosts6 {
 
 // rehash returns an unshared copy with slots for n keys (n >= s.n) and a
 // new seed.
-func (s *hosts6) rehash(n int) hosts6 {
-	c := hosts6{zero: s.zero, n: boolInt(s.zero)}
+func (s *set128) rehash(n int) set128 {
+	c := set128{zero: s.zero, n: boolInt(s.zero)}
 	c.init(n)
 	for _, k := range s.slots {
 		if k != (key6{}) {
@@ -260,20 +250,20 @@ func (s *hosts6) rehash(n int) hosts6 {
 
 // shrink rehashes s, unshared, into fewer slots when deletes left it
 // using less than an eighth of them.
-func (s *hosts6) shrink() {
+func (s *set128) shrink() {
 	if len(s.slots) > 16 && len(s.slots) > 4*slotsFor(s.n) {
 		*s = s.rehash(s.n)
 	}
 }
 
-func (s *hosts6) init(n int) {
+func (s *set128) init(n int) {
 	sz := slotsFor(n)
 	s.slots = make([]key6, sz)
 	s.shift = uint(64 - bits.TrailingZeros(uint(sz)))
 	s.seedH, s.seedL = newSeed(), newSeed()
 }
 
-func (s *hosts6) add(k key6) bool {
+func (s *set128) add(k key6) bool {
 	if k == (key6{}) {
 		if s.zero {
 			return false
@@ -295,7 +285,7 @@ func (s *hosts6) add(k key6) bool {
 	}
 }
 
-func (s *hosts6) remove(k key6) bool {
+func (s *set128) remove(k key6) bool {
 	if k == (key6{}) {
 		if !s.zero {
 			return false
@@ -323,18 +313,4 @@ func (s *hosts6) remove(k key6) bool {
 	s.slots[i] = key6{}
 	s.n--
 	return true
-}
-
-func (s *hosts6) sorted() []key6 {
-	out := make([]key6, 0, s.n)
-	if s.zero {
-		out = append(out, key6{})
-	}
-	for _, k := range s.slots {
-		if k != (key6{}) {
-			out = append(out, k)
-		}
-	}
-	slices.SortFunc(out, cmpKey6)
-	return out
 }

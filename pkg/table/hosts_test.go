@@ -13,8 +13,8 @@ import (
 func TestHostSetsAgainstMap(t *testing.T) {
 	r := rand.New(rand.NewPCG(5, 5))
 	key := func() uint32 { return uint32(r.IntN(3000)) - 100 } // wraps: 0 and 2^32-100.. included
-	var s hosts4
-	var s6 hosts6
+	var s set32
+	var s6 set128
 	want := map[uint32]bool{}
 	for round := range 300 {
 		// A batch of adds or deletes into an unshared copy, as a mutation.
@@ -68,7 +68,17 @@ func TestHostSetsAgainstMap(t *testing.T) {
 		keys = append(keys, x)
 	}
 	slices.Sort(keys)
-	if got := s.sorted(); !slices.Equal(got, keys) {
+	var got []uint32
+	if s.zero {
+		got = append(got, 0)
+	}
+	for _, k := range s.slots {
+		if k != 0 {
+			got = append(got, k)
+		}
+	}
+	slices.Sort(got)
+	if !slices.Equal(got, keys) || s.n != len(keys) {
 		t.Fatalf("sorted: %d keys, want %d", len(got), len(keys))
 	}
 }
@@ -77,8 +87,8 @@ func TestHostSetsAgainstMap(t *testing.T) {
 // host by host, must not make long probe runs (plain multiply-shift
 // hashing does with linear probing).
 func TestHostSetsSpreadRuns(t *testing.T) {
-	var s hosts4
-	var s6 hosts6
+	var s set32
+	var s6 set128
 	const n = 1 << 16
 	s.init(n)
 	s6.init(n)
@@ -108,16 +118,43 @@ func TestHostSetsSpreadRuns(t *testing.T) {
 
 // A table against a plain model, through every mutation, with hosts and
 // prefixes of both families that nest: Contains and Test (the longest
-// entry, a host beating the prefixes around it), Len and Prefixes.
+// entry, a host beating the prefixes around it), Len and Prefixes. The
+// menus of lengths keep both families in hash sets, or push them past
+// maxLens (or, for IPv6, past /64) into bart and back on Replace.
 func TestTableAgainstModel(t *testing.T) {
+	for _, menu := range []struct {
+		name   string
+		v4, v6 []int
+	}{
+		{"sets", []int{32, 32, 32, 30, 24, 16}, []int{128, 128, 128, 64, 56, 48}},
+		{"bart", []int{32, 32, 32, 31, 28, 24, 20, 16, 8, 0}, []int{128, 128, 128, 126, 64, 48}},
+		{"mixed", []int{32, 32, 32, 32, 32, 32, 31, 28, 24, 20, 16, 0}, []int{128, 128, 64, 48, 32, 16, 8, 0}},
+	} {
+		t.Run(menu.name, func(t *testing.T) {
+			inBart := testAgainstModel(t, menu.v4, menu.v6)
+			// Which ways the families went: sets only, or both ways.
+			if want := menu.name != "sets"; inBart[0] != want || inBart[1] != want {
+				t.Errorf("some version kept prefixes in bart: v4 %v, v6 %v; want %v", inBart[0], inBart[1], want)
+			}
+		})
+	}
+}
+
+// testAgainstModel reports whether a version had IPv4, IPv6 prefixes in
+// bart.
+func testAgainstModel(t *testing.T, lens4, lens6 []int) (inBart [2]bool) {
 	r := rand.New(rand.NewPCG(9, 9))
 	entry := func() netip.Prefix {
-		if r.IntN(2) == 0 {
-			a := netip.AddrFrom4([4]byte{198, 18, byte(r.IntN(4)), byte(r.IntN(8))})
-			return netip.PrefixFrom(a, []int{32, 32, 32, 30, 24, 16}[r.IntN(6)]).Masked()
+		first := byte(198)
+		if r.IntN(8) == 0 {
+			first = 0 // zero keys: 0.0.0.0, ::
 		}
-		a := netip.AddrFrom16([16]byte{0xfd, 0, 0x01, 0x98, 0, 0x18, 8: byte(r.IntN(4)), 15: byte(r.IntN(8))})
-		return netip.PrefixFrom(a, []int{128, 128, 128, 126, 64, 48}[r.IntN(6)]).Masked()
+		if r.IntN(2) == 0 {
+			a := netip.AddrFrom4([4]byte{first, 18 * (first / 198), byte(r.IntN(4)), byte(r.IntN(8))})
+			return netip.PrefixFrom(a, lens4[r.IntN(len(lens4))]).Masked()
+		}
+		a := netip.AddrFrom16([16]byte{0xfd * (first / 198), 0, 0x01, 0x98, 0, 0x18, 8: byte(r.IntN(4)), 15: byte(r.IntN(8))})
+		return netip.PrefixFrom(a, lens6[r.IntN(len(lens6))]).Masked()
 	}
 	model := map[netip.Prefix]bool{}
 	tb := mustNew(t, Config{})
@@ -160,6 +197,14 @@ func TestTableAgainstModel(t *testing.T) {
 				model[p] = true
 			}
 		}
+		v := tb.load()
+		inBart[0] = inBart[0] || v.p4.nets != nil
+		inBart[1] = inBart[1] || v.p6.nets != nil
+		for p := range model {
+			if !v.Get(p) {
+				t.Fatalf("round %d: Get(%s) = false", round, p)
+			}
+		}
 		if tb.Len() != len(model) {
 			t.Fatalf("round %d: Len %d, want %d", round, tb.Len(), len(model))
 		}
@@ -176,7 +221,7 @@ func TestTableAgainstModel(t *testing.T) {
 		if got := tb.Prefixes(); !slices.Equal(got, want) {
 			t.Fatalf("round %d: Prefixes\n got %v\nwant %v", round, got, want)
 		}
-		for _, a := range []netip.Addr{entry().Addr(), entry().Addr(), netip.AddrFrom4([4]byte{198, 18, 1, 3}), netip.IPv6Unspecified()} {
+		for _, a := range []netip.Addr{entry().Addr(), entry().Addr(), netip.AddrFrom4([4]byte{198, 18, 1, 3}), netip.IPv6Unspecified(), netip.IPv4Unspecified()} {
 			var best netip.Prefix
 			for p := range model {
 				if p.Contains(a) && p.Bits() > best.Bits() {
@@ -192,4 +237,5 @@ func TestTableAgainstModel(t *testing.T) {
 			}
 		}
 	}
+	return inBart
 }

@@ -150,3 +150,37 @@ func TestParseAddrs(t *testing.T) {
 		t.Errorf("got %v, %v; want nil and an error naming 198.18.0.256", ps, err)
 	}
 }
+
+// LoadFile makes the table New makes of what ParseFile returns, and
+// refuses what they refuse.
+func TestLoadFile(t *testing.T) {
+	ps, err := ParseFile("testdata/blocklist.txt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, err := New(Config{}, ps)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := LoadFile(Config{Name: "bl"}, "testdata/blocklist.txt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Name() != "bl" || !slices.Equal(got.Prefixes(), want.Prefixes()) {
+		t.Errorf("LoadFile: %s %v, want %v", got.Name(), got.Prefixes(), want.Prefixes())
+	}
+	_, err = LoadFile(Config{}, "testdata/bad.txt")
+	if want := `testdata/bad.txt:3: "198.18.0.300" is not an address or prefix`; err == nil || err.Error() != want {
+		t.Errorf("bad file: err = %v, want %s", err, want)
+	}
+	_, err = LoadFile(Config{Limit: 7}, "testdata/blocklist.txt") // 8 distinct entries
+	if !errors.Is(err, ErrLimit) {
+		t.Errorf("over the limit: err = %v, want ErrLimit", err)
+	}
+	if _, err := Load(Config{Limit: -1}, "x", strings.NewReader("")); !errors.Is(err, ErrInvalid) {
+		t.Errorf("negative limit: err = %v, want ErrInvalid", err)
+	}
+	if _, err := LoadFile(Config{}, "testdata/missing.txt"); err == nil {
+		t.Error("missing file: no error")
+	}
+}

@@ -7,16 +7,14 @@ import (
 	"slices"
 	"sync"
 	"sync/atomic"
-
-	"github.com/gaissmai/bart"
 )
 
 // DefaultLimit is the number of entries a table may hold when its
 // Config.Limit is zero: 4 Mi (4,194,304). A 1M-entry table keeps about
-// 33 MiB (bench/results/table.md's mix; a table of hosts only, 8-16 MiB
-// for 1M IPv4 hosts), so a table at this limit keeps at most about
-// 250 MiB (bart with 4Mi prefixes); an operator who
-// needs more says so in the rules file.
+// 17 MiB (bench/results/table.md's mix, all in hash sets; 4-8 MiB for
+// 1M IPv4 hosts), so a table at this limit keeps at most about 250 MiB
+// (bart with 4Mi prefixes of many lengths); an operator who needs more
+// says so in the rules file.
 const DefaultLimit = 1 << 22
 
 // Errors that mutations wrap in an *Error; test for them with errors.Is.
@@ -69,7 +67,7 @@ type Config struct {
 type Table struct {
 	cfg Config
 	// cur is the published version. It is never modified once stored:
-	// mutations derive a new version, copying the host sets they change
+	// mutations derive a new version, copying the hash sets they change
 	// and the bart nodes on the paths they touch (the rest is shared),
 	// or build one afresh. nil means empty.
 	cur atomic.Pointer[version]
@@ -84,7 +82,7 @@ type Table struct {
 
 // empty stands for a nil cur. Nothing mutates it: the persistent
 // operations leave their receiver unchanged.
-var empty = &version{nets: new(bart.Lite)}
+var empty = new(version)
 
 // New returns a table with cfg and the entries ps (masked; duplicates
 // count once). It fails if a prefix is invalid, if cfg.Limit is negative
@@ -131,9 +129,10 @@ func (t *Table) load() *version {
 
 // Contains reports whether a is inside an entry of the table, and counts
 // the lookup in Stats. It is the packet path: it does not lock or
-// allocate, and costs one probe of a hash set of the single addresses,
-// a bart lookup when the table has shorter prefixes of a's family, and
-// one uncontended atomic add (see the package comment for the numbers).
+// allocate, and costs one probe of the hash set of the single addresses
+// of a's family, one probe of each prefix length the family holds (or a
+// bart lookup when it holds more than maxLens lengths), and one
+// uncontended atomic add (see the package comment for the numbers).
 //
 // Addresses follow net/netip: an IPv4 address matches only IPv4 entries
 // and an IPv6 one, IPv4-mapped IPv6 (::ffff:198.18.0.1) included, only
@@ -166,12 +165,7 @@ func (t *Table) Test(a netip.Addr) (netip.Prefix, bool) {
 	if !a.IsValid() {
 		return netip.Prefix{}, false
 	}
-	a = a.WithZone("")
-	v := t.load()
-	if v.hasHost(a) { // a host is the longest possible match
-		return netip.PrefixFrom(a, a.BitLen()), true
-	}
-	return v.nets.LookupPrefixLPM(netip.PrefixFrom(a, a.BitLen()))
+	return t.load().lookup(a.WithZone(""))
 }
 
 // Len is the number of entries.
@@ -188,11 +182,11 @@ func (t *Table) Prefixes() []netip.Prefix {
 // table or an addition that would pass the limit changes nothing and
 // returns an *Error.
 //
-// New single addresses go into a copy of the family's host set (a memory
-// copy: 8 MiB for 1M IPv4 hosts); prefixes go in with one copy-on-write
-// union of bart tables, which clones only the nodes on the paths it
-// touches. 10k entries into a 1M-entry table take 17-40 ms, most of it
-// the union (BenchmarkAddWhileReading).
+// Add copies the hash sets it adds to (a memory copy: 4 MiB for 1M IPv4
+// hosts) and inserts into the copies; in a family whose prefixes are in
+// bart, it merges them in with one copy-on-write union, which clones only
+// the nodes on the paths it touches. 10k entries into a 1M-entry table
+// take a few ms (BenchmarkAddWhileReading).
 func (t *Table) Add(ps []netip.Prefix) (int, error) {
 	if t.cfg.Const {
 		return 0, t.constErr()
@@ -200,23 +194,15 @@ func (t *Table) Add(ps []netip.Prefix) (int, error) {
 	if err := t.validate(ps); err != nil {
 		return 0, err
 	}
-	var b batch
-	nets := new(bart.Lite)
-	b.split(ps, func(p netip.Prefix) { nets.Insert(p) })
-	b.dedupe()
+	b := new(batch)
+	for _, p := range ps {
+		b.add(p)
+	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	cur := t.load()
 	// Count first: a refused Add must not cost a copy of the table.
-	b.h4 = slices.DeleteFunc(b.h4, cur.h4.has)
-	b.h6 = slices.DeleteFunc(b.h6, cur.h6.has)
-	var newNets []netip.Prefix
-	for p := range nets.All() {
-		if !cur.nets.Get(p) {
-			newNets = append(newNets, p)
-		}
-	}
-	added := len(b.h4) + len(b.h6) + len(newNets)
+	added := b.keep(cur, false)
 	if added == 0 {
 		return 0, nil
 	}
@@ -225,6 +211,24 @@ func (t *Table) Add(ps []netip.Prefix) (int, error) {
 			Msg: fmt.Sprintf("adding %d entries would pass the limit of %d (it has %d)", added, limit, have)}
 	}
 	next := *cur
+	// The filter: marked in a copy while it has blocks fine enough for
+	// the grown family, else remade once the entries are in.
+	n4 := len(b.h4) + b.p4.count()
+	remake := false
+	if n4 > 0 {
+		size := next.h4.n + next.p4.size() + n4
+		if remake = cur.f4.words == nil || filterBits(size) > 32-cur.f4.shift+1; !remake {
+			next.f4.words = slices.Clone(cur.f4.words)
+			for _, k := range b.h4 {
+				next.f4.mark(k, 32)
+			}
+			for bits, ks := range b.p4 {
+				for _, k := range ks {
+					next.f4.mark(k<<(32-bits), bits)
+				}
+			}
+		}
+	}
 	if len(b.h4) > 0 {
 		next.h4 = cur.h4.clone(len(b.h4))
 		for _, k := range b.h4 {
@@ -237,9 +241,10 @@ func (t *Table) Add(ps []netip.Prefix) (int, error) {
 			next.h6.add(k)
 		}
 	}
-	if len(newNets) > 0 {
-		next.nets = cur.nets.UnionPersist(nets)
-		next.setNets()
+	next.p4.add(fam4, &b.p4, nil, b.step)
+	next.p6.add(fam6, &b.p6, b.long6, b.step)
+	if remake {
+		next.f4 = next.filter4()
 	}
 	t.cur.Store(&next)
 	return added, nil
@@ -248,6 +253,11 @@ func (t *Table) Add(ps []netip.Prefix) (int, error) {
 // Delete removes the entries ps (masked; exact match, not every entry
 // inside them) and returns how many were in the table. An invalid prefix
 // or a const table changes nothing and returns an *Error.
+//
+// It copies the hash sets it changes and removes from the copies; in a
+// family whose prefixes are in bart, it removes few prefixes by
+// copy-on-write steps, many (more than 1/128 of them) from a full clone
+// of bart (see deleteCloneRatio).
 func (t *Table) Delete(ps []netip.Prefix) (int, error) {
 	if t.cfg.Const {
 		return 0, t.constErr()
@@ -255,19 +265,14 @@ func (t *Table) Delete(ps []netip.Prefix) (int, error) {
 	if err := t.validate(ps); err != nil {
 		return 0, err
 	}
-	var b batch
-	var nets []netip.Prefix
-	b.split(ps, func(p netip.Prefix) { nets = append(nets, p) })
-	slices.SortFunc(nets, netip.Prefix.Compare)
-	nets = slices.Compact(nets)
-	b.dedupe()
+	b := new(batch)
+	for _, p := range ps {
+		b.add(p)
+	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	cur := t.load()
-	b.h4 = slices.DeleteFunc(b.h4, func(k uint32) bool { return !cur.h4.has(k) })
-	b.h6 = slices.DeleteFunc(b.h6, func(k key6) bool { return !cur.h6.has(k) })
-	nets = slices.DeleteFunc(nets, func(p netip.Prefix) bool { return !cur.nets.Get(p) })
-	gone := len(b.h4) + len(b.h6) + len(nets)
+	gone := b.keep(cur, true)
 	if gone == 0 {
 		return 0, nil
 	}
@@ -286,25 +291,23 @@ func (t *Table) Delete(ps []netip.Prefix) (int, error) {
 		}
 		next.h6.shrink()
 	}
-	if len(nets) > 0 {
-		if len(nets)*deleteCloneRatio < cur.nets.Size() {
-			for _, p := range nets {
-				next.nets = next.nets.DeletePersist(p)
-			}
-		} else {
-			next.nets = cur.nets.Clone()
-			for _, p := range nets {
-				next.nets.Delete(p)
-			}
+	n4 := len(b.h4) + b.p4.count()
+	next.p4.remove(fam4, &b.p4, nil)
+	next.p6.remove(fam6, &b.p6, b.long6)
+	// Deleted entries leave their bits in the filter (shared, unchanged)
+	// until they are half of what is left.
+	if n4 > 0 && next.f4.words != nil {
+		next.f4.stale += n4
+		if next.f4.stale > (next.h4.n+next.p4.size())/2 {
+			next.f4 = next.filter4()
 		}
-		next.setNets()
 	}
 	t.cur.Store(&next)
 	return gone, nil
 }
 
-// deleteCloneRatio picks how Delete derives the next version of the
-// prefix tree (nets; the host sets are always copied). Deleting k
+// deleteCloneRatio picks how Delete derives the next version of a
+// family's prefix tree (prefixSets.nets; hash sets are always copied). Deleting k
 // entries one copy-on-write step at a time costs k path clones (5 to
 // 17 µs each in a 1M-entry table, their garbage included); deleting them
 // in place from a full Clone costs the clone (~100 ns an entry: 100 ms
@@ -352,29 +355,17 @@ func (t *Table) build(ps []netip.Prefix) (*version, error) {
 	if err := t.validate(ps); err != nil {
 		return nil, err
 	}
-	var b batch
-	v := &version{nets: new(bart.Lite)}
-	b.split(ps, func(p netip.Prefix) { v.nets.Insert(p) })
-	if len(b.h4) > 0 {
-		v.h4.init(len(b.h4))
-		for _, k := range b.h4 {
-			v.h4.add(k)
-		}
+	b := new(batch)
+	for _, p := range ps {
+		b.add(p)
 	}
-	if len(b.h6) > 0 {
-		v.h6.init(len(b.h6))
-		for _, k := range b.h6 {
-			v.h6.add(k)
-		}
-	}
-	v.setNets()
-	return v, nil
+	return b.version(), nil
 }
 
-// Why build does not compact bart: inserting in place leaves node arrays
-// room to grow, as append does, so a version keeps ~8% more than its
-// Clone would. Cloning would cost more time per load and more memory at
-// the peak than it saves.
+// Why a build does not compact bart: inserting in place leaves node
+// arrays room to grow, as append does, so a version keeps ~8% more than
+// its Clone would. Cloning would cost more time per load and more memory
+// at the peak than it saves.
 
 func (t *Table) validate(ps []netip.Prefix) error {
 	for i, p := range ps {
