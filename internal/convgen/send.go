@@ -269,21 +269,26 @@ func (g *gen) errorAbout(d []byte) {
 		ihl = l4Offset6(q)
 	}
 	quote := "whole"
-	// The quoted protocol; for a quoted ICMP message the "ports" are its
-	// type and checksum, and changing the type (or a byte of a quote in
-	// it) could make an error of a query, whose body would then be read as
-	// a quoted packet with addresses from nowhere: those alterations
-	// change its id instead, or nothing.
+	// The quoted protocol (for IPv6, behind the extension headers); for a
+	// quoted ICMP message the "ports" are its type and checksum, and
+	// changing the type (or a byte of a quote in it) could make an error
+	// of a query, whose body would then be read as a quoted packet with
+	// addresses from nowhere: those alterations change its id instead,
+	// when it is a query that has one, or nothing. Bytes 4-7 of other ICMP
+	// messages may be an address: an IPv4 redirect's gateway, which a
+	// changed "id" once turned into 199.18.1.77 (seed 45361).
 	qproto := uint8(0)
 	if v6 && len(q) >= 40 {
-		qproto = q[6]
+		qproto = l4Proto6(q)
 	} else if !v6 && len(q) >= 20 {
 		qproto = q[9]
 	}
 	icmpq := qproto == protoICMP || qproto == protoICMPv6
 	sportAt, dportAt := ihl, ihl+2
+	canAlter := len(q) >= ihl+8
 	if icmpq {
 		sportAt, dportAt = ihl+4, ihl+5 // the two bytes of the id
+		canAlter = canAlter && icmpHasID(v6, q[ihl])
 	}
 	switch g.pick(40, 35, 6, 4, 3, 3, 3, 3, 3) {
 	case 1:
@@ -301,12 +306,12 @@ func (g *gen) errorAbout(d []byte) {
 		q = q[:n]
 		quote = fmt.Sprintf("cut to %d bytes", n)
 	case 4:
-		if len(q) >= ihl+8 {
+		if canAlter {
 			q[sportAt] ^= 0x01
 			quote = "source port changed"
 		}
 	case 5:
-		if len(q) >= ihl+8 {
+		if canAlter {
 			q[dportAt] ^= 0x01
 			quote = "destination port changed"
 		}
@@ -319,8 +324,11 @@ func (g *gen) errorAbout(d []byte) {
 			quote = "a quoted byte changed (quoted checksum now wrong)"
 		}
 	case 8:
-		if !v6 && len(q) >= 20 {
-			q[9] ^= 0x20 // another protocol: TCP 6 -> 38, UDP 17 -> 49, ICMP 1 -> 33, ...
+		// Another protocol: TCP 6 -> 38, UDP 17 -> 49, ICMP 1 -> 33, ...;
+		// but not one whose body is read for addresses (DCCP 33 would
+		// become ICMP, its bytes a quoted packet from nowhere).
+		if !v6 && len(q) >= 20 && !carriesAddresses(q[9]^0x20) {
+			q[9] ^= 0x20
 			quote = "quoted protocol changed"
 		}
 	}
@@ -393,10 +401,15 @@ func (g *gen) redirect6(d, q []byte) {
 	copy(body[4:], t[:])
 	copy(body[20:], ds[:])
 	// Redirected header option: type 4, length in 8-byte units, 6 reserved
-	// bytes, then the quote padded to 8.
+	// bytes, then the quote padded to 8. A quote cut inside its IP header
+	// is padded with the packet's own next bytes, not zeros: zeros would
+	// end a cut address as one outside the test ranges.
 	n := (8 + len(q) + 7) / 8
 	opt := make([]byte, 8*n)
 	opt[0], opt[1] = 4, byte(n)
+	if len(q) < len(d) {
+		copy(opt[8:], d[:min(len(d), 8*n-8)])
+	}
 	copy(opt[8:], q)
 	body = append(body, opt...)
 	l4 := append([]byte{137, 0, 0, 0}, body...)
@@ -439,6 +452,18 @@ func swapAddrs(q []byte) {
 // after the extension headers the generator writes (hop-by-hop,
 // destination options, fragment).
 func l4Offset6(b []byte) int {
+	at, _ := l4Start6(b)
+	return at
+}
+
+// l4Proto6 returns the protocol of IPv6 packet b's transport header, after
+// the extension headers (the last next header read when they run past b).
+func l4Proto6(b []byte) uint8 {
+	_, next := l4Start6(b)
+	return next
+}
+
+func l4Start6(b []byte) (int, uint8) {
 	at, next := 40, b[6]
 	for at+8 <= len(b) {
 		switch next {
@@ -449,10 +474,35 @@ func l4Offset6(b []byte) int {
 			next = b[at]
 			at += 8
 		default:
-			return at
+			return at, next
 		}
 	}
-	return min(at, len(b))
+	return min(at, len(b)), next
+}
+
+// icmpHasID reports whether an ICMP (ICMPv6 if v6) message of type typ is
+// a query or reply with an identifier in bytes 4-5 (node information's
+// query type sits there too): bytes that are no address.
+func icmpHasID(v6 bool, typ uint8) bool {
+	if v6 {
+		return typ == 128 || typ == 129 || typ == 139 || typ == 140
+	}
+	switch typ {
+	case 0, 8, 13, 14, 15, 16, 17, 18:
+		return true
+	}
+	return false
+}
+
+// carriesAddresses reports whether an IP packet of protocol proto has
+// addresses past its IP header for the kernel or the rewriter to read:
+// ICMP and ICMPv6 (quotes, redirects, neighbour discovery), IP in IP, GRE.
+func carriesAddresses(proto uint8) bool {
+	switch proto {
+	case protoICMP, protoICMPv6, protoGRE, 4, 41:
+		return true
+	}
+	return false
 }
 
 func icmpProto(v6 bool) uint8 {

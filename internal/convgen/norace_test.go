@@ -1,0 +1,5 @@
+//go:build !race
+
+package convgen
+
+const raceEnabled = false
