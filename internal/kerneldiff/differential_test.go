@@ -27,7 +27,8 @@ const (
 	budgetSeeds   = 4000
 	budgetPackets = 50000
 	budgetGates   = convgen.GateGRE | convgen.GateSelfReverse | convgen.GateNoNextHeader | convgen.GateICMPv6OddErrors |
-		convgen.GateShortQuote | convgen.GateMultiSACK | convgen.GateExtPastPayload | convgen.GateBadIPv4HeaderSum
+		convgen.GateShortQuote | convgen.GateMultiSACK | convgen.GateExtPastPayload | convgen.GateBadIPv4HeaderSum |
+		convgen.GateIPv6FragHeaderChain | convgen.GateIPv6FragUnaligned
 )
 
 var (

@@ -31,14 +31,11 @@ const (
 // cannot go stale: when it does, check `make fuzz-kernel GATES=<gate>` and
 // add the gate to budgetGates.
 var pending = map[string]string{
-	"udplite-checksum-v4.pcap":            "udplite",
-	"udplite-checksum-v6.pcap":            "udplite",
-	"ipv6-frag-header-chain-mangled.pcap": "ipv6-frag-header-chain",
-	"ipv6-frag-header-chain-pim.pcap":     "ipv6-frag-header-chain",
-	"tcp-syn-rst-resync.pcap":             "tcp-syn-rst",
-	"tcp-syn-rst-open.pcap":               "tcp-syn-rst",
-	"ipv6-frag-unaligned.pcap":            "ipv6-frag-unaligned",
-	"sctp-heartbeat-ack-first.pcap":       "sctp",
+	"udplite-checksum-v4.pcap":      "udplite",
+	"udplite-checksum-v6.pcap":      "udplite",
+	"tcp-syn-rst-resync.pcap":       "tcp-syn-rst",
+	"tcp-syn-rst-open.pcap":         "tcp-syn-rst",
+	"sctp-heartbeat-ack-first.pcap": "sctp",
 }
 
 // TestRegressions replays every capture in testdata/kerneldiff through

@@ -21,7 +21,9 @@
 //     last fragment; data past the last fragment's end) or carries no data
 //     drops the whole IPv4 datagram, but only itself for IPv6. A non-last
 //     IPv6 fragment whose length is not a multiple of 8 drops the whole
-//     datagram; for IPv4 its extra bytes are cut off.
+//     datagram and is itself passed on unreassembled (nf_ct_frag6_queue's
+//     -EPROTO, which nf_ct_frag6_gather turns into 0, NF_ACCEPT for
+//     ipv6_defrag); for IPv4 its extra bytes are cut off.
 //   - A reassembled datagram over 65535 bytes, or fragments mixing Not-ECT
 //     with ECN-capable codepoints (RFC 3168 5.3), drop the whole datagram.
 //   - The timer starts with the first fragment and is not refreshed: 30 s
@@ -29,8 +31,12 @@
 //     (net.netfilter.nf_conntrack_frag6_timeout). A datagram that completes
 //     is forgotten; a later duplicate of one of its fragments starts a new
 //     datagram that will time out.
-//   - IPv6 drops a first fragment that does not hold the start of the
-//     transport header (RFC 8200 4.5, ipv6frag_thdr_truncated).
+//   - IPv6 passes on unreassembled, before looking its datagram up, a first
+//     fragment that does not hold the start of the transport header
+//     (ipv6frag_thdr_truncated; RFC 8200 4.5 says to discard it, and the
+//     kernel's comment says "drop", but nf_ct_frag6_gather returns 0).
+//     Conntrack then tracks the fragment as the packet it is
+//     (packet.DecodeUnreassembled).
 //
 // Known differences: the kernel refuses new fragments above
 // ipfrag_high_thresh (4 MiB) while this package evicts the oldest
@@ -58,8 +64,7 @@ const (
 	// dropped alone.
 	Duplicate
 	// Rejected: the fragment was dropped alone for contradicting its
-	// datagram (IPv6 only, see the package comment), or for being an IPv6
-	// first fragment without the start of the transport header.
+	// datagram (IPv6 only, see the package comment).
 	Rejected
 	// Overlap: the fragment overlapped received data; the whole datagram
 	// was dropped.
@@ -76,6 +81,12 @@ const (
 	// (not KindOK, not a fragment, or fragment bytes cut by the capture).
 	// Nothing changed.
 	Unusable
+	// Unreassembled: the IPv6 fragment is passed on as it is, not
+	// reassembled, as the kernel's defragmentation does with a first
+	// fragment without the whole header chain and a non-last fragment whose
+	// length is not a multiple of 8 (see the package comment); the latter
+	// drops its datagram. The caller tracks the fragment itself.
+	Unreassembled
 )
 
 func (s Status) String() string {
@@ -98,6 +109,8 @@ func (s Status) String() string {
 		return "evicted"
 	case Unusable:
 		return "unusable"
+	case Unreassembled:
+		return "unreassembled"
 	}
 	return "status?"
 }
@@ -213,6 +226,10 @@ type datagram struct {
 //   - Overlap, Invalid, Evicted: no bytes, and the tokens of the dropped
 //     datagram's fragments, this one included;
 //   - Duplicate, Rejected, Unusable: no bytes, and this token alone;
+//   - Unreassembled: no bytes, and the tokens of the fragments of the
+//     datagram it dropped (none for a first fragment without the header
+//     chain), this one not included: the caller tracks this fragment as a
+//     packet of its own;
 //   - Pending: nothing.
 //
 // The bytes and tokens belong to the Reassembler and are valid until the
@@ -231,9 +248,10 @@ func (r *Reassembler) Add(p *packet.Packet, token int, now int64) (Status, []byt
 	if v6 {
 		data = ip[p.Frag.HdrOff+8:]
 		if p.Frag.Offset == 0 && firstFragmentTruncated(p) {
-			// The kernel accepts it unreassembled and the IPv6 stack then
-			// drops it; any datagram it belongs to is left alone.
-			return Rejected, nil, r.one(token)
+			// The kernel passes it on before it looks the datagram up:
+			// any datagram it belongs to is left alone.
+			r.tokens = r.tokens[:0]
+			return Unreassembled, nil, r.tokens
 		}
 	} else {
 		data = ip[p.IPHdrLen:]
@@ -274,7 +292,10 @@ func (r *Reassembler) Add(p *packet.Packet, token int, now int64) (Status, []byt
 	} else {
 		if end&7 != 0 {
 			if v6 {
-				return r.kill(d, token, Invalid)
+				// -EPROTO: the datagram is dropped, the fragment
+				// passed on.
+				_, _, tokens := r.kill(d, -1, Invalid)
+				return Unreassembled, nil, tokens
 			}
 			end &^= 7
 		}
@@ -325,8 +346,11 @@ func (r *Reassembler) Add(p *packet.Packet, token int, now int64) (Status, []byt
 }
 
 // firstFragmentTruncated is the kernel's ipv6frag_thdr_truncated: the first
-// fragment must hold 20 bytes of a TCP header, 8 of UDP or ICMPv6, and 1
-// byte of anything else.
+// fragment must hold its extension headers (a header that says it runs
+// past the packet decodes with IPHdrLen at the packet's end), then 20 bytes
+// of a TCP header, 8 of UDP or ICMPv6, and 1 byte of anything else. No
+// next header is never truncated: ipv6_skip_exthdr fails on it, and a
+// failed walk makes ipv6frag_thdr_truncated false.
 func firstFragmentTruncated(p *packet.Packet) bool {
 	need := 1
 	switch p.Proto {
@@ -334,6 +358,8 @@ func firstFragmentTruncated(p *packet.Packet) bool {
 		need = 20
 	case packet.ProtoUDP, packet.ProtoICMPv6:
 		need = 8
+	case packet.ProtoIPv6NoNext:
+		return false
 	}
 	return p.IPLen-p.IPHdrLen < need
 }

@@ -52,7 +52,24 @@ func be32(b []byte) uint32 { return binary.BigEndian.Uint32(b) }
 // fragment whose transport header continues in the next fragment is KindOK
 // with L4Off 0 too; reassemble (pkg/defrag) and decode the whole datagram
 // to see it.
-func (p *Packet) Decode(data []byte, link LinkType) {
+func (p *Packet) Decode(data []byte, link LinkType) { p.decode(data, link, false) }
+
+// DecodeUnreassembled decodes one packet as Decode does, except an IPv6
+// first fragment, which it decodes as conntrack sees it when the kernel's
+// defragmentation passes it on unreassembled (nf_ct_frag6_gather returns 0
+// for a first fragment without the whole header chain,
+// ipv6frag_thdr_truncated, and for a non-last fragment whose length is not
+// a multiple of 8, nf_ct_frag6_queue's -EPROTO): conntrack's
+// ipv6_skip_exthdr steps over a fragment header of offset 0 as over any
+// other, so the fragment is a whole packet of the transport protocol,
+// whose header and length are the fragment's. Frag keeps the fragment
+// header's fields but IsFragment is false. A non-first fragment decodes
+// as with Decode: conntrack finds no protocol in it (ipv6_get_l4proto
+// refuses a non-zero offset).
+func (p *Packet) DecodeUnreassembled(data []byte, link LinkType) { p.decode(data, link, true) }
+
+// decode is Decode, or DecodeUnreassembled if unreassembled.
+func (p *Packet) decode(data []byte, link LinkType, unreassembled bool) {
 	*p = Packet{Data: data}
 	var et uint16
 	off := 0
@@ -138,7 +155,7 @@ func (p *Packet) Decode(data []byte, link LinkType) {
 	case EtherTypeIPv4:
 		p.decodeIPv4(off)
 	case EtherTypeIPv6:
-		p.decodeIPv6(off)
+		p.decodeIPv6(off, unreassembled)
 	default:
 		p.Kind = KindNotIP
 	}
@@ -187,8 +204,8 @@ func (p *Packet) decodeIPv4(off int) {
 }
 
 // decodeIPv6 decodes the IPv6 header at off, walks the extension headers
-// and decodes what follows.
-func (p *Packet) decodeIPv6(off int) {
+// and decodes what follows; unreassembled: see DecodeUnreassembled.
+func (p *Packet) decodeIPv6(off int, unreassembled bool) {
 	data := p.Data
 	h := data[off:]
 	if len(h) > 0 && h[0]>>4 != 6 {
@@ -294,8 +311,9 @@ walk:
 			p.Frag.Offset = fo &^ 7
 			p.Frag.More = fo&1 != 0
 			// An atomic fragment (offset 0, M clear) is a whole datagram
-			// (RFC 6946) and needs no reassembly.
-			p.Frag.IsFragment = p.Frag.More || p.Frag.Offset != 0
+			// (RFC 6946) and needs no reassembly; so is a first fragment
+			// that is not to be reassembled.
+			p.Frag.IsFragment = p.Frag.Offset != 0 || p.Frag.More && !unreassembled
 			if p.Frag.Offset != 0 {
 				// The rest of the header chain is in the first fragment.
 				p.Proto = Proto(data[pos])

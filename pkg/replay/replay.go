@@ -568,16 +568,26 @@ func (r *Replayer) replayPacket(file string, index int, p *packet.Packet, m *pac
 	status, whole, tokens := r.defrag.Add(p, seq, now)
 	switch status {
 	case defrag.Pending:
-	case defrag.Complete:
+	case defrag.Complete, defrag.Unreassembled:
+		if status == defrag.Complete {
+			r.whole.Decode(whole, packet.LinkIP)
+		} else {
+			// The kernel's IPv6 defragmentation passes the fragment on as
+			// it is (dropping the datagram it would have joined, whose
+			// tokens these are), and conntrack tracks the fragment.
+			r.resolve(tokens, engine.FragmentDropped(reasonUnreassembled))
+			tokens = append(tokens[:0], seq)
+			r.whole.DecodeUnreassembled(p.Data, m.link)
+		}
 		p := &r.whole
-		p.Decode(whole, packet.LinkIP)
 		var d engine.Decision
 		w := r.where(r.rs.Direction(p.Src, p.Dst), m.iface)
 		r.stateful.DecideAt(&d, p, w, now)
 		r.resolve(tokens, d)
 		if r.cfg.Log != nil {
 			n, err := r.logDecision(p, &d, w, m.ts, true)
-			// The fragment that completed the datagram, pushed last.
+			// The fragment that completed the datagram (or was passed
+			// on unreassembled), pushed last.
 			r.held.at(r.held.n - 1).rec.Logged = n
 			if err != nil {
 				return err
@@ -588,6 +598,10 @@ func (r *Replayer) replayPacket(file string, index int, p *packet.Packet, m *pac
 	}
 	return r.release(sink)
 }
+
+// reasonUnreassembled is the stateful decision's detail for the fragments
+// of a datagram that an IPv6 fragment passed on unreassembled dropped.
+const reasonUnreassembled = "datagram dropped: a fragment of it passed on unreassembled"
 
 // dropReason says why reassembly dropped fragments; constant strings only.
 func dropReason(s defrag.Status) string {
