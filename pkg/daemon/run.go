@@ -60,6 +60,10 @@ type Daemon struct {
 	started time.Time
 	lastLog [2]atomic.Int64 // shadow logging: last log time per disagreement kind
 
+	// kernelDefrag: the kernel reassembles before the queues (EnableDefrag
+	// succeeded), so a fragment that is queued was passed on unreassembled.
+	kernelDefrag atomic.Bool
+
 	// keepDivert: the coming stop is for a restart (StopForRestart).
 	keepDivert atomic.Bool
 
@@ -368,6 +372,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 		d.log.Warn("cannot switch on the kernel's defragmentation: fragments reach the engines one by one, and stateful mode drops them", "err", err)
 	} else {
 		d.log.Debug("kernel defragmentation on", "table", "inet "+nfq.DefragTable(tag), "rule", rule)
+		d.kernelDefrag.Store(true)
 	}
 	undoDefrag := func() {
 		if !defrag {
@@ -486,7 +491,14 @@ func (d *Daemon) handle(p *nfq.Packet) nfq.Verdict {
 		start = time.Now()
 	}
 	pk := &w.pkt
-	pk.Decode(p.Payload, packet.LinkIP)
+	if d.kernelDefrag.Load() {
+		// A fragment that reaches the queue is one the kernel's
+		// defragmentation passed on unreassembled: conntrack sees an
+		// IPv6 first fragment of it as a whole packet.
+		pk.DecodeUnreassembled(p.Payload, packet.LinkIP)
+	} else {
+		pk.Decode(p.Payload, packet.LinkIP)
+	}
 	if pk.Kind != packet.KindOK {
 		d.m.decodeErrors.Inc()
 	}
