@@ -31,11 +31,8 @@ const (
 // cannot go stale: when it does, check `make fuzz-kernel GATES=<gate>` and
 // add the gate to budgetGates.
 var pending = map[string]string{
-	"udplite-checksum-v4.pcap":      "udplite",
-	"udplite-checksum-v6.pcap":      "udplite",
-	"tcp-syn-rst-resync.pcap":       "tcp-syn-rst",
-	"tcp-syn-rst-open.pcap":         "tcp-syn-rst",
-	"sctp-heartbeat-ack-first.pcap": "sctp",
+	"tcp-syn-rst-resync.pcap": "tcp-syn-rst",
+	"tcp-syn-rst-open.pcap":   "tcp-syn-rst",
 }
 
 // TestRegressions replays every capture in testdata/kerneldiff through

@@ -304,9 +304,23 @@ type sctpStep struct {
 // SHUTDOWN ACK, ERROR, COOKIE ECHO, COOKIE ACK, SHUTDOWN COMPLETE,
 // HEARTBEAT, HEARTBEAT ACK; the packet function has already refused ABORT,
 // SHUTDOWN COMPLETE and COOKIE ACK (an out-of-the-blue packet with them
-// is discarded, RFC 9260 8.4). The tag the reply side will carry is the
-// INIT's initiate tag, else the packet's own (a HEARTBEAT's tag is its
-// own direction's: a path of an association conntrack has not seen).
+// is discarded, RFC 9260 8.4). Three chunks learn a tag: an INIT's
+// initiate tag is the one the reply side will carry; a HEARTBEAT's own tag
+// is its direction's (a path of an association conntrack has not seen);
+// an out-of-the-blue SHUTDOWN ACK's own tag is the one the SHUTDOWN
+// COMPLETE back will carry (RFC 9260 8.4 (5)). Every other chunk leaves
+// both tags unknown (0), for step to learn from the HEARTBEAT and
+// HEARTBEAT ACK chunks of either side: a HEARTBEAT ACK that opens an entry
+// sets only its own direction's tag, and one coming back with another tag
+// is accepted (testdata/kerneldiff/sctp-heartbeat-ack-first.pcap). That
+// is sctp_new as in mainline and the 6.18 kernel the oracle runs,
+//
+//	} else if (sch->type == SCTP_CID_SHUTDOWN_ACK) {
+//		ct->proto.sctp.vtag[IP_CT_DIR_REPLY] = sh->vtag;
+//	}
+//
+// where older kernels set vtag[REPLY] for every other chunk (see
+// docs/kernel-parity.md).
 func (c *sctpConn) start(sp *sctpPacket) (Reason, bool) {
 	*c = sctpConn{}
 	for off := 12; ; {
@@ -329,9 +343,7 @@ func (c *sctpConn) start(sp *sctpPacket) (Reason, bool) {
 			c.vtag[1] = tag
 		case sctpHeartbeat:
 			c.vtag[0] = sp.vtag
-		default:
-			// An out-of-the-blue SHUTDOWN ACK expects a SHUTDOWN
-			// COMPLETE back, other chunks an ABORT: with this tag.
+		case sctpShutdownAck:
 			c.vtag[1] = sp.vtag
 		}
 	}
@@ -432,10 +444,16 @@ func (c *sctpConn) step(sp *sctpPacket, dir uint8, confirmed bool) (r sctpStep) 
 			if !ok {
 				return r.drop(ReasonSCTPChunks)
 			}
-			if c.init[dir] && c.init[other] {
-				c.init[other] = false
+			// An INIT with the initiate tag already known (stale, or
+			// retransmitted) is not recorded as an INIT: the INIT ACK
+			// that follows must then carry the tag conntrack knows.
+			// The kernel's "Do not record INIT matching peer vtag".
+			if old == SCTPNone || c.vtag[other] != tag {
+				if c.init[dir] && c.init[other] {
+					c.init[other] = false
+				}
+				c.init[dir] = true
 			}
-			c.init[dir] = true
 			c.vtag[other] = tag
 			// A retransmitted INIT does not refresh the entry, so that
 			// a client (or a NAT) reusing the ports cannot keep it

@@ -316,6 +316,35 @@ func TestSCTPOutOfTheBlueAnswers(t *testing.T) {
 	}
 }
 
+// TestSCTPHeartbeatAckFirstLearnsEachSidesTag: an entry opened by a
+// HEARTBEAT ACK knows no tag from sctp_new (which learns one only from
+// INIT, HEARTBEAT and SHUTDOWN ACK), so the HEARTBEAT ACK sets its own
+// direction's and the other side's HEARTBEAT ACK, with its own tag, sets
+// the other: the kernel labels it established
+// (testdata/kerneldiff/sctp-heartbeat-ack-first.pcap). An ABORT back with
+// the first tag is invalid (the reply side's tag is not that one), one
+// with tag 0 before the reply side's tag is known is accepted.
+func TestSCTPHeartbeatAckFirstLearnsEachSidesTag(t *testing.T) {
+	tb := newTbl(t, Config{})
+	a := newAssoc(tb, "198.18.0.1:7006", "198.18.0.2:8006")
+	a.run([]sstep{
+		{false, 0x67f9fe19, []ch{hbChunk(sctpHeartbeatAck)}, LabelNew, 0, SCTPClosed, 10 * time.Second},
+		{true, 0x338ab49d, []ch{hbChunk(sctpHeartbeatAck)}, LabelEstablished, 0, SCTPClosed, 10 * time.Second},
+		{false, 0x67f9fe19, []ch{dataChunk()}, LabelEstablished, 0, SCTPClosed, 10 * time.Second},
+		{true, 0x338ab49d, []ch{dataChunk()}, LabelEstablished, 0, SCTPClosed, 10 * time.Second},
+		{true, 0x67f9fe19, []ch{dataChunk()}, LabelInvalid, ReasonSCTPVtag, SCTPClosed, 0},
+	})
+	if _, c, _ := a.entry(); c.vtag != [2]uint32{0x67f9fe19, 0x338ab49d} {
+		t.Errorf("tags %#x, want each side's own", c.vtag)
+	}
+	b := newAssoc(tb, "198.18.0.1:7007", "198.18.0.2:8007")
+	b.run([]sstep{
+		{false, 0x1111, []ch{hbChunk(sctpHeartbeatAck)}, LabelNew, 0, SCTPClosed, 10 * time.Second},
+		{true, 0x1111, []ch{bareChunk(sctpAbort, 0)}, LabelInvalid, ReasonSCTPVtag, SCTPClosed, 0},
+		{true, 0, []ch{bareChunk(sctpAbort, 0)}, LabelEstablished, 0, SCTPClosed, 10 * time.Second},
+	})
+}
+
 // TestSCTPHeartbeatMovesTags: a HEARTBEAT with a new tag is let through
 // once without refreshing the entry; a HEARTBEAT ACK with a new tag from
 // the other side then replaces both directions' tags, the first one
@@ -378,6 +407,32 @@ func TestSCTPInitCollision(t *testing.T) {
 	c.run([]sstep{
 		{false, 0x77, []ch{hbChunk(sctpHeartbeat)}, LabelNew, 0, SCTPHeartbeatSent, 30 * time.Second},
 		{true, 0, []ch{initChunk(sctpInit, sTag)}, LabelInvalid, ReasonSCTPState, SCTPHeartbeatSent, 0},
+	})
+}
+
+// TestSCTPStaleINITNotRecorded: an INIT whose initiate tag is the one
+// conntrack already holds for the other direction (stale, or
+// retransmitted) on an existing entry is not recorded as an INIT, so the
+// INIT ACK that answers it must carry the tag conntrack knows; an INIT
+// with a new tag is a restart, whose INIT ACK may bring a new one. The
+// kernel (6.18) labels both so, checked by replaying these packets.
+func TestSCTPStaleINITNotRecorded(t *testing.T) {
+	tb := newTbl(t, Config{})
+	a := newAssoc(tb, "198.18.0.1:5007", "198.18.0.2:6007")
+	a.run(handshake)
+	a.run([]sstep{
+		{false, 0, []ch{initChunk(sctpInit, cTag)}, LabelEstablished, 0, SCTPEstablished, 210 * time.Second},
+		{true, cTag, []ch{initChunk(sctpInitAck, 0x33)}, LabelInvalid, ReasonSCTPVtag, SCTPEstablished, 0},
+		{false, 0x33, []ch{dataChunk()}, LabelInvalid, ReasonSCTPVtag, SCTPEstablished, 0},
+		{true, cTag, []ch{initChunk(sctpInitAck, sTag)}, LabelEstablished, 0, SCTPEstablished, 210 * time.Second},
+		{false, sTag, []ch{dataChunk()}, LabelEstablished, 0, SCTPEstablished, 210 * time.Second},
+	})
+	b := newAssoc(tb, "198.18.0.1:5008", "198.18.0.2:6008")
+	b.run(handshake)
+	b.run([]sstep{
+		{false, 0, []ch{initChunk(sctpInit, 0x44)}, LabelEstablished, 0, SCTPEstablished, 210 * time.Second},
+		{true, 0x44, []ch{initChunk(sctpInitAck, 0x33)}, LabelEstablished, 0, SCTPEstablished, 210 * time.Second},
+		{false, 0x33, []ch{dataChunk()}, LabelEstablished, 0, SCTPEstablished, 210 * time.Second},
 	})
 }
 

@@ -61,8 +61,9 @@ func (t *Table) trackUDP(r *Result, p *packet.Packet, now int64) {
 }
 
 // trackUDPLite is the kernel's nf_conntrack_udplite_packet: like UDP, but
-// the length field is the checksum coverage, the checksum is mandatory, and
-// any packet after a reply makes the flow a stream.
+// the length field is the checksum coverage, the checksum is mandatory and
+// checked as the kernel sums it (udpliteKernelChecksumOK: not RFC 3828's
+// sum), and any packet after a reply makes the flow a stream.
 func (t *Table) trackUDPLite(r *Result, p *packet.Packet, now int64) {
 	switch {
 	case p.L4Len < 8:
@@ -71,7 +72,7 @@ func (t *Table) trackUDPLite(r *Result, p *packet.Packet, now int64) {
 	case p.UDPLen != 0 && (p.UDPLen < 8 || int(p.UDPLen) > p.L4Len):
 		t.invalid(r, p, ReasonBadLength)
 		return
-	case udpChecksumZero(p) || !t.checksumOK(p):
+	case udpChecksumZero(p) || t.checksum && !udpliteKernelChecksumOK(p):
 		t.invalid(r, p, ReasonBadChecksum)
 		return
 	}
@@ -91,4 +92,52 @@ func (t *Table) trackUDPLite(r *Result, p *packet.Packet, now int64) {
 		c.e.flags |= flagAssured
 	}
 	c.accept(p, now, d)
+}
+
+// udpliteKernelChecksumOK checks a UDP-Lite checksum as conntrack's
+// udplite_error does, which is not RFC 3828's sum: it calls
+//
+//	nf_checksum_partial(skb, state->hook, dataoff, cscov, IPPROTO_UDP, state->pf)
+//
+// so the pseudo-header carries protocol 17, not 136, and on IPv4
+// nf_ip_checksum_partial passes the protocol and the length to
+//
+//	csum_tcpudp_nofold(iph->saddr, iph->daddr, protocol, skb->len - dataoff, 0)
+//
+// in each other's places: the length lands in the __u8 proto argument and
+// is taken modulo 256 (the two are added, so only that truncation shows).
+// On IPv6 nf_ip6_checksum_partial passes them right, the length whole. The
+// sum covers the first cscov bytes (0: all). Every datagram with a correct
+// RFC 3828 checksum is therefore invalid to the kernel (unless the two
+// sums happen to agree), and one summed the kernel's way is new
+// (TestUDPLiteChecksumAsTheKernelSumsIt; testdata/kerneldiff/udplite-*).
+// This is the kernel's CHECKSUM_NONE path, the one a packet from a tun
+// device (the oracle's) takes; see docs/kernel-parity.md for the other.
+//
+// Like L4ChecksumOK it reports true when it cannot compute the sum:
+// fragments, a capture cut short, no transport header decoded.
+// Precondition: the coverage was checked (8 to the transport length, or 0).
+func udpliteKernelChecksumOK(p *packet.Packet) bool {
+	if p.Kind != packet.KindOK || p.L4Off == 0 || p.Frag.IsFragment {
+		return true
+	}
+	end := p.L4Off + p.L4Len
+	if end > len(p.Data) {
+		return true
+	}
+	b := p.Data[p.L4Off:end]
+	cov := int(p.UDPLen)
+	if cov == 0 || cov > len(b) {
+		cov = len(b)
+	}
+	var addrs []byte
+	n := uint64(len(b))
+	if p.IPVersion == 4 {
+		addrs = p.Data[p.L3Off+12 : p.L3Off+20]
+		n &= 0xff
+	} else {
+		addrs = p.Data[p.L3Off+8 : p.L3Off+40]
+	}
+	acc := packet.OnesSum(addrs, uint64(packet.ProtoUDP)+n)
+	return packet.Fold(packet.OnesSum(b[:cov], acc)) == 0xffff
 }
