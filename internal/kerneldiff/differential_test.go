@@ -28,7 +28,8 @@ const (
 	budgetPackets = 50000
 	budgetGates   = convgen.GateGRE | convgen.GateSelfReverse | convgen.GateNoNextHeader | convgen.GateICMPv6OddErrors |
 		convgen.GateShortQuote | convgen.GateMultiSACK | convgen.GateExtPastPayload | convgen.GateBadIPv4HeaderSum |
-		convgen.GateIPv6FragHeaderChain | convgen.GateIPv6FragUnaligned | convgen.GateUDPLite | convgen.GateSCTP
+		convgen.GateIPv6FragHeaderChain | convgen.GateIPv6FragUnaligned | convgen.GateUDPLite | convgen.GateSCTP |
+		convgen.GateTCPSynRST
 )
 
 var (

@@ -30,10 +30,7 @@ const (
 // the kernel fails the test until it leaves this list, so that the list
 // cannot go stale: when it does, check `make fuzz-kernel GATES=<gate>` and
 // add the gate to budgetGates.
-var pending = map[string]string{
-	"tcp-syn-rst-resync.pcap": "tcp-syn-rst",
-	"tcp-syn-rst-open.pcap":   "tcp-syn-rst",
-}
+var pending = map[string]string{}
 
 // TestRegressions replays every capture in testdata/kerneldiff through
 // the kernel and statewall. Each must agree, or be pending; where the

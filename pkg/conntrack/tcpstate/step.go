@@ -239,11 +239,17 @@ func StepInto(res *Result, c *Conn, p *packet.Packet, dir Dir, st Status, t *Tim
 			// send a challenge ACK (RFC 5961).
 			newState = oldState
 		}
-		if ((st.SeenReply && c.LastIndex == IndexSyn) ||
+		if ((st.SeenReply && c.LastIndex == IndexSyn && c.LastDir != dir) ||
 			(!st.Assured && c.LastIndex == IndexAck)) && Seq(p.Ack) == c.LastEnd {
 			// RST answering a SYN or ACK we let through as ignored (a) or
 			// (c): we hold a half-open connection. Skip the window check:
-			// the RST may acknowledge segments we ignored.
+			// the RST may acknowledge segments we ignored. Only an RST
+			// from the other side answers the SYN: since Linux commit
+			// bed6e04be8e6 ("do not force CLOSE on invalid-seq RST
+			// without direction check"; the oracle's 6.18.44 has it) an
+			// RST from the SYN's own sender is window-checked like any
+			// other, so a SYN and a forged RST behind it cannot close the
+			// entry.
 			skipWindow = true
 			break
 		}

@@ -215,6 +215,62 @@ func dataExchange() []row {
 	}
 }
 
+// TestRSTFromSynSenderIsWindowChecked pins Linux commit bed6e04be8e6
+// ("netfilter: conntrack: tcp: do not force CLOSE on invalid-seq RST
+// without direction check"; the oracle's 6.18.44 has it).
+// nf_conntrack_tcp_packet, case TCP_CONNTRACK_CLOSE:
+//
+//	if (((test_bit(IPS_SEEN_REPLY_BIT, &ct->status)
+//		 && ct->proto.tcp.last_index == TCP_SYN_SET
+//		 && ct->proto.tcp.last_dir != dir)
+//		|| (!test_bit(IPS_ASSURED_BIT, &ct->status)
+//		    && ct->proto.tcp.last_index == TCP_ACK_SET))
+//	    && ntohl(th->ack_seq) == ct->proto.tcp.last_end)
+//		goto in_window;
+//
+// The window check is skipped only for an RST that answers the last SYN,
+// i.e. one from the other side; an RST from the SYN's own sender goes
+// through tcp_in_window like any other (testdata/kerneldiff
+// tcp-syn-rst-open.pcap and tcp-syn-rst-resync.pcap).
+func TestRSTFromSynSenderIsWindowChecked(t *testing.T) {
+	t.Run("out of window after a resent SYN is invalid", func(t *testing.T) {
+		// tcp-syn-rst-open: the server's data without a SYN/ACK is
+		// ignored in SYN_SENT (annotated: last_end 5000+531), the
+		// client's SYN one on re-inits its side (last_index SYN, last_dir
+		// ORIGINAL), and its RST/ACK acking exactly last_end but far
+		// beyond its own td_maxend is "SEQ is over upper bound".
+		run(t, &sim{}, []row{
+			{from: cli, p: seg("SEW", 1000, 0, 65535, sackOK()), v: Accept, state: SynSent, timeout: 120 * sec, label: "new"},
+			{from: srv, p: seg("PA", 5000, 1001, 35448, data(531)), v: Ignore, reason: ReasonIgnored, state: SynSent, label: "established"},
+			{from: cli, p: seg("S", 1001, 0, 65535, wscale(4)), v: Accept, state: SynSent, timeout: 120 * sec, label: "established"},
+			{from: cli, p: seg("RA", 1000+13632, 5531, 65535), v: Invalid, reason: ReasonSeqBeyondWindow, state: SynSent, label: "invalid"},
+		})
+	})
+	t.Run("under the window is ignored and does not close", func(t *testing.T) {
+		// tcp-syn-rst-resync: a SYN/ACK acking another ISN is ignored by
+		// tcp_in_window (ACK under lower bound) after initialising the
+		// server's side; last_end is still 0, as tcp_new left it, so a
+		// client RST without ACK (ack field 0) "acks last_end". Without
+		// the direction check it skipped the window and closed the entry;
+		// now it is "SEQ under lower bound", ignored, and the client's
+		// data after it is an ACK in SYN_SENT: invalid.
+		run(t, &sim{}, []row{
+			{from: cli, p: seg("S", 2000000000, 0, 54130, wscale(8)), v: Accept, state: SynSent, timeout: 120 * sec, label: "new"},
+			{from: srv, p: seg("SA", 7000, 1000001, 19118, sackOK(), wscale(4)), v: Ignore, reason: ReasonAckTooOld, state: SynSent, label: "established"},
+			{from: cli, p: seg("R", 1000000+305889, 0, 54130), v: Ignore, reason: ReasonSeqTooOld, state: SynSent, label: "established"},
+			{from: cli, p: seg("A", 1000001, 7001, 54130, data(696)), v: Invalid, reason: ReasonBadAck, state: SynSent, label: "invalid"},
+		})
+	})
+	t.Run("an RST from the other side still answers the SYN", func(t *testing.T) {
+		// Case a): a SYN ignored in ESTABLISHED, and the server's RST
+		// acking it skips the window check and closes the entry.
+		run(t, &sim{}, cat(handshake(), []row{
+			{from: cli, p: seg("S", 900000, 0, 8192), v: Ignore, reason: ReasonIgnored, state: Established},
+			{from: srv, p: seg("RA", 0, 900001, 0), v: Accept, state: Close, timeout: 10 * sec},
+		}))
+	})
+}
+
 func TestRSTBelowMaxAckInvalid(t *testing.T) {
 	run(t, &sim{}, cat(handshake(), dataExchange(), []row{
 		// seq 1050 is before what the server has acknowledged (1101):
