@@ -31,6 +31,9 @@
 //     (net.netfilter.nf_conntrack_frag6_timeout). A datagram that completes
 //     is forgotten; a later duplicate of one of its fragments starts a new
 //     datagram that will time out.
+//   - An IPv6 atomic fragment (offset 0, M clear) is queued like any
+//     other (see Atomic): alone it completes at once, but it is the last
+//     fragment of a datagram pending under its id, which it overlaps.
 //   - IPv6 passes on unreassembled, before looking its datagram up, a first
 //     fragment that does not hold the start of the transport header
 //     (ipv6frag_thdr_truncated; RFC 8200 4.5 says to discard it, and the
@@ -215,7 +218,8 @@ type datagram struct {
 	prev, next *datagram
 }
 
-// Add offers one decoded packet with p.Frag.IsFragment set. token is the
+// Add offers one decoded packet with p.Frag.IsFragment set, or an IPv6
+// atomic fragment (see Atomic). token is the
 // caller's handle for the packet (a packet index, say); Add reports
 // datagrams by their fragments' tokens.
 //
@@ -239,7 +243,7 @@ func (r *Reassembler) Add(p *packet.Packet, token int, now int64) (Status, []byt
 	if r.pending == nil {
 		r.init(Config{})
 	}
-	if p.Kind != packet.KindOK || !p.Frag.IsFragment || p.L3Off+p.IPLen > len(p.Data) {
+	if p.Kind != packet.KindOK || !p.Frag.IsFragment && !Atomic(p) || p.L3Off+p.IPLen > len(p.Data) {
 		return Unusable, nil, r.one(token)
 	}
 	v6 := p.IPVersion == 6
@@ -343,6 +347,24 @@ func (r *Reassembler) Add(p *packet.Packet, token int, now int64) (Status, []byt
 		return Pending, nil, nil
 	}
 	return r.reassemble(d)
+}
+
+// Atomic reports whether p is an IPv6 atomic fragment: a fragment header
+// with offset 0 and M clear, which pkg/packet decodes as a whole packet
+// (IsFragment false). The kernel's IPv6 defragmentation in front of
+// conntrack does not tell it from other fragments: nf_ct_frag6_gather looks
+// its datagram up by the fragment header's id (fq_find) and queues it with
+// nf_ct_frag6_queue. Alone it completes a datagram at once (the same
+// packet, without the fragment header), but it meets the fragments held
+// under its id: as the last fragment, [0, length) overlaps (or duplicates)
+// any of them, and the whole datagram is dropped with it (RFC 5722).
+// Replay must give Add every atomic fragment, as it gives every fragment.
+//
+// With several atomic fragment headers the kernel queues the packet under
+// the first one's id; pkg/packet keeps the last one's.
+func Atomic(p *packet.Packet) bool {
+	return p.Kind == packet.KindOK && p.IPVersion == 6 && !p.Frag.IsFragment &&
+		p.Frag.HdrOff != 0 && p.Frag.Offset == 0 && !p.Frag.More
 }
 
 // firstFragmentTruncated is the kernel's ipv6frag_thdr_truncated: the first

@@ -540,7 +540,10 @@ func (r *Replayer) ReplayFile(name string, sink Sink) error {
 func (r *Replayer) replayPacket(file string, index int, p *packet.Packet, m *packetMeta, now int64, sink Sink) error {
 	seq := r.seq
 	r.seq++
-	if err := r.decide(file, index, p, m, now); err != nil {
+	// An IPv6 atomic fragment is a whole packet, but the kernel queues it
+	// under its id like any fragment (defrag.Atomic): it waits too.
+	hold := r.defrag != nil && defrag.Atomic(p)
+	if err := r.decide(file, index, p, m, now, hold); err != nil {
 		return err
 	}
 	if r.defrag == nil {
@@ -552,7 +555,7 @@ func (r *Replayer) replayPacket(file string, index int, p *packet.Packet, m *pac
 	if err := r.makeRoom(sink); err != nil {
 		return err
 	}
-	if !r.rec.Fragment {
+	if !r.rec.Fragment && !hold {
 		if r.held.n == 0 {
 			return sink(&r.rec)
 		}
@@ -710,9 +713,10 @@ func dropBadHeaderSum(p *packet.Packet) {
 	}
 }
 
-// decide fills r.rec for one decoded packet, decided at now, and logs it
+// decide fills r.rec for one decoded packet, decided at now unless hold
+// (a fragment is always held), and logs it
 // (Config.Log); only logging fails.
-func (r *Replayer) decide(file string, index int, p *packet.Packet, m *packetMeta, now int64) error {
+func (r *Replayer) decide(file string, index int, p *packet.Packet, m *packetMeta, now int64, hold bool) error {
 	ts := m.ts
 	rec := &r.rec
 	*rec = Record{File: file, Index: index, TS: ts, Len: m.wireLen, Kind: p.Kind}
@@ -745,9 +749,9 @@ func (r *Replayer) decide(file string, index int, p *packet.Packet, m *packetMet
 	}
 	if r.stateful != nil {
 		rec.HasStateful = true
-		// Fragments wait for their datagram (replayPacket); the rest are
-		// decided now.
-		if !rec.Fragment {
+		// Fragments (and held atomic ones) wait for their datagram
+		// (replayPacket); the rest are decided now.
+		if !rec.Fragment && !hold {
 			r.stateful.DecideAt(&rec.Stateful, p, w, now)
 		}
 	}
@@ -758,7 +762,7 @@ func (r *Replayer) decide(file string, index int, p *packet.Packet, m *packetMet
 	switch {
 	case r.stateful == nil:
 		rec.Logged, err = r.logDecision(p, &rec.Stateless, w, ts, false)
-	case !rec.Fragment:
+	case !rec.Fragment && !hold:
 		rec.Logged, err = r.logDecision(p, &rec.Stateful, w, ts, true)
 	}
 	return err
