@@ -136,7 +136,8 @@ func (t *Table) Walk(now int64, fn func(e EntryInfo) bool) {
 // conntrack -D does, and returns how many it removed. match is called
 // with the entry's shard locked: it must not call the table. A removed
 // entry's next packet is tracked as new. Delete takes each shard's lock
-// in turn; it is not for the packet path, but it allocates nothing.
+// in turn; it is not for the packet path: each entry it looks at is
+// copied to the heap for match (one allocation per live entry).
 func (t *Table) Delete(now int64, match func(e *EntryInfo) bool) int {
 	now = t.clock(now)
 	n := 0
