@@ -60,12 +60,11 @@ func Lint(cfg Config) []rules.Warning {
 		where = "replay without 'set local' (or --iface-out)"
 	}
 	return rs.Lint(rules.LintConfig{
-		In:      local || cfg.IfaceOut != "",
-		Out:     local || cfg.IfaceOut != "",
-		Unknown: cfg.IfaceOut == "",
-		Local:   local,
-		Where:   where,
-		Ifaces:  KnownIfaces(cfg),
+		In:     local || cfg.IfaceOut != "",
+		Out:    local || cfg.IfaceOut != "",
+		Local:  local,
+		Where:  where,
+		Ifaces: KnownIfaces(cfg),
 	})
 }
 

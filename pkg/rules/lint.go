@@ -28,9 +28,9 @@ func (w Warning) String() string {
 type LintConfig struct {
 	// In and Out: packets are decided inbound / outbound there (the
 	// daemon's input hook is in, output out, forward both; replay's
-	// `set local` gives both). Unknown: packets of no direction are
-	// decided (replay without `set local`).
-	In, Out, Unknown bool
+	// `set local` gives both). Neither: only packets of no direction
+	// (replay without `set local`), which in and out rules never match.
+	In, Out bool
 	// Local: the host's own traffic is decided (the input or output
 	// hook), so IPv6 neighbour discovery passes through the rules.
 	Local bool
