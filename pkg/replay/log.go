@@ -3,7 +3,6 @@ package replay
 import (
 	"time"
 
-	"github.com/statewall/statewall/pkg/conntrack"
 	"github.com/statewall/statewall/pkg/engine"
 	"github.com/statewall/statewall/pkg/packet"
 	"github.com/statewall/statewall/pkg/pflog"
@@ -26,96 +25,35 @@ import (
 // stateless mode each fragment is.
 //
 // `log (all)` also logs the later packets of the connections its rule
-// created, which pass by state with no rule: replay remembers, per
-// connection, the rule that created it (logAll), and logs those packets
-// with its number. ICMP errors related to such a connection are logged
-// with it too.
-
-// flowKey names a connection in both directions: the two endpoints in a
-// fixed order (the smaller first), so a packet and its reply find the
-// same key. ICMP queries key on their identifier, as both ports (a
-// request and its reply differ in type). Comparable and pointer-free, as a map key.
-type flowKey struct {
-	a, b   [16]byte
-	pa, pb uint16
-	proto  packet.Proto
-}
-
-func makeFlowKey(src, dst [16]byte, sport, dport uint16, proto packet.Proto) flowKey {
-	if string(src[:]) > string(dst[:]) || src == dst && sport > dport {
-		src, dst, sport, dport = dst, src, dport, sport
-	}
-	return flowKey{a: src, b: dst, pa: sport, pb: dport, proto: proto}
-}
-
-// connKey is the key of the connection p belongs to: its own, or for an
-// ICMP error the quoted packet's. ok is false when there is none.
-func connKey(p *packet.Packet) (flowKey, bool) {
-	if p.Inner.Valid && !p.Inner.NonFirstFragment {
-		in := &p.Inner
-		sp, dp := in.SrcPort, in.DstPort
-		if in.Proto == packet.ProtoICMP || in.Proto == packet.ProtoICMPv6 {
-			sp, dp = in.ICMPID, in.ICMPID
-		}
-		return makeFlowKey(in.Src.As16(), in.Dst.As16(), sp, dp, in.Proto), true
-	}
-	if p.Kind != packet.KindOK {
-		return flowKey{}, false
-	}
-	sp, dp := p.SrcPort, p.DstPort
-	if p.Proto == packet.ProtoICMP || p.Proto == packet.ProtoICMPv6 {
-		sp, dp = p.ICMPID, p.ICMPID
-	}
-	return makeFlowKey(p.Src.As16(), p.Dst.As16(), sp, dp, p.Proto), true
-}
-
-// logAllState is the `log (all)` rule that created a connection, and the
-// direction of the evaluation it matched in (for a forwarded packet, in or
-// out).
-type logAllState struct {
-	rule *rules.Rule
-	dir  rules.Dir
-}
-
-// hasLogAll reports whether some rule says `log (all)`.
-func hasLogAll(rs *rules.Ruleset) bool {
-	for i := range rs.Rules {
-		if rs.Rules[i].LogAll {
-			return true
-		}
-	}
-	return false
-}
+// created, which pass by state with no rule: the stateful engine tags such
+// a connection with its rule (engine.Stateful.LogAllRule, the conntrack
+// entry's mark), so its packets, and ICMP errors related to it, are
+// logged with that rule's number.
 
 // logDecision writes the pflog records for p, decided d at w, and returns
 // how many it wrote. stateful says d is the stateful engine's, whose new
-// connections `log (all)` follows. It does not allocate, but for the map
-// entry of a connection that a `log (all)` rule creates.
+// connections `log (all)` follows. It does not allocate.
 func (r *Replayer) logDecision(p *packet.Packet, d *engine.Decision, w rules.Where, ts time.Time, stateful bool) (uint8, error) {
 	if p.Kind != packet.KindOK {
 		return 0, nil
 	}
 	var n uint8
 	if d.Cause == engine.CauseState {
-		if r.logAll == nil {
+		if !stateful || r.stateful == nil {
 			return 0, nil
 		}
-		k, ok := connKey(p)
-		if !ok {
-			return 0, nil
-		}
-		st, ok := r.logAll[k]
-		if !ok {
+		ra := r.stateful.LogAllRule(d)
+		if ra == nil {
 			return 0, nil
 		}
 		dir, iface := rules.DirIn, w.In
-		if w.Dir == rules.DirOut || w.Dir == rules.DirForward && st.dir == rules.DirOut {
+		if w.Dir == rules.DirOut || w.Dir == rules.DirForward && ra.Dir == rules.DirOut {
 			dir, iface = rules.DirOut, w.Out
 		}
 		if w.Dir == rules.DirUnknown {
 			iface = w.IfaceOf()
 		}
-		return 1, r.writeLog(p, st.rule, engine.Pass, pflog.ReasonMatch, dir, iface, ts)
+		return 1, r.writeLog(p, ra, engine.Pass, pflog.ReasonMatch, dir, iface, ts)
 	}
 	reason := pflog.ReasonMatch
 	if d.Cause == engine.CauseTableFull {
@@ -128,7 +66,6 @@ func (r *Replayer) logDecision(p *packet.Packet, d *engine.Decision, w rules.Whe
 			}
 			n = 1
 		}
-		r.rememberLogAll(p, d, d.Rule, d.Dir, stateful)
 		return n, nil
 	}
 	// A forwarded packet's two evaluations, in the order pf makes them:
@@ -152,34 +89,7 @@ func (r *Replayer) logDecision(p *packet.Packet, d *engine.Decision, w rules.Whe
 		}
 		n++
 	}
-	switch {
-	case in != nil && in.LogAll:
-		r.rememberLogAll(p, d, in, rules.DirIn, stateful)
-	case out != nil && out.LogAll:
-		r.rememberLogAll(p, d, out, rules.DirOut, stateful)
-	default:
-		r.rememberLogAll(p, d, nil, 0, stateful)
-	}
 	return n, nil
-}
-
-// rememberLogAll notes, when d made a new connection, the `log (all)` rule
-// that did (rule, matched in direction dir), or that none did (rule nil
-// or without it: a connection under a tuple a `log (all)` one had
-// before).
-func (r *Replayer) rememberLogAll(p *packet.Packet, d *engine.Decision, rule *rules.Rule, dir rules.Dir, stateful bool) {
-	if r.logAll == nil || !stateful || !d.Tracked || d.CT.Label != conntrack.LabelNew || d.Verdict != engine.Pass {
-		return
-	}
-	k, ok := connKey(p)
-	if !ok {
-		return
-	}
-	if rule != nil && rule.LogAll {
-		r.logAll[k] = logAllState{rule, dir}
-	} else {
-		delete(r.logAll, k)
-	}
 }
 
 // writeLog writes one record: p from its IP header on.

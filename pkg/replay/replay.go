@@ -279,11 +279,9 @@ type Replayer struct {
 	lastIndex       uint32
 
 	// Logging (log.go): the record written, reused; the interfaces' names
-	// as pflog carries them, by index; the connections `log (all)`
-	// rules created (nil when no rule says it, or no log is written).
+	// as pflog carries them, by index.
 	logRec     pflog.Record
 	pflogNames []pflog.Ifname
-	logAll     map[flowKey]logAllState
 }
 
 // batchSize is how many packets replay reads ahead.
@@ -385,9 +383,6 @@ func New(cfg Config) (*Replayer, error) {
 		return nil, err
 	}
 	r.initIfaces()
-	if cfg.Log != nil && cfg.Mode != Stateless && hasLogAll(r.rs) {
-		r.logAll = map[flowKey]logAllState{}
-	}
 	if cfg.Mode != Stateful {
 		r.stateless = engine.NewStateless(r.rs)
 	}
