@@ -381,6 +381,20 @@ type Stats struct {
 	// Liberal counts TCP packets accepted although out of window, because
 	// their entry was restored or picked up mid-stream (liberal tracking).
 	Liberal uint64 `json:"liberal"`
+	// State sync: records from peers that made a new entry (PeerInstalled),
+	// moved one forward (PeerMerged), changed nothing (PeerStale), or
+	// found the table full (PeerFull); entries deleted on a peer's word
+	// (PeerDeleted); TCP entries installed from a peer whose first packet
+	// here came (TakenOver: their windows are learnt again from the
+	// packets, see sync.go) and that left liberal tracking, a packet
+	// having been seen each way (PickedUp).
+	PeerInstalled uint64 `json:"peer_installed"`
+	PeerMerged    uint64 `json:"peer_merged"`
+	PeerStale     uint64 `json:"peer_stale"`
+	PeerFull      uint64 `json:"peer_full"`
+	PeerDeleted   uint64 `json:"peer_deleted"`
+	TakenOver     uint64 `json:"taken_over"`
+	PickedUp      uint64 `json:"picked_up"`
 }
 
 // Stats returns the counters. It takes no lock; each counter is exact, the
@@ -399,6 +413,13 @@ func (t *Table) Stats() Stats {
 		st.Liberal += c.liberal.Load()
 		st.Invalid += c.invalid.Load()
 		st.Clash += c.clash.Load()
+		st.PeerInstalled += c.installed.Load()
+		st.PeerMerged += c.merged.Load()
+		st.PeerStale += c.peerStale.Load()
+		st.PeerFull += c.peerFull.Load()
+		st.PeerDeleted += c.peerDeleted.Load()
+		st.TakenOver += c.takenOver.Load()
+		st.PickedUp += c.pickedUp.Load()
 	}
 	return st
 }
@@ -627,11 +648,19 @@ func (h *hit) accept(p *packet.Packet, now int64, d time.Duration) {
 }
 
 // seen sets seen-reply for a reply-direction packet the protocol let
-// through (also when it changed nothing, like TCP's IGNORE).
+// through (also when it changed nothing, like TCP's IGNORE). The entry is
+// now this node's (not FromPeer) and dirty for state sync; a TCP entry
+// taken over from a peer leaves liberal tracking once both directions
+// have been seen here (pickedUp).
 func (h *hit) seen() {
+	f := h.e.flags&^flagPeer | flagDirty
 	if h.dir == 1 {
-		h.e.flags |= flagSeenReply
+		f |= flagSeenReply
 	}
+	if f&flagPickup != 0 {
+		f = h.pickedUp(f)
+	}
+	h.e.flags = f
 }
 
 // miss sets r for a packet that may start a connection with hash h, in

@@ -180,7 +180,7 @@ func (s *shard) emit(subs *[]*Subscription, typ EventType, e *entry, now int64) 
 // packet changed its kind or flags since lookup. Precondition: s.mu is
 // held, e is the hit's live entry, and its kind is not recounted yet.
 func (s *shard) emitUpdate(subs *[]*Subscription, e *entry) {
-	if kindOf(e) == s.hitKind && e.flags == s.hitFlags {
+	if kindOf(e) == s.hitKind && (e.flags^s.hitFlags)&eventFlags == 0 {
 		return
 	}
 	s.emit(subs, EventUpdate, e, s.events.clock.Load())

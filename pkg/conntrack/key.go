@@ -343,3 +343,12 @@ func (h *hasher) sum(k *Key) uint64 {
 	}
 	return mum((h.endpoint(&k.src, sp)+h.endpoint(&k.dst, dp))^h.k[4], extra^h.k[5])
 }
+
+// KeyOf returns the original-direction tuple a packet would have if it
+// started a connection (the tuple Track looks up): what state sync
+// announces for a packet whose entry was just committed.
+func KeyOf(p *packet.Packet) Key {
+	var k Key
+	packetKey(&k, p)
+	return k
+}

@@ -69,7 +69,23 @@ const (
 const (
 	flagSeenReply uint8 = 1 << iota // IPS_SEEN_REPLY
 	flagAssured                     // IPS_ASSURED: never evicted early
+	// flagDirty: a packet of this node changed or refreshed the entry
+	// since ExportDirty last took it (state sync, sync.go).
+	flagDirty
+	// flagPeer: installed or last changed by a peer (Install), not by a
+	// packet of this node since: its events say FromPeer, so that state
+	// sync does not send a peer's entries back to it.
+	flagPeer
+	// flagPickup: a TCP entry installed from a peer, tracked liberally
+	// (PeerBeLiberal both ways) until a packet in each direction has been
+	// seen here; flagPickupOrig and flagPickupReply record those seen.
+	flagPickup
+	flagPickupOrig
+	flagPickupReply
 )
+
+// eventFlags are the flags whose change is an UPDATE event.
+const eventFlags = flagSeenReply | flagAssured
 
 // entry is one connection. 128 bytes, two cache lines: the key (38) and
 // flags (2), the deadline (8), the counters (24) and the TCP state (56). A
@@ -220,6 +236,10 @@ type shardStats struct {
 	// accepted out of window by liberal tracking (restored entries and
 	// mid-stream pickups).
 	restored, liberal atomic.Uint64
+	// State sync (sync.go): peer records installed, merged, stale, refused
+	// for a full table; entries deleted on a peer's word; TCP entries
+	// taken over (a first packet here), and back to strict tracking.
+	installed, merged, peerStale, peerFull, peerDeleted, takenOver, pickedUp atomic.Uint64
 }
 
 func (s *shard) at(i uint32) *entry { return &s.chunks[i>>chunkBits][i&(chunkSize-1)] }

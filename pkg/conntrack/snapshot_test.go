@@ -73,6 +73,9 @@ func rawEntries(tab *Table, now int64) map[Key]entry {
 			}
 			e := *s.at(sl&refMask - 1)
 			e.expires -= now
+			// A snapshot keeps seen-reply and assured; the rest
+			// (dirty, from a peer) is this run's.
+			e.flags &= eventFlags
 			if e.key.proto == packet.ProtoUDP {
 				*e.streamTS() = min(max(*e.streamTS()-now, -int64(udpStreamAfter)), int64(udpStreamAfter))
 			}

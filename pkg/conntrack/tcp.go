@@ -30,6 +30,9 @@ func (t *Table) trackTCP(r *Result, p *packet.Packet, now int64) {
 	defer c.unlock()
 	reopen := false
 	if ok {
+		if c.e.flags&(flagPickup|flagPickupOrig|flagPickupReply) == flagPickup {
+			c.s.takeOver(c.e)
+		}
 		st := tcpstate.Status{SeenReply: c.e.seenReply(), Assured: c.e.assured()}
 		var res tcpstate.Result
 		tcpstate.StepInto(&res, &c.e.tcp, p, tcpstate.Dir(c.dir), st, &t.to.TCP)

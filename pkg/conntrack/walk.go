@@ -27,6 +27,10 @@ type EntryInfo struct {
 	Bytes   [2]uint64
 	// Mark is the caller's byte (Result.Mark at Commit).
 	Mark uint8
+	// FromPeer: the entry was installed or last changed by a state-sync
+	// peer (Install, Remove), and no packet of this node has touched it
+	// since.
+	FromPeer bool
 }
 
 func (e *entry) info(now int64) EntryInfo {
@@ -39,6 +43,7 @@ func (e *entry) info(now int64) EntryInfo {
 		Packets:   [2]uint64{uint64(e.packets[0]), uint64(e.packets[1])},
 		Bytes:     e.bytes,
 		Mark:      e.mark,
+		FromPeer:  e.flags&flagPeer != 0,
 	}
 	switch e.key.proto {
 	case packet.ProtoTCP:
