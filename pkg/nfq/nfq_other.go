@@ -45,5 +45,8 @@ func (r *Reader) Run(ctx context.Context) error { return ErrNotSupported }
 // Stats returns nothing here.
 func (r *Reader) Stats() []Stats { return nil }
 
+// Release is Linux-only; it returns ErrNotSupported here.
+func (r *Reader) Release(queue uint16, id uint32, v Verdict) error { return ErrNotSupported }
+
 // Close is Linux-only; it returns ErrNotSupported here.
 func (r *Reader) Close() error { return ErrNotSupported }

@@ -69,6 +69,13 @@ type queue struct {
 	writes, msgs uint64 // verdict writes and messages (tests; read after close)
 
 	packets, accepted, dropped, enobufs, errs atomic.Uint64
+
+	// Held packets (hold_linux.go): holding is how many await Release
+	// (while any does, no batch verdicts), held how many ever did.
+	holding atomic.Int64
+	held    atomic.Uint64
+	relMu   sync.Mutex // guards relBuf
+	relBuf  []byte
 }
 
 // newQueue makes queue num, reading and writing through rc, with its

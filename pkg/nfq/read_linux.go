@@ -216,6 +216,11 @@ func (q *queue) packet(body []byte) {
 	}
 	id := p.ID
 	p.Payload = nil
+	if v == Hold {
+		q.holding.Add(1)
+		q.held.Add(1)
+		return
+	}
 	// The clock is read once per read from the socket (readAt) and
 	// then every batchClockEvery packets of a batch, not for each (a
 	// clock read is ~50 ns on the development VM, a few percent of the

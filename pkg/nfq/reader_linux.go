@@ -220,6 +220,7 @@ func (r *Reader) Stats() []Stats {
 			Dropped:  q.dropped.Load(),
 			ENOBUFS:  q.enobufs.Load(),
 			Errors:   q.errs.Load(),
+			Held:     q.held.Load(),
 		}
 	}
 	return st

@@ -88,6 +88,13 @@ type Verdict uint8
 const (
 	Drop   Verdict = 0
 	Accept Verdict = 1
+	// Hold: no verdict yet. The Handler keeps the packet's queue and id
+	// and gives its verdict later with Reader.Release, from any goroutine
+	// (state sync holds a connection's first packet until the peer has its
+	// entry). The kernel keeps the packet meanwhile, and the queue sends
+	// plain verdicts instead of batch ones while any packet is held, so
+	// that no batch covers it.
+	Hold Verdict = 2
 )
 
 func (v Verdict) String() string {
@@ -96,6 +103,8 @@ func (v Verdict) String() string {
 		return "drop"
 	case Accept:
 		return "accept"
+	case Hold:
+		return "hold"
 	}
 	return "verdict(" + strconv.Itoa(int(v)) + ")"
 }
@@ -228,6 +237,9 @@ type Stats struct {
 	// messages that were not packets, verdicts the kernel refused or that
 	// could not be sent, receive errors.
 	Errors uint64 `json:"errors"`
+	// Held counts packets whose Handler held them (Hold) for a later
+	// Release.
+	Held uint64 `json:"held"`
 }
 
 // DivertConfig says which packets Install diverts to which queues. The zero

@@ -33,7 +33,7 @@ func (q *queue) flushFD(fd int) {
 	var accepted, dropped uint64
 	for i := 0; i < q.pending.len(); {
 		j := i + 1
-		if !q.noBatch {
+		if !q.noBatch && q.holding.Load() == 0 {
 			j = q.pending.runEnd(i)
 		}
 		typ := uint16(nfqnl.MsgVerdict)
