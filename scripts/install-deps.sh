@@ -37,10 +37,11 @@ declare -A PKG=(
 	[conntrack]=conntrack
 	[man]=man-db
 	[systemd-analyze]=systemd
+	[keepalived]=keepalived
 )
 # stable order for the default list
 ALL=(tcpdump tcpreplay iptables ip6tables iptables-legacy nft ip ss ethtool nmap
-	hping3 iperf3 curl dig dnsmasq python3 socat conntrack ping man systemd-analyze)
+	hping3 iperf3 curl dig dnsmasq python3 socat conntrack ping man systemd-analyze keepalived)
 
 if [ $# -gt 0 ]; then
 	WANT=("$@")
