@@ -159,7 +159,7 @@ bench-live: deps
 # transfer), router a dies hard and b takes over: once with state sync,
 # once without it (the control). It ends with one line per run,
 # connections kept and transfer complete, and fails unless the run with
-# sync kept everything. About 1.5 minutes on the 2-core development VM.
+# sync kept everything. About a minute on the 2-core development VM.
 # Settings as variables: make ha-demo N=40 DURATION=12 KEEP=1.
 .PHONY: ha-demo
 ha-demo: $(BIN)
