@@ -21,9 +21,11 @@
 # Environment: REPS (3), DUR seconds per measurement (3), OFFLOADS (on|off,
 # default on), LOAD_PPS (50000: the background stream of the loaded-latency
 # measurement, below what every configuration forwarded in the UDP test),
-# CONFIGS (space-separated subset), OUT (bench/results), STATEWALL (a
-# built binary; default: build ./cmd/statewall), KEEP=1 keeps the scratch
-# directory (logs, raw measurements).
+# CONFIGS (space-separated subset; sw-MODE[-offload]-qN[-flow|addr|cpu]
+# [-spinMICROSECONDS] for statewall, alt-sw-... for the same with STATEWALL_ALT, another
+# binary, side by side), OUT (bench/results), STATEWALL (a built binary;
+# default: build ./cmd/statewall), KEEP=1 keeps the scratch directory
+# (logs, raw measurements).
 set -euo pipefail
 
 REPS=${REPS:-3}
@@ -98,6 +100,7 @@ if [ -n "${STATEWALL:-}" ]; then
 else
 	go build -o "$work/statewall" ./cmd/statewall
 fi
+[ -z "${STATEWALL_ALT:-}" ] || cp "$STATEWALL_ALT" "$work/statewall-alt"
 go build -o "$work/nfqaccept" ./bench/live/nfqaccept
 go build -o "$work/loadgen" ./bench/live/loadgen
 go build -o "$work/report" ./bench/live/report
@@ -172,10 +175,25 @@ start_cfg() {
 		grep -q ready "$work/nfqaccept.log" || { log "nfqaccept did not start: $(cat "$work/nfqaccept.log")"; return 1; }
 		nsx "$R" iptables -I FORWARD -j NFQUEUE --queue-num 0
 		;;
-	sw-*)
-		mode=${cfg#sw-}; q=${mode##*-q}; mode=${mode%-q*}
+	sw-* | alt-sw-*)
+		# sw-MODE[-offload]-qN[-SPREAD]: statewall run --mode MODE
+		# [--offload] --queues 0..N-1 [--spread SPREAD]; alt-sw-...: the
+		# same with the binary STATEWALL_ALT (an A/B in one run)
+		local extra=() tok bin=$SW
+		case $cfg in alt-*) bin=$work/statewall-alt ;; esac
+		IFS=- read -r -a toks <<<"${cfg#*sw-}"
+		mode=${toks[0]} q=1
+		for tok in "${toks[@]:1}"; do
+			case $tok in
+			offload) extra+=(--offload) ;;
+			q*) q=${tok#q} ;;
+			flow | addr | cpu) extra+=(--spread "$tok") ;;
+			spin*) extra+=(--spin "${tok#spin}us") ;;
+			*) log "unknown part $tok of $cfg"; return 1 ;;
+			esac
+		done
 		[ "$q" = 1 ] && q=0 || q=0-$((q - 1))
-		timeout 600 "$SW" run --rules bench/live/router.rules --hooks forward --mode "$mode" --queues "$q" \
+		timeout 600 "$bin" run --rules bench/live/router.rules --hooks forward --mode "$mode" --queues "$q" "${extra[@]}" \
 			--netns "$R" --socket "$work/sw.sock" --log-level warn >>"$work/statewall.log" 2>&1 &
 		cfg_pid=$!
 		for i in $(seq 100); do
@@ -195,7 +213,7 @@ stop_cfg() {
 	case $cfg in
 	nft) nsx "$R" nft delete table inet swlive ;;
 	nfqaccept) nsx "$R" iptables -D FORWARD -j NFQUEUE --queue-num 0 ;;
-	sw-*) "$SW" status --socket "$work/sw.sock" >"$work/status-$cfg.txt" 2>&1 || true ;;
+	sw-* | alt-sw-*) "$SW" status --socket "$work/sw.sock" >"$work/status-$cfg.txt" 2>&1 || true ;;
 	esac
 	[ -z "$cfg_pid" ] || stop "$cfg_pid"
 	cfg_pid=""
@@ -249,7 +267,7 @@ measure() {
 	# rate and the queue drops during it are recorded next to the RTTs.
 	sleep 0.3
 	a=$(udp_in)
-	case $cfg in nfqaccept | sw-*) d0=$(queue_drops) ;; *) d0="" ;; esac
+	case $cfg in nfqaccept | sw-* | alt-sw-*) d0=$(queue_drops) ;; *) d0="" ;; esac
 	nsx "$C" timeout $((DUR + 11)) "$work/loadgen" udpblast -to "$SRV:7000" -from "$FROM" -size 64 \
 		-rate "$LOAD_PPS" -t "$((DUR + 1))s" -n $((LOAD_PPS * (DUR + 1))) >"$work/load.out" 2>&1 &
 	lpid=$!
@@ -288,7 +306,7 @@ for rep in $(seq "$REPS"); do
 		log "rep $rep/$REPS: $cfg"
 		start_cfg "$cfg"
 		measure "$rep" "$cfg"
-		case $cfg in nfqaccept | sw-*) rec "$rep" "$cfg" queue_drops "$(queue_drops)" ;; esac
+		case $cfg in nfqaccept | sw-* | alt-sw-*) rec "$rep" "$cfg" queue_drops "$(queue_drops)" ;; esac
 		stop_cfg "$cfg"
 	done
 done

@@ -79,6 +79,10 @@ func printStatus(w io.Writer, s *daemon.Status) {
 		fmt.Fprintf(w, "queue %d:   %d packets, %d accepted, %d dropped, %d ENOBUFS, %d errors\n",
 			q.Queue, q.Packets, q.Accepted, q.Dropped, q.ENOBUFS, q.Errors)
 	}
+	if o := s.Offload; o != nil {
+		fmt.Fprintf(w, "offload:   %d connections carried by the kernel now (their packets not seen); offloaded %d, ended %d, handed back %d, ends learnt without an event %d, errors %d\n",
+			o.Active, o.Offloaded, o.Ended, o.Returned, o.Lost, o.Errors)
+	}
 	if src := s.Sources; src != nil && (src.Nodes > 0 || src.Inserted > 0) {
 		fmt.Fprintf(w, "sources:   %d of %d nodes; inserted %d, expired %d; past max-src-conn %d, past the rate %d, overloads %d",
 			src.Nodes, src.Limit, src.Inserted, src.Expired, src.ConnLimit, src.RateLimit, src.Overloads)

@@ -57,7 +57,10 @@ priority.`, stdout)
 	rulesFile := fs.String("rules", "", "the ruleset `FILE` (required)")
 	modeFlag := fs.String("mode", "stateful", "`MODE`: stateful, stateless or shadow")
 	hooks := fs.String("hooks", "input,output,forward", "netfilter `HOOKS` to divert, comma-separated")
-	queues := fs.String("queues", "0", "NFQUEUE `RANGE` to use: N or FIRST-LAST (several queues: --queue-balance, one reader each)")
+	queues := fs.String("queues", "0", "NFQUEUE `RANGE` to use: N or FIRST-LAST (several queues: one reader each, spread as --spread says)")
+	offload := fs.Bool("offload", false, "hand established connections to the kernel: once statewall passed a packet of an assured TCP connection (or UDP stream), its later packets bypass the queues, marked in the kernel's conntrack (connmark bit --offload-mark), until the kernel ends it; statewall's table follows the kernel's conntrack events. Faster; statewall then does not see, count or log those packets (not for 'log (all)' rules)")
+	offloadMark := fs.Uint("offload-mark", 0x1000, "with --offload, the connmark `BIT` of offloaded connections (one of 0x40-0x8000, not used by anything else on the host)")
+	spread := fs.String("spread", "flow", "how several queues share packets, `HOW`: flow (a symmetric hash of addresses, ports and protocol: both directions of a flow on one queue; needs the kernel's HMARK target, else addr), addr (--queue-balance: by addresses only) or cpu (--queue-cpu-fanout: the queue of the CPU that handles the packet)")
 	failOpen := fs.Bool("fail-open", false, "pass packets when statewall is not reading or a queue is full (default: drop)")
 	loopback := fs.Bool("loopback", false, "divert traffic on lo too")
 	netnsName := fs.String("netns", "", "run inside the network namespace `NAME` (ip netns)")
@@ -96,6 +99,10 @@ priority.`, stdout)
 	if err != nil {
 		return usagef("--queues: %v", err)
 	}
+	sp, err := nfq.ParseSpread(*spread)
+	if err != nil {
+		return usagef("--spread: %v", err)
+	}
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
 		return usagef("--log-level: %v", err)
@@ -110,7 +117,8 @@ priority.`, stdout)
 		return errors.New("run needs root (iptables, NFQUEUE)")
 	}
 	d, err := daemon.New(daemon.Config{
-		RulesFile: *rulesFile, Mode: mode, Hooks: hs, Queues: qs, FailOpen: *failOpen,
+		RulesFile: *rulesFile, Mode: mode, Hooks: hs, Queues: qs, Spread: sp, FailOpen: *failOpen,
+		Offload: *offload, OffloadMark: uint32(*offloadMark),
 		Loopback: *loopback, Netns: *netnsName, MetricsAddr: *metrics, ControlSocket: *socket,
 		Backend: *backend, Tag: *tag, CopyRange: uint32(min(*copyRange, 0xffff)), StateFile: *stateFile,
 		Spin: spinOf(*spin), LogFile: *logFile, LogLines: *logLines,

@@ -314,6 +314,7 @@ func (d *Daemon) DeleteConns(f ConnFilter) (int, error) {
 		return 0, err
 	}
 	n := d.table.Delete(d.now(), m.match)
+	d.offloadDeleted()
 	d.log.Info("conntrack: connections deleted", "n", n, "filter", fmt.Sprintf("%+v", f))
 	return n, nil
 }
@@ -321,6 +322,7 @@ func (d *Daemon) DeleteConns(f ConnFilter) (int, error) {
 // FlushConns deletes every connection and returns how many.
 func (d *Daemon) FlushConns() int {
 	n := d.table.Delete(d.now(), func(*conntrack.EntryInfo) bool { return true })
+	d.offloadDeleted()
 	d.log.Info("conntrack: table flushed", "n", n)
 	return n
 }

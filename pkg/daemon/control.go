@@ -70,6 +70,8 @@ type Status struct {
 	// Pickups counts TCP connections picked up mid-stream in the grace
 	// after a restart (Config.PickupGrace).
 	Pickups uint64 `json:"pickups"`
+	// Offload counts the connections handed to the kernel (--offload).
+	Offload *OffloadStatus `json:"offload,omitempty"`
 }
 
 // ReplyStatus counts the answers to `block return` rules.
@@ -286,6 +288,9 @@ func (d *Daemon) Status() Status {
 	}
 	if r := d.reader.Load(); r != nil {
 		s.Queues = r.Stats()
+	}
+	if o := d.off.Load(); o != nil {
+		s.Offload = o.status()
 	}
 	if pl := d.plogReady.Load(); pl != nil {
 		s.Log = logStatus(d.cfg.LogFile, pl.Stats())

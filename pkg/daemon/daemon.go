@@ -68,8 +68,20 @@ type Config struct {
 	// Hooks to divert at: nil means input, output and forward.
 	Hooks []nfq.Hook
 	// Queues: first and last NFQUEUE number (inclusive); several queues
-	// are spread with --queue-balance, one reader each. {0,0}: queue 0.
+	// are spread as Spread says, one reader each. {0,0}: queue 0.
 	Queues [2]uint16
+	// Spread: how several queues share the packets (nfq.DivertConfig.Spread;
+	// the zero value spreads by flow, both directions of a flow on one
+	// queue).
+	Spread nfq.Spread
+	// Offload hands established connections to the kernel (offload.go):
+	// once statewall passed a packet of an assured connection, its later
+	// packets bypass the queues until the kernel's conntrack ends it.
+	// Off by default.
+	Offload bool
+	// OffloadMark is the connmark bit of offloaded connections
+	// (nfq.DivertConfig.OffloadMark); 0 means nfq.DefaultOffloadMark.
+	OffloadMark uint32
 	// FailOpen: when statewall is not reading, or a queue is full, the
 	// kernel passes packets (queue bypass and the fail-open flag) instead
 	// of dropping them. Availability over security: see README.

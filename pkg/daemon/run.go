@@ -54,7 +54,8 @@ type Daemon struct {
 	plogReady   atomic.Pointer[pflog.Logger]  // plog, for the control socket and metrics
 	lastLogLine atomic.Int64                  // LogLines: the last line's time
 
-	workers []worker // one per queue, indexed by queue - cfg.Queues[0]
+	off     atomic.Pointer[offloader] // offload.go; nil without Config.Offload
+	workers []worker                  // one per queue, indexed by queue - cfg.Queues[0]
 	m       *metrics
 	reader  atomic.Pointer[nfq.Reader]
 	started time.Time
@@ -175,6 +176,9 @@ func (d *Daemon) Reload() ([]rules.Warning, error) {
 	ws := d.lint(rs)
 	d.raw, d.tables = rs, tabs
 	d.bindLocked()
+	if o := d.off.Load(); o != nil {
+		o.request(true) // hand offloaded connections back: the new rules decide which go again
+	}
 	d.loaded.Store(&loadInfo{File: d.cfg.RulesFile, Rules: len(rs.Rules), Loaded: d.cfg.Clock.Wall()})
 	d.m.reloads.WithLabelValues("ok").Inc()
 	d.log.Info("ruleset reloaded", "file", d.cfg.RulesFile, "rules", len(rs.Rules))
@@ -352,6 +356,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 		NetnsName: d.cfg.Netns,
 		CopyRange: d.cfg.CopyRange,
 		Spin:      d.cfg.Spin,
+		Spread:    d.cfg.Spread,
 	}, d.handle, d.log)
 	if err != nil {
 		return errors.Join(fmt.Errorf("opening queues: %w", err), d.saveState())
@@ -383,6 +388,8 @@ func (d *Daemon) Run(ctx context.Context) error {
 		}
 	}
 
+	offloadMark := d.startOffload()
+	defer d.stopOffload()
 	divert, err := nfq.Install(nfq.DivertConfig{
 		SkipMark:  replyMark,
 		Hooks:     d.cfg.Hooks,
@@ -392,7 +399,18 @@ func (d *Daemon) Run(ctx context.Context) error {
 		Backend:   d.cfg.Backend,
 		Tag:       d.cfg.Tag,
 		NetnsName: d.cfg.Netns,
+		Spread:    d.cfg.Spread,
+
+		OffloadMark: offloadMark,
 	})
+	if err == nil && offloadMark != 0 && divert.Config().OffloadMark == 0 {
+		d.log.Warn("offload off: the kernel lacks the connmark match or the CONNMARK or MARK target")
+		d.stopOffload()
+	}
+	if err == nil && d.cfg.Queues[1] > d.cfg.Queues[0] && divert.Config().Spread != d.cfg.Spread {
+		d.log.Warn("the kernel cannot spread the queues by flow (no HMARK target): spreading by address, all flows between two hosts on one queue",
+			"spread", divert.Config().Spread.String())
+	}
 	if err != nil {
 		reader.Close()
 		<-runErr
@@ -516,6 +534,9 @@ func (d *Daemon) handle(p *nfq.Packet) nfq.Verdict {
 		if a := engine.Compare(shadow, dec); a != engine.Agree {
 			d.disagree(a, shadow, dec, pk)
 		}
+	}
+	if o := d.off.Load(); o != nil && dec.Verdict == engine.Pass && dec.Cause == engine.CauseState {
+		o.consider(p, pk, &dec, at, d.nowFor(p))
 	}
 	d.m.count(dec, int(p.Length))
 	d.countDecision(qi, &dec, at.Dir, int(p.Length))

@@ -4,6 +4,8 @@ package nfq
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"slices"
@@ -66,6 +68,19 @@ func Install(cfg DivertConfig) (*Divert, error) {
 		if cfg.Backend, err = detectBackend(r, cfg.Tag); err != nil {
 			return nil, err
 		}
+	}
+	if n := int(cfg.Queues[1]) - int(cfg.Queues[0]) + 1; n > 1 && n <= MaxFlowQueues && cfg.Spread == SpreadFlow {
+		if !probe(r, cfg, true, false) {
+			cfg.Spread = SpreadAddr
+		}
+		if cfg.seed == 0 { // a test may have fixed it (SetFlowSeed)
+			var seed [4]byte
+			rand.Read(seed[:])
+			cfg.seed = binary.LittleEndian.Uint32(seed[:])
+		}
+	}
+	if cfg.OffloadMark != 0 && !probe(r, cfg, false, true) {
+		cfg.OffloadMark = 0
 	}
 	states, err := readStates(r, cfg, true)
 	if err != nil {
@@ -273,6 +288,15 @@ func Cleanup(cfg DivertConfig) error {
 		}
 	}
 	return remove(r, cfg, true)
+}
+
+// probe reports whether the kernel and the backend take the rules of
+// SpreadFlow (flow) or of offload, trying them in a chain nothing jumps
+// to (see probeFlowScript).
+func probe(r runner, cfg DivertConfig, flow, offload bool) bool {
+	_, err := r.run(probeFlowScript(cfg.Tag, flow, offload), tool(cfg.Backend, false, "restore"), "--noflush", lockWait)
+	r.run(unprobeScript(cfg.Tag), tool(cfg.Backend, false, "restore"), "--noflush", lockWait) // best effort: Install removes leftovers too
+	return err == nil
 }
 
 // DetectBackend returns the iptables backend that accepts an NFQUEUE rule

@@ -40,6 +40,47 @@
 // it behind) is deleted with nft; the legacy backend cannot delete a
 // table, so there those empty built-in chains stay.
 //
+// # Several queues
+//
+// With several queues (DivertConfig.Queues) the divert chain spreads the
+// packets as DivertConfig.Spread says. The default, SpreadFlow, hashes
+// each packet's addresses, ports and protocol with the kernel's HMARK
+// target, a keyed jhash (the key drawn at Install) that is the same for
+// both directions of a flow, into the packet's mark (FlowMark: the
+// queue's index above FlowMarkBase), and one rule per queue queues the
+// packets of its mark. HMARK writes the whole mark, so only packets with
+// mark 0 are hashed; a packet with a mark of the host's keeps it and is
+// spread by addresses (--queue-balance) instead. The reader gives every
+// packet carrying its queue's flow mark its 0 back in the verdict
+// (NFQA_MARK), so the rest of the host's firewall sees the packet's mark
+// as it was; only a packet the kernel accepts without asking (fail-open
+// with a full queue or no reader) goes on with its flow mark. Where the
+// kernel lacks HMARK (Install probes it), Install falls back to
+// SpreadAddr and says so in Divert.Config. The kernel's own
+// --queue-balance hashes the addresses only: one client and one server
+// then share one queue whatever their flows (8 packets on one queue and
+// 183,916 on the other, issue #16). SpreadCPU (--queue-cpu-fanout)
+// queues by the CPU that handles the packet, which need not be the same
+// for the two directions of a flow.
+//
+// # Offload
+//
+// With DivertConfig.OffloadMark (one connmark bit), each divert chain
+// first returns the packets of connections whose kernel conntrack mark
+// has the bit ("-m connmark --mark B/B -j RETURN"): the kernel carries
+// them past the queue. A Handler sets the bit on a connection by
+// setting Packet.SetMark: the verdict carries the packet's mark with the
+// bit, and a chain <Tag>-OFFLOAD, jumped to from security INPUT and
+// FORWARD (after the filter table: only a packet the host's firewall
+// passed too hands its connection over) and from mangle POSTROUTING (for
+// output, diverted in security OUTPUT), saves the bit into the
+// connection's mark and clears it from the packet's (CONNMARK
+// --save-mark and MARK with the bit as mask: no other bit of either mark
+// changes). The connmark match makes the kernel track connections in the
+// namespace. CT, CTEvents (ct_linux.go) read and change the kernel's
+// conntrack for the daemon, which follows the connections it offloaded
+// (pkg/daemon, offload.go).
+//
 // # Where statewall runs, and what its verdicts mean
 //
 // A verdict is final only for the table it is given in: NF_ACCEPT from a

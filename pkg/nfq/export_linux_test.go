@@ -22,3 +22,7 @@ func VerdictWrites(r *Reader) (writes, msgs uint64) {
 	q := r.queues[0]
 	return q.writes, q.msgs
 }
+
+// SetFlowSeed fixes the flow hash's key Install uses (DivertConfig's
+// seed), so that a test's flows spread the same way every run.
+func SetFlowSeed(c *DivertConfig, seed uint32) { c.seed = seed }

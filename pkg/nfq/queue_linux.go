@@ -66,6 +66,7 @@ type queue struct {
 	wbuf         []byte
 	flushFn      func(uintptr)
 	noBatch      bool   // a packet without id was read: batch verdicts could cover it
+	flowMark     uint32 // the flow hash's mark for this queue (SpreadFlow), 0 if none
 	writes, msgs uint64 // verdict writes and messages (tests; read after close)
 
 	packets, accepted, dropped, enobufs, errs atomic.Uint64
@@ -108,7 +109,10 @@ func (r *Reader) newQueue(num uint16, rc syscall.RawConn) *queue {
 		q.spin = 0
 	}
 	q.pending.init(q.limit)
-	q.wbuf = make([]byte, 0, q.limit*nfqnl.VerdictMsgLen)
+	q.wbuf = make([]byte, 0, q.limit*nfqnl.VerdictMarkMsgLen)
+	if r.cfg.Spread == SpreadFlow && r.cfg.Queues[1] > r.cfg.Queues[0] && int(r.cfg.Queues[1]-r.cfg.Queues[0]) < MaxFlowQueues {
+		q.flowMark = FlowMark(int(num - r.cfg.Queues[0]))
+	}
 	q.readFn = q.read
 	q.flushFn = func(fd uintptr) { q.flushFD(int(fd)) }
 	return q

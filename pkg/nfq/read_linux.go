@@ -216,6 +216,14 @@ func (q *queue) packet(body []byte) {
 	}
 	id := p.ID
 	p.Payload = nil
+	// The mark the packet goes on with: as queued, but for the flow
+	// hash's, which was 0 before the hash, and with the Handler's bits.
+	m := mark{v: p.Mark}
+	if q.flowMark != 0 && p.Mark == q.flowMark {
+		m.v = 0
+	}
+	m.v |= p.SetMark
+	m.set = v == Accept && m.v != p.Mark
 	if v == Hold {
 		q.holding.Add(1)
 		q.held.Add(1)
@@ -233,7 +241,7 @@ func (q *queue) packet(body []byte) {
 			q.since = time.Now()
 		}
 	}
-	q.pending.add(id, v)
+	q.pending.add(id, v, m)
 	n++
 	if n >= q.limit || (n%batchClockEvery == 0 && time.Since(q.since) >= nfqnl.MaxBatchDelay) {
 		q.flush()

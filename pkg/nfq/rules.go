@@ -16,12 +16,26 @@ func ourChains(tag string) []string {
 		hookChain(tag, HookInput),
 		hookChain(tag, HookOutput),
 		hookChain(tag, HookForward),
+		offloadChain(tag),
 		probeChain(tag),
 	}
 }
 
 func hookChain(tag string, h Hook) string { return tag + "-" + h.chain() }
 func probeChain(tag string) string        { return tag + "-PROBE" }
+func offloadChain(tag string) string      { return tag + "-OFFLOAD" }
+
+// offloadAt is where the offload bit of a packet statewall passed is saved
+// into its connection's mark, for packets diverted at h: a table and
+// built-in chain that runs after the host's filter table, so that a
+// connection is handed to the kernel only once a packet of it passed
+// both (see doc.go, "Offload").
+func (h Hook) offloadAt() (table, chain string) {
+	if h == HookOutput {
+		return tableMangle, "POSTROUTING" // after security OUTPUT, where output is diverted
+	}
+	return tableSecurity, h.chain() // security INPUT, FORWARD: after filter
+}
 
 // The tables the divert chains live in, and the priorities they run at
 // (see doc.go, "Where statewall runs", for why these): a hook's packets
@@ -177,49 +191,28 @@ func splitArgs(line string) []string {
 // transaction, so no packet goes undiverted. cfg must be normalized.
 func installScript(cfg DivertConfig, s saved) string {
 	var b strings.Builder
-	target := fmt.Sprintf("NFQUEUE --queue-num %d", cfg.Queues[0])
-	if cfg.Queues[1] != cfg.Queues[0] {
-		target = fmt.Sprintf("NFQUEUE --queue-balance %d:%d", cfg.Queues[0], cfg.Queues[1])
-	}
-	if cfg.FailOpen {
-		target += " --queue-bypass"
-	}
+	lay := layout(cfg)
 	var later []string
 	for _, table := range ourTables {
-		var hooks []Hook
-		for _, h := range cfg.Hooks {
-			if h.table() == table {
-				hooks = append(hooks, h)
-			}
-		}
-		if len(hooks) == 0 {
+		t, ok := lay[table]
+		if !ok {
 			later = append(later, table)
 			continue
 		}
 		fmt.Fprintf(&b, "*%s\n", table)
-		want := make([]string, 0, len(hooks))
-		for _, h := range hooks {
-			want = append(want, hookChain(cfg.Tag, h))
-			fmt.Fprintf(&b, ":%s - [0:0]\n", hookChain(cfg.Tag, h))
+		want := make([]string, 0, len(t.chains))
+		for _, c := range t.chains {
+			want = append(want, c.name)
+			fmt.Fprintf(&b, ":%s - [0:0]\n", c.name)
 		}
 		writeRemoval(&b, s[table], want)
-		for _, h := range hooks {
-			c := hookChain(cfg.Tag, h)
-			if !cfg.Loopback {
-				switch h {
-				case HookInput:
-					fmt.Fprintf(&b, "-A %s -i lo -j RETURN\n", c)
-				case HookOutput:
-					fmt.Fprintf(&b, "-A %s -o lo -j RETURN\n", c)
-				}
+		for _, c := range t.chains {
+			for _, r := range c.rules {
+				fmt.Fprintf(&b, "-A %s %s\n", c.name, r)
 			}
-			if cfg.SkipMark != 0 {
-				fmt.Fprintf(&b, "-A %s -m mark --mark 0x%x/0x%x -j RETURN\n", c, cfg.SkipMark, cfg.SkipMark)
-			}
-			fmt.Fprintf(&b, "-A %s -j %s\n", c, target)
 		}
-		for _, h := range hooks {
-			fmt.Fprintf(&b, "-A %s -m comment --comment %s -j %s\n", h.chain(), comment, hookChain(cfg.Tag, h))
+		for _, j := range t.jumps {
+			fmt.Fprintf(&b, "-A %s -m comment --comment %s -j %s\n", j.from, comment, j.to)
 		}
 		b.WriteString("COMMIT\n")
 	}
@@ -227,6 +220,101 @@ func installScript(cfg DivertConfig, s saved) string {
 		writeTableRemoval(&b, table, s[table])
 	}
 	return b.String()
+}
+
+// tableLayout is what one table holds of ours: chains with their rules,
+// and the jumps to them from the built-in chains, in order.
+type tableLayout struct {
+	chains []chainLayout
+	jumps  []jumpLayout
+}
+
+type chainLayout struct {
+	name  string
+	rules []string // rule specifications, without "-A chain"
+}
+
+type jumpLayout struct{ from, to string }
+
+// layout is what cfg asks for, by table. cfg must be normalized.
+func layout(cfg DivertConfig) map[string]*tableLayout {
+	lay := map[string]*tableLayout{}
+	at := func(table string) *tableLayout {
+		if lay[table] == nil {
+			lay[table] = &tableLayout{}
+		}
+		return lay[table]
+	}
+	queue := queueRules(cfg)
+	for _, h := range cfg.Hooks {
+		c := chainLayout{name: hookChain(cfg.Tag, h)}
+		if !cfg.Loopback {
+			switch h {
+			case HookInput:
+				c.rules = append(c.rules, "-i lo -j RETURN")
+			case HookOutput:
+				c.rules = append(c.rules, "-o lo -j RETURN")
+			}
+		}
+		if cfg.SkipMark != 0 {
+			c.rules = append(c.rules, fmt.Sprintf("-m mark --mark 0x%x/0x%x -j RETURN", cfg.SkipMark, cfg.SkipMark))
+		}
+		if cfg.OffloadMark != 0 {
+			c.rules = append(c.rules, fmt.Sprintf("-m connmark --mark 0x%x/0x%x -j RETURN", cfg.OffloadMark, cfg.OffloadMark))
+		}
+		c.rules = append(c.rules, queue...)
+		t := at(h.table())
+		t.chains = append(t.chains, c)
+		t.jumps = append(t.jumps, jumpLayout{h.chain(), c.name})
+	}
+	if cfg.OffloadMark != 0 {
+		m := fmt.Sprintf("0x%x", cfg.OffloadMark)
+		save := chainLayout{name: offloadChain(cfg.Tag), rules: []string{
+			"-m mark --mark " + m + "/" + m + " -j CONNMARK --save-mark --nfmask " + m + " --ctmask " + m,
+			"-m mark --mark " + m + "/" + m + " -j MARK --set-xmark 0x0/" + m,
+		}}
+		for _, h := range cfg.Hooks {
+			table, chain := h.offloadAt()
+			t := at(table)
+			if !slices.ContainsFunc(t.chains, func(c chainLayout) bool { return c.name == save.name }) {
+				t.chains = append(t.chains, save)
+			}
+			t.jumps = append(t.jumps, jumpLayout{chain, save.name})
+		}
+	}
+	return lay
+}
+
+// queueRules are the rules that end a divert chain: the NFQUEUE rule, or
+// for SpreadFlow over several queues the flow hash and a rule per queue.
+func queueRules(cfg DivertConfig) []string {
+	bypass := ""
+	if cfg.FailOpen {
+		bypass = " --queue-bypass"
+	}
+	first, last := int(cfg.Queues[0]), int(cfg.Queues[1])
+	n := last - first + 1
+	balance := fmt.Sprintf("-j NFQUEUE --queue-balance %d:%d%s", first, last, bypass)
+	switch {
+	case n == 1:
+		return []string{fmt.Sprintf("-j NFQUEUE --queue-num %d%s", first, bypass)}
+	case cfg.Spread == SpreadCPU:
+		return []string{balance + " --queue-cpu-fanout"}
+	case cfg.Spread == SpreadAddr || n > MaxFlowQueues:
+		return []string{balance}
+	}
+	// HMARK sets the whole mark: packets that carry a mark of the
+	// host's keep it and are spread by address; the others are hashed
+	// and go to the queue their mark names. A packet HMARK finds no
+	// header in keeps mark 0 and goes to the first queue.
+	rs := []string{
+		"-m mark ! --mark 0x0 " + balance,
+		fmt.Sprintf("-j HMARK --hmark-tuple src,dst,sport,dport,proto --hmark-mod %d --hmark-offset 0x%x --hmark-rnd 0x%x", n, FlowMarkBase, cfg.seed),
+	}
+	for i := range n {
+		rs = append(rs, fmt.Sprintf("-m mark --mark 0x%x -j NFQUEUE --queue-num %d%s", FlowMark(i), first+i, bypass))
+	}
+	return append(rs, fmt.Sprintf("-j NFQUEUE --queue-num %d%s", first, bypass))
 }
 
 // writeRemoval writes the deletion of t's jumps, then of its chains
@@ -310,6 +398,26 @@ func dropTableScript(family, table string, chains []string) string {
 func probeScript(tag string) string {
 	c := probeChain(tag)
 	return fmt.Sprintf("*filter\n:%s - [0:0]\n-A %s -j NFQUEUE --queue-num 0 --queue-bypass\nCOMMIT\n", c, c)
+}
+
+// probeFlowScript adds, in the same chain nothing jumps to, the rules
+// SpreadFlow needs (HMARK and a mark match), and offload's (connmark,
+// CONNMARK, MARK) if offload is set: the kernel may lack either.
+func probeFlowScript(tag string, flow, offload bool) string {
+	c := probeChain(tag)
+	var b strings.Builder
+	fmt.Fprintf(&b, "*filter\n:%s - [0:0]\n", c)
+	if flow {
+		fmt.Fprintf(&b, "-A %s -j HMARK --hmark-tuple src,dst,sport,dport,proto --hmark-mod 2 --hmark-offset 0x%x --hmark-rnd 0x1\n", c, FlowMarkBase)
+		fmt.Fprintf(&b, "-A %s -m mark --mark 0x%x -j NFQUEUE --queue-num 0 --queue-bypass\n", c, FlowMarkBase)
+	}
+	if offload {
+		fmt.Fprintf(&b, "-A %s -m connmark --mark 0x1000/0x1000 -j RETURN\n", c)
+		fmt.Fprintf(&b, "-A %s -m mark --mark 0x1000/0x1000 -j CONNMARK --save-mark --nfmask 0x1000 --ctmask 0x1000\n", c)
+		fmt.Fprintf(&b, "-A %s -j MARK --set-xmark 0x0/0x1000\n", c)
+	}
+	b.WriteString("COMMIT\n")
+	return b.String()
 }
 
 func unprobeScript(tag string) string {

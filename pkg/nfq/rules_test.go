@@ -1,6 +1,7 @@
 package nfq
 
 import (
+	"fmt"
 	"reflect"
 	"slices"
 	"strings"
@@ -232,6 +233,7 @@ func TestInstallScript(t *testing.T) {
 	cfg, err := DivertConfig{
 		Hooks:    []Hook{HookInput, HookOutput},
 		Queues:   [2]uint16{2, 5},
+		Spread:   SpreadAddr,
 		FailOpen: true,
 		SkipMark: 0x100,
 	}.normalize()
@@ -282,6 +284,67 @@ COMMIT
 `
 	if got := installScript(cfg, saved{}); got != want {
 		t.Errorf("installScript =\n%s\nwant\n%s", got, want)
+	}
+
+	// Two queues spread by flow, with offload: packets with a mark of
+	// the host's go by address, the others are hashed into a flow mark
+	// and queued by it; offloaded connections return before the queue,
+	// and the offload bit is saved after filter (input, forward) or
+	// after security (output).
+	cfg, _ = DivertConfig{Hooks: []Hook{HookForward, HookOutput}, Queues: [2]uint16{0, 1}, SkipMark: 0x53570000, OffloadMark: 0x1000}.normalize()
+	cfg.seed = 0xabcd
+	want = `*mangle
+:STATEWALL-FORWARD - [0:0]
+:STATEWALL-OFFLOAD - [0:0]
+-A STATEWALL-FORWARD -m mark --mark 0x53570000/0x53570000 -j RETURN
+-A STATEWALL-FORWARD -m connmark --mark 0x1000/0x1000 -j RETURN
+-A STATEWALL-FORWARD -m mark ! --mark 0x0 -j NFQUEUE --queue-balance 0:1
+-A STATEWALL-FORWARD -j HMARK --hmark-tuple src,dst,sport,dport,proto --hmark-mod 2 --hmark-offset 0x53560000 --hmark-rnd 0xabcd
+-A STATEWALL-FORWARD -m mark --mark 0x53560000 -j NFQUEUE --queue-num 0
+-A STATEWALL-FORWARD -m mark --mark 0x53560001 -j NFQUEUE --queue-num 1
+-A STATEWALL-FORWARD -j NFQUEUE --queue-num 0
+-A STATEWALL-OFFLOAD -m mark --mark 0x1000/0x1000 -j CONNMARK --save-mark --nfmask 0x1000 --ctmask 0x1000
+-A STATEWALL-OFFLOAD -m mark --mark 0x1000/0x1000 -j MARK --set-xmark 0x0/0x1000
+-A FORWARD -m comment --comment statewall -j STATEWALL-FORWARD
+-A POSTROUTING -m comment --comment statewall -j STATEWALL-OFFLOAD
+COMMIT
+*security
+:STATEWALL-OUTPUT - [0:0]
+:STATEWALL-OFFLOAD - [0:0]
+-A STATEWALL-OUTPUT -o lo -j RETURN
+-A STATEWALL-OUTPUT -m mark --mark 0x53570000/0x53570000 -j RETURN
+-A STATEWALL-OUTPUT -m connmark --mark 0x1000/0x1000 -j RETURN
+-A STATEWALL-OUTPUT -m mark ! --mark 0x0 -j NFQUEUE --queue-balance 0:1
+-A STATEWALL-OUTPUT -j HMARK --hmark-tuple src,dst,sport,dport,proto --hmark-mod 2 --hmark-offset 0x53560000 --hmark-rnd 0xabcd
+-A STATEWALL-OUTPUT -m mark --mark 0x53560000 -j NFQUEUE --queue-num 0
+-A STATEWALL-OUTPUT -m mark --mark 0x53560001 -j NFQUEUE --queue-num 1
+-A STATEWALL-OUTPUT -j NFQUEUE --queue-num 0
+-A STATEWALL-OFFLOAD -m mark --mark 0x1000/0x1000 -j CONNMARK --save-mark --nfmask 0x1000 --ctmask 0x1000
+-A STATEWALL-OFFLOAD -m mark --mark 0x1000/0x1000 -j MARK --set-xmark 0x0/0x1000
+-A OUTPUT -m comment --comment statewall -j STATEWALL-OUTPUT
+-A FORWARD -m comment --comment statewall -j STATEWALL-OFFLOAD
+COMMIT
+`
+	if got := installScript(cfg, saved{}); got != want {
+		t.Errorf("installScript =\n%s\nwant\n%s", got, want)
+	}
+	// The CPU fanout, and more queues than the flow hash spreads over.
+	for _, tt := range []struct {
+		cfg  DivertConfig
+		want string
+	}{
+		{DivertConfig{Queues: [2]uint16{0, 3}, Spread: SpreadCPU}, "-j NFQUEUE --queue-balance 0:3 --queue-cpu-fanout"},
+		{DivertConfig{Queues: [2]uint16{0, MaxFlowQueues}}, fmt.Sprintf("-j NFQUEUE --queue-balance 0:%d", MaxFlowQueues)},
+	} {
+		cfg, _ := tt.cfg.normalize()
+		if got := queueRules(cfg); !slices.Equal(got, []string{tt.want}) {
+			t.Errorf("queueRules(%+v) = %q, want %q", tt.cfg, got, tt.want)
+		}
+	}
+	for _, bad := range []uint32{0x3000, 0x1, 0x20000, 0x53570000} {
+		if _, err := (DivertConfig{OffloadMark: bad, SkipMark: 0x53570000}).normalize(); err == nil {
+			t.Errorf("offload mark 0x%x accepted", bad)
+		}
 	}
 }
 

@@ -142,6 +142,13 @@ type Packet struct {
 	// so that a handler that needs the time has it without a clock read
 	// of its own. Zero from readers that do not set it (nfqref).
 	Read time.Time
+	// SetMark is set by the Handler, not the kernel: bits to set in the
+	// packet's mark if it is accepted (the verdict carries the new mark,
+	// NFQA_MARK). The daemon sets DivertConfig.OffloadMark there to hand
+	// a connection to the kernel. Mark is the packet's mark as queued;
+	// a packet that only the flow hash marked (see SpreadFlow) goes on
+	// with its mark as it was before the hash, 0, plus SetMark.
+	SetMark uint32
 }
 
 // Handler decides a packet. It is called on the reader goroutine of the
@@ -183,6 +190,11 @@ type QueueConfig struct {
 	// DrainTimeout bounds how long Close waits for the packets in flight to
 	// be decided. Zero means 5 s.
 	DrainTimeout time.Duration
+	// Spread is how the divert rules spread packets over the queues (as
+	// DivertConfig.Spread): with SpreadFlow and more than one queue, the
+	// reader gives every packet that carries its queue's flow mark
+	// (FlowMark) back the mark it had before the hash, 0, in its verdict.
+	Spread Spread
 	// Spin is how long the reader keeps polling an empty socket (yielding
 	// the CPU between polls) before it sleeps until the next packet, when
 	// the traffic is sparse: after a burst of more than a couple of
@@ -249,10 +261,20 @@ type DivertConfig struct {
 	// Hooks to divert at; empty means AllHooks.
 	Hooks []Hook
 	// Queues is the first and last queue (inclusive): {n, n} is
-	// "--queue-num n", otherwise "--queue-balance first:last", which spreads
-	// flows over the queues by a hash of addresses and protocol that is the
-	// same in both directions.
+	// "--queue-num n"; several queues are spread as Spread says.
 	Queues [2]uint16
+	// Spread says how packets are spread over several queues. The zero
+	// value, SpreadFlow, hashes the 5-tuple, the same in both directions;
+	// Install falls back to SpreadAddr where the kernel lacks HMARK (see
+	// Divert.Config for what was installed).
+	Spread Spread
+	// OffloadMark, if not zero, is a connmark bit (one bit) that lets a
+	// connection bypass the queues: packets of a connection whose
+	// kernel conntrack mark has it pass undiverted, and a packet that
+	// leaves statewall with it in its mark (Packet.SetMark) sets it on its
+	// connection, after the host's filter table has passed the packet
+	// (the <Tag>-OFFLOAD chains; see doc.go, "Offload").
+	OffloadMark uint32
 	// FailOpen adds --queue-bypass: packets pass while no reader is bound.
 	// Pair it with QueueConfig.FailOpen.
 	FailOpen bool
@@ -272,7 +294,83 @@ type DivertConfig struct {
 	// NetnsName is a network namespace made by "ip netns add" to install
 	// the rules in ("ip netns exec"); empty means the caller's.
 	NetnsName string
+
+	// seed is the flow hash's key (--hmark-rnd), drawn by Install, so
+	// that nobody outside can aim flows at one queue.
+	seed uint32
 }
+
+// Spread is how the divert rules spread packets over several queues.
+type Spread uint8
+
+// Spreads.
+const (
+	// SpreadFlow hashes the 5-tuple (addresses, ports, protocol) with the
+	// kernel's HMARK target, symmetrically, so that both directions of a
+	// flow meet one queue, into the packet's mark (FlowMark), and
+	// queues by that mark. Only packets with mark 0 are hashed (HMARK
+	// writes the whole mark): the others keep their mark and go by
+	// SpreadAddr. The reader gives the hashed packets their 0 back.
+	SpreadFlow Spread = iota
+	// SpreadAddr is the kernel's --queue-balance: a hash of the
+	// addresses (and protocol), the same in both directions: all flows
+	// between two hosts meet one queue.
+	SpreadAddr
+	// SpreadCPU is --queue-balance with --queue-cpu-fanout: the queue of
+	// the CPU that handles the packet. The two directions of a flow may
+	// meet different queues.
+	SpreadCPU
+)
+
+func (s Spread) String() string {
+	switch s {
+	case SpreadFlow:
+		return "flow"
+	case SpreadAddr:
+		return "addr"
+	case SpreadCPU:
+		return "cpu"
+	}
+	return "spread(" + strconv.Itoa(int(s)) + ")"
+}
+
+// ParseSpread parses "flow", "addr" or "cpu".
+func ParseSpread(s string) (Spread, error) {
+	for _, v := range []Spread{SpreadFlow, SpreadAddr, SpreadCPU} {
+		if s == v.String() {
+			return v, nil
+		}
+	}
+	return 0, fmt.Errorf("nfq: unknown spread %q (want flow, addr or cpu)", s)
+}
+
+// FlowMarkBase is the first of the marks the flow hash gives packets
+// (SpreadFlow): the packets for the i-th queue carry FlowMarkBase+i
+// between the hash and the reader, which sets them back to 0. It lacks
+// the bit 0x00010000, so that no flow mark has all the bits of the
+// daemon's skip mark (0x53570000), and the flow marks share no bit with
+// an offload mark (offloadMarkBits): a packet accepted with its flow
+// mark still on (fail-open) never sets the offload bit of its
+// connection.
+const FlowMarkBase = 0x53560000
+
+// offloadMarkBits are the bits an OffloadMark may be: none of the flow
+// marks' (FlowMarkBase + up to MaxFlowQueues-1).
+const offloadMarkBits = 0xffc0
+
+// DefaultOffloadMark is the offload bit the daemon uses unless told
+// otherwise: a bit none of kube-proxy (0x4000, 0x8000), Calico and
+// Tailscale (upper 16 bits), Cilium (0x0f00) and WireGuard's wg-quick
+// (0xca6c) uses.
+const DefaultOffloadMark = 0x1000
+
+// MaxFlowQueues is the most queues SpreadFlow spreads over (one rule
+// each); more queues are spread by SpreadAddr.
+const MaxFlowQueues = 64
+
+// FlowMark is the mark the flow hash gives the packets of the i-th queue
+// of a range (i from 0).
+func FlowMark(i int) uint32 { return FlowMarkBase + uint32(i) }
 
 // Backends.
 const (
@@ -313,6 +411,15 @@ func (c DivertConfig) normalize() (DivertConfig, error) {
 	}
 	if err := CheckTag(c.Tag); err != nil {
 		return c, err
+	}
+	if c.Spread > SpreadCPU {
+		return c, fmt.Errorf("nfq: unknown spread %v", c.Spread)
+	}
+	if c.OffloadMark&(c.OffloadMark-1) != 0 {
+		return c, fmt.Errorf("nfq: offload mark 0x%x is not one bit", c.OffloadMark)
+	}
+	if c.OffloadMark != 0 && (c.OffloadMark&c.SkipMark != 0 || c.OffloadMark&^offloadMarkBits != 0) {
+		return c, fmt.Errorf("nfq: offload mark 0x%x must be one of the bits 0x%x, and not in the skip mark 0x%x", c.OffloadMark, offloadMarkBits, c.SkipMark)
 	}
 	switch c.Backend {
 	case "", BackendNFT, BackendLegacy:

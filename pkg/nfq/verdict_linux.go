@@ -31,6 +31,7 @@ func (q *queue) flush() {
 func (q *queue) flushFD(fd int) {
 	b := q.wbuf[:0]
 	var accepted, dropped uint64
+	nmsgs := 0
 	for i := 0; i < q.pending.len(); {
 		j := i + 1
 		if !q.noBatch && q.holding.Load() == 0 {
@@ -47,7 +48,12 @@ func (q *queue) flushFD(fd int) {
 		}
 		// The sequence number is the id, but never one of a probe
 		// (top bit set): a refusal is then logged with it.
-		b = nfqnl.AppendVerdictMsg(b, q.num, typ, id&^(1<<31), nv, id)
+		if m := q.pending.marks[i]; m.set {
+			b = nfqnl.AppendVerdictMarkMsg(b, q.num, typ, id&^(1<<31), nv, id, m.v)
+		} else {
+			b = nfqnl.AppendVerdictMsg(b, q.num, typ, id&^(1<<31), nv, id)
+		}
+		nmsgs++
 		if v == Accept {
 			accepted += uint64(j - i)
 		} else {
@@ -57,7 +63,7 @@ func (q *queue) flushFD(fd int) {
 	}
 	q.wbuf = b[:0]
 	q.writes++
-	q.msgs += uint64(len(b) / nfqnl.VerdictMsgLen)
+	q.msgs += uint64(nmsgs)
 	n := q.pending.len()
 	q.pending.reset()
 	_, err := unix.Write(fd, b)

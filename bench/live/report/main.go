@@ -55,11 +55,20 @@ var labels = map[string]string{
 	"sw-stateless-q2": "statewall stateless, 2 queues",
 	"sw-stateful-q2":  "statewall stateful, 2 queues",
 	"sw-shadow-q2":    "statewall shadow, 2 queues",
+
+	"sw-stateful-q2-addr":    "statewall stateful, 2 queues by address",
+	"sw-stateful-q2-cpu":     "statewall stateful, 2 queues by CPU",
+	"sw-stateful-offload-q1": "statewall stateful + offload, 1 queue",
+	"sw-shadow-offload-q1":   "statewall shadow + offload, 1 queue",
+	"sw-stateful-offload-q2": "statewall stateful + offload, 2 queues",
 }
 
 func label(c string) string {
 	if l, ok := labels[c]; ok {
 		return l
+	}
+	if l, ok := labels[strings.TrimPrefix(c, "alt-")]; ok {
+		return l + " (alt)"
 	}
 	return c
 }

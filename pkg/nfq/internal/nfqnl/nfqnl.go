@@ -185,6 +185,21 @@ func AppendVerdictMsg(b []byte, queue uint16, typ uint16, seq uint32, verdict ui
 	return binary.BigEndian.AppendUint32(b, id)
 }
 
+// VerdictMarkMsgLen is the length of a verdict message that sets the
+// packet's mark: VerdictMsgLen and an NFQA_MARK attribute.
+const VerdictMarkMsgLen = VerdictMsgLen + 8
+
+// AppendVerdictMarkMsg is AppendVerdictMsg with an NFQA_MARK attribute:
+// the kernel sets the packet's mark (for a batch verdict, every packet's
+// it covers) to mark before it applies the verdict.
+func AppendVerdictMarkMsg(b []byte, queue uint16, typ uint16, seq uint32, verdict uint32, id uint32, mark uint32) []byte {
+	b = AppendVerdictMsg(b, queue, typ, seq, verdict, id)
+	binary.NativeEndian.PutUint32(b[len(b)-VerdictMsgLen:], VerdictMarkMsgLen)
+	b = binary.NativeEndian.AppendUint16(b, 4+4)
+	b = binary.NativeEndian.AppendUint16(b, AttrMark)
+	return binary.BigEndian.AppendUint32(b, mark)
+}
+
 // probeSeqs hands out sequence numbers for the messages whose answers a
 // reader must recognize (the copy mode, the drain probe): top bit set, so
 // never 0 ("none"). netlink.Conn numbers go-nfqueue's verdicts from a
