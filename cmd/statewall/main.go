@@ -28,6 +28,7 @@ func init() {
 		{"reload", "[flags]", "make the running daemon reload its rules file", runReload},
 		{"table", "[flags] [NAME [OP] [ADDR...]]", "list, show, test or change the running daemon's tables at run time", runTable},
 		{"log", "[flags]", "show the packets the running daemon logs, live (-w: as a pcap tcpdump reads)", runLog},
+		{"ha", "keygen --dir DIR --nodes NAMES", "state sync's tools: make the sync CA and the nodes' certificates (keygen)", runHA},
 		{"bench", "--rules FILE [flags] [PCAP...]", "measure ns/packet of decode, stateless, stateful and compare, offline", runBench},
 		{"check", "FILE", "validate a ruleset and print it back normalised", runCheck},
 		{"completion", "bash|zsh", "print the shell completion script for bash or zsh", runCompletion},
