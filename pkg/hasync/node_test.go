@@ -425,9 +425,28 @@ func TestStatsJSONAndCollector(t *testing.T) {
 	a.node.Announce(k, func(ok bool) { done <- ok })
 	<-done
 	_ = b
-	j, err := json.Marshal(a.node.Stats())
+	st := a.node.Stats()
+	j, err := json.Marshal(st)
 	if err != nil {
 		t.Fatal(err)
+	}
+	// `statewall status` reads it back (text.go).
+	var back Stats
+	if err := json.Unmarshal(j, &back); err != nil {
+		t.Fatal(err)
+	}
+	if len(back.Peers) != len(st.Peers) {
+		t.Fatalf("read back %d peers, want %d", len(back.Peers), len(st.Peers))
+	}
+	for i := range st.Peers {
+		if g, w := back.Peers[i], st.Peers[i]; g.Direction != w.Direction || g.State != w.State || g.RecordsSent != w.RecordsSent {
+			t.Errorf("peer %d read back as %v %v %d, want %v %v %d", i, g.Direction, g.State, g.RecordsSent, w.Direction, w.State, w.RecordsSent)
+		}
+	}
+	for _, bad := range []string{`{"peers":[{"direction":"up"}]}`, `{"peers":[{"state":"asleep"}]}`} {
+		if err := json.Unmarshal([]byte(bad), &back); err == nil {
+			t.Errorf("%s read without an error", bad)
+		}
 	}
 	for _, want := range []string{`"state":"connected"`, `"direction":"out"`, `"records_sent":`, `"cut_off":{"handshake":0`, `"lag":{"count":`, `"p99_seconds":`, `"defer":{"deferred":1`} {
 		if !strings.Contains(string(j), want) {
@@ -504,4 +523,16 @@ func BenchmarkSyncPipe(b *testing.B) {
 		b.StartTimer()
 	}
 	b.ReportMetric(float64(n*b.N)/b.Elapsed().Seconds(), "records/s")
+}
+
+// TestDeadPeerCutOff: a peer that falls silent (reads nothing, sends
+// nothing) is cut off after DeadAfter, counted dead, and dialled again.
+func TestDeadPeerCutOff(t *testing.T) {
+	m := newMemNet()
+	a := startNode(t, m, "a", []string{"b"}, func(c *Config) { c.KeepAlive, c.DeadAfter = 20*time.Millisecond, 100*time.Millisecond })
+	fakePeer(t, m, a)
+	a.notes.wait(t, "cutoff out dead", 1)
+	if ps := a.link(Out, "b"); ps.CutOff.Dead != 1 || ps.Sessions != 1 {
+		t.Errorf("a's link: %+v", ps)
+	}
 }
