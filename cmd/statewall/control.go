@@ -14,7 +14,9 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/statewall/statewall/pkg/conntrack"
 	"github.com/statewall/statewall/pkg/daemon"
+	"github.com/statewall/statewall/pkg/hasync"
 	"github.com/statewall/statewall/pkg/pflog"
 	"github.com/statewall/statewall/pkg/table"
 )
@@ -76,8 +78,15 @@ func printStatus(w io.Writer, s *daemon.Status) {
 			c.Restored, c.Liberal, s.Pickups)
 	}
 	for _, q := range s.Queues {
-		fmt.Fprintf(w, "queue %d:   %d packets, %d accepted, %d dropped, %d ENOBUFS, %d errors\n",
+		fmt.Fprintf(w, "queue %d:   %d packets, %d accepted, %d dropped, %d ENOBUFS, %d errors",
 			q.Queue, q.Packets, q.Accepted, q.Dropped, q.ENOBUFS, q.Errors)
+		if q.Held > 0 {
+			fmt.Fprintf(w, ", %d held for sync", q.Held)
+		}
+		fmt.Fprintln(w)
+	}
+	if sy := s.Sync; sy != nil {
+		printSync(w, sy, &c)
 	}
 	if o := s.Offload; o != nil {
 		fmt.Fprintf(w, "offload:   %d connections carried by the kernel now (their packets not seen); offloaded %d, ended %d, handed back %d, ends learnt without an event %d, errors %d\n",
@@ -273,3 +282,36 @@ table's run-time content unless its definition in the rules file changed.`, stdo
 	}
 	return nil
 }
+
+// printSync is status's state sync part: the node, each peer link, the
+// deferrals and what the table made of the peers' records.
+func printSync(w io.Writer, sy *hasync.Stats, c *conntrack.Stats) {
+	fmt.Fprintf(w, "sync:      node %s, %d of %d links up; from peers: %d installed, %d merged, %d stale, %d refused (table full), %d deleted; taken over %d, picked up %d\n",
+		sy.Name, sy.Connected, len(sy.Peers), c.PeerInstalled, c.PeerMerged, c.PeerStale, c.PeerFull, c.PeerDeleted, c.TakenOver, c.PickedUp)
+	for _, p := range sy.Peers {
+		name := p.Name
+		if name == "" {
+			name = "?"
+		}
+		fmt.Fprintf(w, "  %-3s %-21s %-8s %-14s since %s; %d msgs/%d B sent, %d msgs/%d B received",
+			p.Direction, p.Address, name, p.State, p.Since.Format(time.TimeOnly), p.MessagesSent, p.BytesSent, p.MessagesReceived, p.BytesReceived)
+		if p.Direction == hasync.Out {
+			fmt.Fprintf(w, "; %d records, %d deletes sent; lag p50 %s p99 %s", p.RecordsSent, p.DeletesSent, secs(p.Lag.P50Seconds), secs(p.Lag.P99Seconds))
+		} else {
+			fmt.Fprintf(w, "; %d installed, %d merged, %d stale, %d full", p.Installed, p.Merged, p.Stale, p.Full)
+		}
+		if n := p.CutOff.Total(); n > 0 {
+			fmt.Fprintf(w, "; %d sessions cut off", n)
+		}
+		fmt.Fprintln(w)
+	}
+	if n := sy.Refused.Total(); n > 0 {
+		fmt.Fprintf(w, "  refused: %d connections before a session (bad certificate, not allowed, busy, version)\n", n)
+	}
+	if d := sy.Defer; d.Deferred > 0 || d.NoPeer > 0 {
+		fmt.Fprintf(w, "  defer:   %d first packets held, %d acked in time (p50 %s p99 %s), %d timed out, %d failed, %d with no peer up\n",
+			d.Deferred, d.Acked, secs(d.Latency.P50Seconds), secs(d.Latency.P99Seconds), d.TimedOut, d.Failed, d.NoPeer)
+	}
+}
+
+func secs(s float64) time.Duration { return time.Duration(s * float64(time.Second)) }

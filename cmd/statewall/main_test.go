@@ -91,6 +91,11 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"check", rules, rules}, "want exactly one rules file, got 2", "check"},
 		{[]string{"check", "-v", rules}, "flag provided but not defined: -v", "check"},
 		{[]string{"version", "--json"}, "flag provided but not defined: -json", "version"},
+		{[]string{"run", "--rules", rules, "--sync-peer", "198.18.0.2:7946"}, "state sync needs --sync-cert, --sync-key and --sync-ca", "run"},
+		{[]string{"run", "--rules", rules, "--sync-cert", "a.crt", "--sync-key", "a.key", "--sync-ca", "ca.crt"}, "state sync needs --sync-listen, --sync-peer or both", "run"},
+		{[]string{"run", "--rules", rules, "--sync-listen", "198.18.0.1", "--sync-cert", "a.crt", "--sync-key", "a.key", "--sync-ca", "ca.crt"}, `state sync address "198.18.0.1"`, "run"},
+		{[]string{"run", "--rules", rules, "--sync-listen", "198.18.0.1:7946", "--sync-defer", "20ms", "--sync-cert", "a.crt", "--sync-key", "a.key", "--sync-ca", "ca.crt"}, "--sync-defer needs a --sync-peer", "run"},
+		{[]string{"run", "--rules", rules, "--sync-peer", "198.18.0.2:7946", "--sync-defer", "2s", "--sync-cert", "a.crt", "--sync-key", "a.key", "--sync-ca", "ca.crt"}, "--sync-defer 2s: want 0 (off) to 1s", "run"},
 	} {
 		code, out, errs := statewall(t, tc.args...)
 		if code != 2 {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -49,6 +50,16 @@ restart left it) or, with block, enforced as "block all" (the host is
 closed, connections restored from --state-file excepted) until a reload
 brings a good file.
 
+State sync (--sync-*): two statewall routers that keepalived (or any
+failover) moves addresses between send each other their connection tables
+over TLS 1.3 with mutual certificates ('statewall ha keygen' makes a CA
+and a certificate per node), so that the one that takes over carries every
+connection on. Each node listens for its peers' changes (--sync-listen) and
+sends its own to every --sync-peer; a peer that (re)connects first gets the
+whole table. With two active routers and asymmetric paths, --sync-defer
+holds a connection's first packet until the peers have its entry. See the
+README's "Running a pair".
+
 Under systemd (Type=notify) statewall reports READY=1 once the divert
 rules and the ruleset are in place, RELOADING=1 and READY=1 around a
 reload, STOPPING=1, and a STATUS= line; with WatchdogSec= it sends
@@ -77,6 +88,14 @@ priority.`, stdout)
 	logLines := fs.Bool("log-lines", false, "also write a line per logged packet to the daemon's log (at most 10 a second)")
 	logLevel := fs.String("log-level", "info", "`LEVEL`: debug, info, warn or error")
 	logJSON := fs.Bool("log-json", false, "log JSON lines instead of text")
+	syncName := fs.String("sync-name", "", "state sync: this node's `NAME`, the CN of its --sync-cert (default: the certificate's)")
+	syncListen := fs.String("sync-listen", "", "state sync: take peers' connection tables on `ADDR` (host:port, TLS 1.3 with mutual certificates)")
+	var syncPeers listFlag
+	fs.Var(&syncPeers, "sync-peer", "state sync: send this node's connection table to the peer at `ADDR` (host:port); repeat for more peers")
+	syncCert := fs.String("sync-cert", "", "state sync: this node's certificate `FILE` (PEM), signed by --sync-ca ('statewall ha keygen' makes a set)")
+	syncKey := fs.String("sync-key", "", "state sync: the private key `FILE` of --sync-cert (PEM)")
+	syncCA := fs.String("sync-ca", "", "state sync: the CA certificate `FILE` (PEM) that signs every node's certificate: only its nodes are peers")
+	syncDefer := fs.Duration("sync-defer", 0, "state sync: hold a new connection's first packet until every connected peer has its entry, at most this long (pfsync's defer, for two active routers and asymmetric paths; 0: never)")
 	onBadRules := fs.String("on-bad-rules", "refuse", "`WHAT`: refuse or block: when the rules file does not parse at start, refuse exits 1 and installs nothing; block starts and blocks every packet until a reload brings a good file")
 	if err := parseFlags(fs, args); err != nil {
 		return err
@@ -111,6 +130,10 @@ priority.`, stdout)
 	if err != nil {
 		return usagef("--on-bad-rules: %v", err)
 	}
+	syncCfg, err := syncConfig(*syncName, *syncListen, syncPeers, *syncCert, *syncKey, *syncCA, *syncDefer)
+	if err != nil {
+		return usagef("%v", err)
+	}
 	log := newLogger(stderr, level, *logJSON)
 	sd, notify := notifier(log)
 	if os.Geteuid() != 0 {
@@ -123,7 +146,7 @@ priority.`, stdout)
 		Backend: *backend, Tag: *tag, CopyRange: uint32(min(*copyRange, 0xffff)), StateFile: *stateFile,
 		Spin: spinOf(*spin), LogFile: *logFile, LogLines: *logLines,
 		OnBadRules: onBad, Notify: notify,
-		StateSaveEvery: *saveEvery, PickupGrace: *pickup,
+		StateSaveEvery: *saveEvery, PickupGrace: *pickup, Sync: syncCfg,
 	}, log)
 	if err != nil {
 		fmt.Fprintln(stderr, err)
@@ -196,4 +219,48 @@ func spinOf(d time.Duration) time.Duration {
 		return -1
 	}
 	return d
+}
+
+// listFlag is a flag that may be repeated, or given comma-separated
+// values: every value, in order.
+type listFlag []string
+
+func (l *listFlag) String() string { return strings.Join(*l, ",") }
+
+func (l *listFlag) Set(v string) error {
+	for _, x := range strings.Split(v, ",") {
+		if x = strings.TrimSpace(x); x != "" {
+			*l = append(*l, x)
+		}
+	}
+	return nil
+}
+
+// syncConfig checks the --sync-* flags: none (no sync), or a listen
+// address or peers, with the three files of the node's identity.
+func syncConfig(name, listen string, peers []string, cert, key, ca string, deferral time.Duration) (*daemon.SyncConfig, error) {
+	if name == "" && listen == "" && len(peers) == 0 && cert == "" && key == "" && ca == "" && deferral == 0 {
+		return nil, nil
+	}
+	if listen == "" && len(peers) == 0 {
+		return nil, errors.New("state sync needs --sync-listen, --sync-peer or both")
+	}
+	if cert == "" || key == "" || ca == "" {
+		return nil, errors.New("state sync needs --sync-cert, --sync-key and --sync-ca (statewall ha keygen makes them)")
+	}
+	if deferral < 0 || deferral > time.Second {
+		return nil, fmt.Errorf("--sync-defer %v: want 0 (off) to 1s (pfsync holds for 20ms)", deferral)
+	}
+	if deferral > 0 && len(peers) == 0 {
+		return nil, errors.New("--sync-defer needs a --sync-peer: deferral waits for a peer this node sends to")
+	}
+	for _, a := range append([]string{listen}, peers...) {
+		if a == "" {
+			continue
+		}
+		if _, _, err := net.SplitHostPort(a); err != nil {
+			return nil, fmt.Errorf("state sync address %q: %v (want host:port)", a, err)
+		}
+	}
+	return &daemon.SyncConfig{Name: name, Listen: listen, Peers: peers, CertFile: cert, KeyFile: key, CAFile: ca, Defer: deferral}, nil
 }

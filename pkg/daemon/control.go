@@ -17,6 +17,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/statewall/statewall/pkg/conntrack"
+	"github.com/statewall/statewall/pkg/hasync"
 	"github.com/statewall/statewall/pkg/nfq"
 	"github.com/statewall/statewall/pkg/pflog"
 )
@@ -72,6 +73,8 @@ type Status struct {
 	Pickups uint64 `json:"pickups"`
 	// Offload counts the connections handed to the kernel (--offload).
 	Offload *OffloadStatus `json:"offload,omitempty"`
+	// Sync is the state sync with other nodes, when on.
+	Sync *hasync.Stats `json:"sync,omitempty"`
 }
 
 // ReplyStatus counts the answers to `block return` rules.
@@ -291,6 +294,10 @@ func (d *Daemon) Status() Status {
 	}
 	if o := d.off.Load(); o != nil {
 		s.Offload = o.status()
+	}
+	if n := d.sync.Load(); n != nil {
+		st := n.Stats()
+		s.Sync = &st
 	}
 	if pl := d.plogReady.Load(); pl != nil {
 		s.Log = logStatus(d.cfg.LogFile, pl.Stats())

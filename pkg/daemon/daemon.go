@@ -144,6 +144,9 @@ type Config struct {
 	// Refuse (the zero value) returns the error, Block starts with
 	// FallbackRules (see BadRules).
 	OnBadRules BadRules
+	// Sync, if set, syncs the connection table with other statewall
+	// nodes (sync.go); nil: no sync.
+	Sync *SyncConfig
 	// Notify, if set, is told of the daemon's life for a service manager
 	// (cmd/statewall sends systemd's READY=1 and the like): Ready once the
 	// divert rules and the ruleset are in place, Reloading and Ready

@@ -1,6 +1,7 @@
 package daemon
 
 import (
+	"context"
 	"fmt"
 	"net"
 	"runtime"
@@ -44,6 +45,43 @@ func listenTCP(name, addr string) (net.Listener, error) {
 		return nil, fmt.Errorf("leaving network namespace %q: %w", name, err)
 	}
 	return ln, lerr
+}
+
+// dialTCP connects to addr from inside the named network namespace (the
+// caller's when name is empty), as listenTCP listens: the socket is made
+// on a thread locked in the namespace, and stays there for the connect
+// that follows.
+func dialTCP(ctx context.Context, name, addr string) (net.Conn, error) {
+	var d net.Dialer
+	if name == "" {
+		return d.DialContext(ctx, "tcp", addr)
+	}
+	ns, err := netns.GetFromName(name)
+	if err != nil {
+		return nil, fmt.Errorf("network namespace %q: %w", name, err)
+	}
+	defer ns.Close()
+	// An address literal is dialled on the calling goroutine, which
+	// stays on this thread while it waits for the connect.
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	orig, err := netns.Get()
+	if err != nil {
+		return nil, err
+	}
+	defer orig.Close()
+	if err := netns.Set(ns); err != nil {
+		return nil, fmt.Errorf("entering network namespace %q: %w", name, err)
+	}
+	c, cerr := d.DialContext(ctx, "tcp", addr)
+	if err := netns.Set(orig); err != nil {
+		runtime.LockOSThread() // stuck in the other namespace: never reuse the thread
+		if c != nil {
+			c.Close()
+		}
+		return nil, fmt.Errorf("leaving network namespace %q: %w", name, err)
+	}
+	return c, cerr
 }
 
 // counterValue reads a counter's current value.

@@ -14,6 +14,7 @@ import (
 
 	"github.com/statewall/statewall/pkg/conntrack"
 	"github.com/statewall/statewall/pkg/engine"
+	"github.com/statewall/statewall/pkg/hasync"
 	"github.com/statewall/statewall/pkg/links"
 	"github.com/statewall/statewall/pkg/nfq"
 	"github.com/statewall/statewall/pkg/packet"
@@ -67,6 +68,11 @@ type Daemon struct {
 
 	// keepDivert: the coming stop is for a restart (StopForRestart).
 	keepDivert atomic.Bool
+
+	// sync is the state-sync node (sync.go); nil until Run starts it, or
+	// without Config.Sync. deferSync: Config.Sync.Defer is on.
+	sync      atomic.Pointer[hasync.Node]
+	deferSync bool
 
 	// sysClock: cfg.Clock is SystemClock, so a packet's read time (on
 	// Go's monotonic clock, CLOCK_MONOTONIC) is conntrack's time for it.
@@ -345,6 +351,17 @@ func (d *Daemon) Run(ctx context.Context) error {
 	d.rejReady.Store(rej)
 	defer rej.Close()
 
+	// State sync before the queues: a peer's bulk may fill the table
+	// before the first packet; it stops after they are drained.
+	if d.cfg.Sync != nil {
+		stopSync, err := d.startSync()
+		if err != nil {
+			return errors.Join(fmt.Errorf("state sync: %w", err), d.saveState())
+		}
+		defer stopSync()
+		d.deferSync = d.cfg.Sync.Defer > 0 && d.cfg.Mode != Stateless
+	}
+
 	// Bind the queues before diverting, so that no packet waits on a queue
 	// nobody reads. The reader runs on a context of its own, not ctx: at
 	// shutdown the divert rules go first and the reader drains after, so
@@ -551,6 +568,9 @@ func (d *Daemon) handle(p *nfq.Packet) nfq.Verdict {
 	}
 	w.done.Add(1)
 	if dec.Verdict == engine.Pass {
+		if d.deferSync && firstOfConnection(&dec) {
+			return d.deferFirst(&dec, p, conntrack.KeyOf(pk))
+		}
 		return nfq.Accept
 	}
 	return nfq.Drop
