@@ -142,7 +142,8 @@ type Run struct {
 	WarmPackets int `json:"warm_packets"`
 	// CTLimit is the connection table's limit; CTEntries its entries after
 	// the warm-up (live connections and those still in their closing
-	// timeouts); BytesPerConn the heap the warm-up added, divided by them.
+	// timeouts); BytesPerConn the memory the warm-up added (the heap, and
+	// the slabs the tables map outside it), divided by them.
 	CTLimit      int     `json:"ct_limit"`
 	CTEntries    int     `json:"ct_entries"`
 	BytesPerConn float64 `json:"bytes_per_conn"`
@@ -338,14 +339,18 @@ func measure(cfg *Config, s *spec) (Run, error) {
 		RuleCount: len(s.rs.Rules), Flows: s.flows, Packets: cfg.Packets, WarmPackets: warmed,
 		CTLimit: s.ct.Limit,
 	}
+	// The tables' memory: the Go heap's growth, and the slabs the tables
+	// map outside it (conntrack.Table.MappedBytes).
+	mem := int64(m1.HeapAlloc) - int64(m0.HeapAlloc)
 	for _, r := range runners {
 		if r.stateful() {
 			run.CTEntries = r.sf.CT.Len()
+			mem += r.sf.CT.MappedBytes()
 			r.c = counts{}
 		}
 	}
 	if run.CTEntries > 0 {
-		run.BytesPerConn = float64(int64(m1.HeapAlloc)-int64(m0.HeapAlloc)) / float64(tables*run.CTEntries)
+		run.BytesPerConn = float64(mem) / float64(tables*run.CTEntries)
 	}
 
 	type acc struct {

@@ -57,7 +57,8 @@ func NewLoop(config string, rs *rules.Ruleset, tc trafficgen.Config, warmRounds,
 		runtime.GC()
 		runtime.ReadMemStats(&m1)
 		l.CTEntries = l.r.sf.CT.Len()
-		l.BytesPerConn = float64(int64(m1.HeapAlloc)-int64(m0.HeapAlloc)) / float64(max(l.CTEntries, 1))
+		mem := int64(m1.HeapAlloc) - int64(m0.HeapAlloc) + l.r.sf.CT.MappedBytes()
+		l.BytesPerConn = float64(mem) / float64(max(l.CTEntries, 1))
 	}
 	l.c = src.next(chunk)
 	return l, nil

@@ -25,8 +25,9 @@ func client(j int) netip.Addr {
 }
 
 // getBenchTable builds (once per process) the table for proto and n. The
-// memory is the live heap after a GC, before and after building, so it
-// counts the shards' index, slab and chunk directory and nothing else.
+// memory is the live heap after a GC, before and after building, and the
+// slabs mapped outside it (MappedBytes): the shards' index and slab and
+// nothing else.
 func getBenchTable(b *testing.B, proto string, n int) *benchTable {
 	name := fmt.Sprintf("%s/%d", proto, n)
 	if bt := benchTables[name]; bt != nil {
@@ -60,7 +61,8 @@ func getBenchTable(b *testing.B, proto string, n int) *benchTable {
 	if t.Len() != n {
 		b.Fatalf("built %d connections, want %d", t.Len(), n)
 	}
-	bt := &benchTable{t: t, n: n, bytesPerCon: float64(after.HeapAlloc-before.HeapAlloc) / float64(n)}
+	mem := int64(after.HeapAlloc) - int64(before.HeapAlloc) + t.MappedBytes()
+	bt := &benchTable{t: t, n: n, bytesPerCon: float64(mem) / float64(n)}
 	benchTables[name] = bt
 	return bt
 }

@@ -333,6 +333,7 @@ func New(cfg Config) *Table {
 		s.soonest.Store(math.MaxInt64)
 		s.onRemove = cfg.OnRemove
 		s.events = &t.events
+		s.slabMax = uint32(min(limit, maxShardEntries))
 	}
 	return t
 }

@@ -22,8 +22,8 @@ import (
 //
 // Prefetch runs without the shard locks (taking them would cost more than
 // it saves). It reads only what the writers publish for it: the shard's
-// view (the index and the chunk directory, replaced as a whole when
-// either is reallocated) and the slots, which writers store atomically.
+// view (the index and the slab's place, replaced as a whole when either
+// is reallocated) and the slots, which writers store atomically.
 // Everything else it only names to the CPU as an address to prefetch,
 // which is not a memory access. A stale view or a slot rewritten
 // meanwhile wastes a prefetch and changes nothing: Track decides under the
@@ -31,13 +31,14 @@ import (
 
 // view is what a shard publishes for Prefetch.
 type view struct {
-	slots  []uint32
-	chunks []*chunk
+	slots []uint32
+	base  unsafe.Pointer // the slab (shard.base): entry i at base + 128*i, i < cap
+	cap   uint32
 }
 
-// publish makes the current index and chunk directory visible to
-// Prefetch. Call it after replacing either (s.mu held).
-func (s *shard) publish() { s.view.Store(&view{slots: s.slots, chunks: s.chunks}) }
+// publish makes the current index and slab visible to Prefetch. Call it
+// after replacing either (s.mu held).
+func (s *shard) publish() { s.view.Store(&view{slots: s.slots, base: s.base, cap: s.cap}) }
 
 // prefetchBatch is how many packets one pass of Prefetch covers: more
 // than the misses a core keeps in flight, few enough that the first
@@ -120,11 +121,11 @@ func (t *Table) prefetch(ps []packet.Packet) {
 			continue
 		}
 		x := sl&refMask - 1
-		if int(x>>chunkBits) >= len(v.chunks) {
+		if x >= v.cap {
 			continue
 		}
-		// An entry is two cache lines (128 bytes, chunks page aligned).
-		e := unsafe.Pointer(&v.chunks[x>>chunkBits][x&(chunkSize-1)])
+		// An entry is two cache lines (128 bytes, the slab page aligned).
+		e := unsafe.Add(v.base, uintptr(x)*entrySize)
 		prefetch(e)
 		prefetch(unsafe.Add(e, 64))
 	}

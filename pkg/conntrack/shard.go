@@ -15,8 +15,8 @@ import (
 // A shard is an open-addressing hash index of uint32 slots over a slab of
 // fixed-size entries:
 //
-//	slots:  [ fp<<24 | index+1 ] ...     4 bytes, linear probing, load <= 3/4
-//	chunks: [*chunk] -> [128]entry ...   128 bytes per entry, no pointers
+//	slots: [ fp<<24 | index+1 ] ...     4 bytes, linear probing, load <= 3/4
+//	slab:  [entry] ...                  128 bytes per entry, no pointers
 //
 // A slot holds 8 bits of the hash (bits 24-31, the fingerprint) and the
 // entry's index plus one (0 marks an empty slot), so a probe compares keys
@@ -24,23 +24,16 @@ import (
 // position comes from bits 32-63. Deleting shifts the following slots back
 // (no tombstones), recomputing their home position from the entry's key.
 //
-// Neither slots nor chunks contain pointers, so the garbage collector never
-// scans connection state; only the small chunk directory is scanned. The
-// slab grows by chunks, never by copying, so a growing table does not stall
-// the packets of its shard for a copy of every entry; the index doubles
-// (rehashing touches every entry of the shard once).
+// Neither slots nor the slab contain pointers, so the garbage collector
+// never scans connection state. The slab is one array (slab.go): entry i
+// is at base + 128*i, page aligned, so an entry is exactly two cache lines.
+// Past 64 KiB of entries it is a mapping that never moves; the index
+// doubles (rehashing touches every entry of the shard once).
 //
-// Slots are stored atomically (and the index and chunk directory published
+// Slots are stored atomically (and the index and the slab's base published
 // whole) because Prefetch reads them without the lock; see prefetch.go.
-//
-// A chunk is 128 entries, 16384 bytes: exactly one of Go's allocation size
-// classes, so the slab wastes nothing to rounding, and page aligned, so an
-// entry is exactly two cache lines. BenchmarkTrackEstablished reports the
-// bytes per connection.
+// BenchmarkTrackEstablished reports the bytes per connection.
 const (
-	chunkBits = 7
-	chunkSize = 1 << chunkBits
-
 	// A slot keeps the entry index in 24 bits; New sizes the shard count
 	// so that no shard has to come near it.
 	refBits         = 24
@@ -160,8 +153,6 @@ func (e *entry) droppable(closing bool) bool {
 // kernel's nf_ct_is_expired, an entry is dead at its deadline.
 func (e *entry) expired(now int64) bool { return now >= e.expires }
 
-type chunk [chunkSize]entry
-
 // shard is one lock's worth of the table.
 //
 // Lock order: shard.mu is a leaf. No code path holds two shard locks, or
@@ -175,7 +166,7 @@ type chunk [chunkSize]entry
 // Who may touch what:
 //
 //   - mu guards every field below unless its comment says otherwise, and
-//     the entries in chunks. The packet path takes it in Table.lookup,
+//     the entries in the slab. The packet path takes it in Table.lookup,
 //     which returns with it held: the tracker that called lookup ends with
 //     the hit's unlock (a deferred c.unlock()), after it has labelled and
 //     updated the entry. Commit, Walk, Get, Save, Load, reapExpired and
@@ -188,16 +179,24 @@ type chunk [chunkSize]entry
 type shard struct {
 	mu sync.Mutex
 
-	slots  []uint32             // guarded by mu; elements stored atomically for Prefetch
-	chunks []*chunk             // guarded by mu
-	n      uint32               // guarded by mu. Occupied slots: live entries, expired ones included until reaped
-	used   uint32               // guarded by mu. Entries handed out of chunks so far
-	free   uint32               // guarded by mu. Free-list head: index+1, 0 when empty
-	hand   uint32               // guarded by mu. Incremental sweep position
-	ticks  uint32               // guarded by mu. Packets since the last incremental sweep
-	hash   *hasher              // the table's, immutable
-	count  *atomic.Int64        // the table's entry count, for the limit (atomic)
-	view   atomic.Pointer[view] // written under mu; slots and chunks, for Prefetch (see prefetch.go)
+	slots []uint32             // guarded by mu; elements stored atomically for Prefetch
+	n     uint32               // guarded by mu. Occupied slots: live entries, expired ones included until reaped
+	used  uint32               // guarded by mu. Entries handed out of the slab so far
+	free  uint32               // guarded by mu. Free-list head: index+1, 0 when empty
+	hand  uint32               // guarded by mu. Incremental sweep position
+	ticks uint32               // guarded by mu. Packets since the last incremental sweep
+	hash  *hasher              // the table's, immutable
+	count *atomic.Int64        // the table's entry count, for the limit (atomic)
+	view  atomic.Pointer[view] // written under mu; slots and slab, for Prefetch (see prefetch.go)
+
+	// The slab (slab.go), guarded by mu: entry i at base + 128*i, i <
+	// cap; mapping is the memory mapped for it once it outgrew the heap
+	// (nil before), slabMax the most entries the shard may hold (the
+	// table's limit), which sizes the mapping.
+	base    unsafe.Pointer
+	cap     uint32
+	slabMax uint32
+	mapping []byte
 
 	// soonest is a lower bound of the deadlines of this shard's entries
 	// (math.MaxInt64: none), written under mu and read without it by
@@ -241,8 +240,6 @@ type shardStats struct {
 	// taken over (a first packet here), and back to strict tracking.
 	installed, merged, peerStale, peerFull, peerDeleted, takenOver, pickedUp atomic.Uint64
 }
-
-func (s *shard) at(i uint32) *entry { return &s.chunks[i>>chunkBits][i&(chunkSize-1)] }
 
 func slotPos(h uint64) uint32 { return uint32(h >> 32) }
 func slotFP(h uint64) uint32  { return uint32(h) & 0xff000000 }
@@ -330,12 +327,8 @@ func (s *shard) alloc() (uint32, bool) {
 		s.free = uint32(s.at(i).expires)
 		return i, true
 	}
-	if s.used >= maxShardEntries {
+	if s.used >= maxShardEntries || s.used == s.cap && !s.grow() {
 		return 0, false
-	}
-	if int(s.used) == len(s.chunks)*chunkSize {
-		s.chunks = append(s.chunks, new(chunk))
-		s.publish()
 	}
 	s.used++
 	return s.used - 1, true
@@ -462,9 +455,9 @@ func (s *shard) sweepAll(now int64) int {
 
 // compact gives memory back after many connections went away: it halves
 // the index while it is under 1/8 full, and moves the live entries to the
-// front of a fresh slab when they fill under a quarter of it. Both cost one
-// pass over the shard and run only when the sweep hand comes round, so they
-// are amortized over at least a full sweep.
+// front of the slab when they fill under a quarter of it (compactSlab).
+// Both cost one pass over the shard and run only when the sweep hand
+// comes round, so they are amortized over at least a full sweep.
 func (s *shard) compact() {
 	size := len(s.slots)
 	for size > minSlots && s.n*8 < uint32(size) {
@@ -473,24 +466,10 @@ func (s *shard) compact() {
 	if size != len(s.slots) {
 		s.resize(size)
 	}
-	if s.used <= 2*chunkSize || s.n*4 >= s.used {
+	if s.used <= 4*slabMin || s.n*4 >= s.used {
 		return
 	}
-	chunks := make([]*chunk, (s.n+chunkSize-1)/chunkSize)
-	for i := range chunks {
-		chunks[i] = new(chunk)
-	}
-	j := uint32(0)
-	for i, sl := range s.slots {
-		if sl == 0 {
-			continue
-		}
-		chunks[j>>chunkBits][j&(chunkSize-1)] = *s.at(sl&refMask - 1)
-		atomic.StoreUint32(&s.slots[i], sl&^refMask|(j+1))
-		j++
-	}
-	s.chunks, s.used, s.free = chunks, j, 0
-	s.publish()
+	s.compactSlab()
 }
 
 // evictNear makes room for a connection with hash h, like the kernel's
