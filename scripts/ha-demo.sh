@@ -84,8 +84,12 @@ done
 [ -r "$RULES" ] || die "no rules file $RULES"
 
 # Does this statewall have state sync?
+# (grep reads the whole help: with -q it would stop at the first match,
+# and under pipefail the writer's SIGPIPE would fail the pipeline.)
 have_sync=no
-"$STATEWALL" run --help 2>&1 | grep -q -- '-sync-listen' && have_sync=yes
+if "$STATEWALL" run --help 2>&1 | grep -- '-sync-listen' >/dev/null; then
+	have_sync=yes
+fi
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/statewall-ha.XXXXXX")
 chmod 0755 "$work"
