@@ -54,7 +54,8 @@ FUZZTIME ?= 60s
 FUZZ_TARGETS := \
 	./pkg/packet:FuzzDecode ./pkg/packet:FuzzDecodeAgainstGopacket \
 	./pkg/rules:FuzzParse ./pkg/conntrack/tcpstate:FuzzStep ./pkg/conntrack:FuzzTrack \
-	./pkg/defrag:FuzzReassemble ./pkg/replay:FuzzReplayFile ./internal/pcaprewrite:FuzzRewritePacket
+	./pkg/defrag:FuzzReassemble ./pkg/replay:FuzzReplayFile ./internal/pcaprewrite:FuzzRewritePacket \
+	./pkg/hasync:FuzzDecode
 fuzz:
 	@set -e; for t in $(FUZZ_TARGETS); do \
 		pkg=$${t%%:*}; fn=$${t##*:}; \
