@@ -76,6 +76,7 @@ type offloader struct {
 	stop    chan struct{}
 	done    chan struct{}
 	ev      *nfq.CTEvents
+	ct      *nfq.CT // the sync's requests; the sync loop's own (newOffloader's before it starts)
 
 	offloaded, ended, returned, lost, errs atomic.Uint64
 }
@@ -149,8 +150,13 @@ func newOffloader(d *Daemon, bit uint32) (*offloader, error) {
 	if err != nil {
 		return nil, err
 	}
+	ct, err := nfq.DialCT(d.cfg.Netns)
+	if err != nil {
+		ev.Close()
+		return nil, err
+	}
 	o := &offloader{d: d, bit: bit, conns: map[conntrack.Key]int64{}, syncReq: make(chan bool, 1),
-		stop: make(chan struct{}), done: make(chan struct{}), ev: ev}
+		stop: make(chan struct{}), done: make(chan struct{}), ev: ev, ct: ct}
 	o.register(d.m.reg)
 	o.sync(true)
 	go o.events()
@@ -199,6 +205,7 @@ func (o *offloader) request(back bool) {
 
 func (o *offloader) loop() {
 	defer close(o.done)
+	defer o.ct.Close()
 	t := time.NewTicker(offloadSyncEvery)
 	defer t.Stop()
 	for {
@@ -245,12 +252,7 @@ func (o *offloader) events() {
 // sync compares the offloaded connections with the kernel's (see the
 // comment at the top); with back, it hands every one back instead.
 func (o *offloader) sync(back bool) {
-	ct, err := nfq.DialCT(o.d.cfg.Netns)
-	if err != nil {
-		o.fail("offload: conntrack netlink", err)
-		return
-	}
-	defer ct.Close()
+	ct := o.ct
 	start := o.d.now()
 	flows, err := ct.Dump(o.bit, o.bit)
 	if err != nil {
