@@ -63,14 +63,15 @@ type runner struct {
 	c    counts
 
 	// batch: the stateful configurations decode this many packets ahead
-	// and announce them to conntrack (Stateful.Prefetch) before deciding
-	// them one by one, as replay does, so that the connection table's
-	// cache misses overlap.
+	// and announce them to conntrack (Stateful.PrefetchBatch, into cb)
+	// before deciding them one by one (DecideBatch), as replay does, so
+	// that the connection table's cache misses overlap.
 	batch [batchSize]packet.Packet
+	cb    conntrack.Batch
 }
 
 // batchSize is how many packets the stateful runners decode ahead.
-const batchSize = 16
+const batchSize = conntrack.BatchSize
 
 func newRunner(name string, rs *rules.Ruleset, ct conntrack.Config) *runner {
 	r := &runner{name: name, rs: rs}
@@ -135,7 +136,7 @@ func (r *runner) decodeBatch(c *chunk, i int) int {
 	for j := range n {
 		r.batch[j].Decode(c.b.At(i+j), link(c, i+j))
 	}
-	r.sf.Prefetch(r.batch[:n])
+	r.sf.PrefetchBatch(&r.cb, r.batch[:n])
 	return n
 }
 
@@ -145,7 +146,7 @@ func (r *runner) runStateful(c *chunk, off int64) {
 		for j := range n {
 			p := &r.batch[j]
 			var d engine.Decision
-			r.sf.DecideInto(&d, p, r.rs.Direction(p.Src, p.Dst), c.b.Time[i+j]+off)
+			r.sf.DecideBatch(&d, &r.cb, j, rules.Where{Dir: r.rs.Direction(p.Src, p.Dst)}, c.b.Time[i+j]+off)
 			r.c.verdict[d.Verdict&1]++
 			if d.Tracked {
 				r.c.labels[d.CT.Label%5]++
@@ -164,7 +165,7 @@ func (r *runner) runCompare(c *chunk, off int64) {
 			var a engine.Decision
 			r.sl.DecideInto(&a, p, dir)
 			var b engine.Decision
-			r.sf.DecideInto(&b, p, dir, c.b.Time[i+j]+off)
+			r.sf.DecideBatch(&b, &r.cb, j, rules.Where{Dir: dir}, c.b.Time[i+j]+off)
 			r.c.verdict[b.Verdict&1]++
 			if b.Tracked {
 				r.c.labels[b.CT.Label%5]++

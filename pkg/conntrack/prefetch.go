@@ -73,23 +73,33 @@ func (t *Table) Prefetch(ps []packet.Packet) {
 func (t *Table) prefetchAll(ps []packet.Packet) {
 	for len(ps) > 0 {
 		n := min(len(ps), prefetchBatch)
-		t.prefetch(ps[:n])
+		t.prefetch(ps[:n], nil)
 		ps = ps[n:]
 	}
 }
 
-func (t *Table) prefetch(ps []packet.Packet) {
+// prefetch prefetches for at most prefetchBatch packets; b, if not nil,
+// has their tuples (PrefetchBatch).
+func (t *Table) prefetch(ps []packet.Packet, b *Batch) {
 	var hs [prefetchBatch]uint64
 	var vs [prefetchBatch]*view
 	// Stage 1: hash, start loading the home slots.
 	for i := range ps {
-		p := &ps[i]
-		if p.Kind != packet.KindOK || p.Frag.IsFragment {
-			continue
+		var h uint64
+		if b != nil {
+			if !b.has[i] {
+				continue
+			}
+			h = b.tuples[i].h
+		} else {
+			p := &ps[i]
+			if p.Kind != packet.KindOK || p.Frag.IsFragment {
+				continue
+			}
+			var k Key
+			packetKey(&k, p)
+			h = t.hash.sum(&k)
 		}
-		var k Key
-		packetKey(&k, p)
-		h := t.hash.sum(&k)
 		v := t.shard(h).view.Load()
 		if v == nil || len(v.slots) == 0 {
 			continue

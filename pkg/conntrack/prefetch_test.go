@@ -170,3 +170,57 @@ func TestTrackIntoReusedResult(t *testing.T) {
 		t.Errorf("%d entries after Track, %d after TrackInto", fresh.Len(), reused.Len())
 	}
 }
+
+// TestBatchChangesNothing: the same packets through two tables with the
+// same seed, one tracked with TrackInto, the other announced in batches
+// (PrefetchBatch, of varying sizes) and tracked with TrackBatchInto, get
+// the same results and leave the same counters, whether Prefetch pays or
+// not: the batch's tuples are the ones Track computes.
+func TestBatchChangesNothing(t *testing.T) {
+	for _, limit := range []int{300, 1 << 16} {
+		r := rand.New(rand.NewPCG(1, 2))
+		ps := randomPackets(r, 20000)
+		cfg := Config{Seed: 3, Limit: limit, NoChecksum: true}
+		plain, batched := New(cfg), New(cfg)
+		var b Batch
+		var got Result
+		now := int64(0)
+		for i := 0; i < len(ps); {
+			batch := ps[i:min(i+1+r.IntN(BatchSize+4), len(ps))]
+			batched.PrefetchBatch(&b, batch)
+			n := min(len(batch), BatchSize)
+			if limit > 300 {
+				batched.prefetch(batch[:n], &b) // as if the table were large
+			}
+			for j := range n {
+				now += int64(time.Millisecond)
+				want := plain.Track(&batch[j], now)
+				batched.TrackBatchInto(&got, &b, j, now)
+				if got != want {
+					t.Fatalf("limit %d, packet %d: %+v tracked alone, %+v in a batch", limit, i+j, want, got)
+				}
+				plain.Commit(&batch[j], &want, now)
+				batched.Commit(b.Packet(j), &got, now)
+			}
+			i += n
+		}
+		if a, b := plain.Stats(), batched.Stats(); a != b {
+			t.Fatalf("limit %d: stats differ:\n%+v\n%+v", limit, a, b)
+		}
+	}
+}
+
+func TestBatchNoAllocs(t *testing.T) {
+	tb := New(Config{Seed: 5})
+	ps := randomPackets(rand.New(rand.NewPCG(1, 1)), BatchSize)
+	var b Batch
+	var r Result
+	if n := testing.AllocsPerRun(100, func() {
+		tb.PrefetchBatch(&b, ps)
+		for i := range ps {
+			tb.TrackBatchInto(&r, &b, i, 0)
+		}
+	}); n != 0 {
+		t.Errorf("PrefetchBatch and TrackBatchInto: %v allocations", n)
+	}
+}

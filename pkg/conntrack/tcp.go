@@ -10,7 +10,7 @@ import (
 // trackTCP is the kernel's nf_conntrack_tcp_packet around the state machine
 // in package tcpstate: tcp_error (header, checksum, flags), then tcp_new for
 // a packet without an entry, then tcp_packet.
-func (t *Table) trackTCP(r *Result, p *packet.Packet, now int64) {
+func (t *Table) trackTCP(r *Result, p *packet.Packet, pre *tuple, now int64) {
 	// tcp_error's order is header length, checksum, flags; Check does the
 	// first and the last, so the checksum is checked first when the header
 	// is whole and a truncated header stays "short".
@@ -23,10 +23,10 @@ func (t *Table) trackTCP(r *Result, p *packet.Packet, now int64) {
 		r.tcpReason = why
 		return
 	}
-	var k Key
-	packetKey(&k, p)
-	h := t.hash.sum(&k)
-	c, ok := t.lookup(&k, h, now)
+	var local tuple
+	tp := t.tupleOf(&local, p, pre)
+	h := tp.h
+	c, ok := t.lookup(&tp.k, h, now)
 	defer c.unlock()
 	reopen := false
 	if ok {

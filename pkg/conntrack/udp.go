@@ -22,7 +22,7 @@ func udpChecksumZero(p *packet.Packet) bool {
 }
 
 // trackUDP is the kernel's nf_conntrack_udp_packet with udp_error.
-func (t *Table) trackUDP(r *Result, p *packet.Packet, now int64) {
+func (t *Table) trackUDP(r *Result, p *packet.Packet, pre *tuple, now int64) {
 	switch {
 	case p.L4Len < 8:
 		t.invalid(r, p, ReasonShortHeader)
@@ -37,10 +37,10 @@ func (t *Table) trackUDP(r *Result, p *packet.Packet, now int64) {
 		t.invalid(r, p, ReasonBadChecksum)
 		return
 	}
-	var k Key
-	packetKey(&k, p)
-	h := t.hash.sum(&k)
-	c, ok := t.lookup(&k, h, now)
+	var local tuple
+	tp := t.tupleOf(&local, p, pre)
+	h := tp.h
+	c, ok := t.lookup(&tp.k, h, now)
 	defer c.unlock()
 	if !ok {
 		t.miss(r, c.s, h, now, t.to.UDP)
@@ -64,7 +64,7 @@ func (t *Table) trackUDP(r *Result, p *packet.Packet, now int64) {
 // the length field is the checksum coverage, the checksum is mandatory and
 // checked as the kernel sums it (udpliteKernelChecksumOK: not RFC 3828's
 // sum), and any packet after a reply makes the flow a stream.
-func (t *Table) trackUDPLite(r *Result, p *packet.Packet, now int64) {
+func (t *Table) trackUDPLite(r *Result, p *packet.Packet, pre *tuple, now int64) {
 	switch {
 	case p.L4Len < 8:
 		t.invalid(r, p, ReasonShortHeader)
@@ -76,10 +76,10 @@ func (t *Table) trackUDPLite(r *Result, p *packet.Packet, now int64) {
 		t.invalid(r, p, ReasonBadChecksum)
 		return
 	}
-	var k Key
-	packetKey(&k, p)
-	h := t.hash.sum(&k)
-	c, ok := t.lookup(&k, h, now)
+	var local tuple
+	tp := t.tupleOf(&local, p, pre)
+	h := tp.h
+	c, ok := t.lookup(&tp.k, h, now)
 	defer c.unlock()
 	if !ok {
 		t.miss(r, c.s, h, now, t.to.UDP)

@@ -193,6 +193,11 @@ func (e *Stateful) SetRules(rs *rules.Ruleset) {
 // conntrack.Table.Prefetch). Optional: it changes no decision.
 func (e *Stateful) Prefetch(ps []packet.Packet) { e.CT.Prefetch(ps) }
 
+// PrefetchBatch is Prefetch for at most conntrack.BatchSize packets,
+// keeping what it computes for each in b, for DecideBatch
+// (conntrack.Table.PrefetchBatch).
+func (e *Stateful) PrefetchBatch(b *conntrack.Batch, ps []packet.Packet) { e.CT.PrefetchBatch(b, ps) }
+
 // Decide returns the verdict for p at time now (nanoseconds, the caller's
 // clock: packet timestamps in replay, the wall clock in the daemon).
 func (e *Stateful) Decide(p *packet.Packet, dir rules.Dir, now int64) (d Decision) {
@@ -209,6 +214,18 @@ func (e *Stateful) DecideInto(d *Decision, p *packet.Packet, dir rules.Dir, now 
 // DecideAt is DecideInto for a packet at w: its direction and
 // interfaces, which `on` rules and forwarded packets need.
 func (e *Stateful) DecideAt(d *Decision, p *packet.Packet, w rules.Where, now int64) {
+	e.decide(d, p, nil, 0, w, now)
+}
+
+// DecideBatch is DecideAt for packet i of the batch PrefetchBatch announced
+// (b.Packet(i)), reusing what PrefetchBatch computed for it. The same
+// decision as DecideAt's, for less work.
+func (e *Stateful) DecideBatch(d *Decision, b *conntrack.Batch, i int, w rules.Where, now int64) {
+	e.decide(d, b.Packet(i), b, i, w, now)
+}
+
+// decide is DecideAt, for p = b.Packet(i) when b is not nil.
+func (e *Stateful) decide(d *Decision, p *packet.Packet, b *conntrack.Batch, i int, w rules.Where, now int64) {
 	*d = Decision{}
 	tg := e.cur.Load()
 	rs := tg.rs
@@ -216,7 +233,11 @@ func (e *Stateful) DecideAt(d *Decision, p *packet.Packet, w rules.Where, now in
 		return
 	}
 	var r conntrack.Result
-	e.CT.TrackInto(&r, p, now)
+	if b != nil {
+		e.CT.TrackBatchInto(&r, b, i, now)
+	} else {
+		e.CT.TrackInto(&r, p, now)
+	}
 	d.CT, d.Tracked = r.Summary(), true
 	switch r.Label {
 	case conntrack.LabelEstablished, conntrack.LabelRelated:

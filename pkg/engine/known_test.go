@@ -36,9 +36,9 @@ func knownConn(b, tmpl []byte, j int, reply bool) []byte {
 // TCP connection, with n established connections in the table. The
 // packets are spread over every connection (i*2654435761 mod n), alternate
 // client and server, and come 16 at a time, decoded and announced with
-// Prefetch before they are decided, as replay handles them. Writing each
-// packet's addresses into its buffer (a 54-byte copy) is inside the timer,
-// standing in for the packet's arrival.
+// PrefetchBatch before they are decided (DecideBatch), as replay handles
+// them. Writing each packet's addresses into its buffer (a 54-byte copy)
+// is inside the timer, standing in for the packet's arrival.
 //
 // Unlike the harness's "stateful" column (bench/results/offline.md), no
 // packet here starts or ends a connection: that traffic mix also pays for
@@ -80,6 +80,7 @@ func BenchmarkStatefulKnown(b *testing.B) {
 			}
 			ps := make([]packet.Packet, batch)
 			var dirs [batch]rules.Dir
+			var cb conntrack.Batch
 			next := uint64(0)
 			var d engine.Decision
 			b.ReportAllocs()
@@ -99,9 +100,9 @@ func BenchmarkStatefulKnown(b *testing.B) {
 						dirs[m] = dirOf(rs, &ps[m])
 						next++
 					}
-					st.Prefetch(ps)
+					st.PrefetchBatch(&cb, ps)
 				}
-				if st.DecideInto(&d, &ps[k], dirs[k], now); d.Cause != engine.CauseState {
+				if st.DecideBatch(&d, &cb, k, rules.Where{Dir: dirs[k]}, now); d.Cause != engine.CauseState {
 					b.Fatalf("packet %d: %v, want a pass by state", i, d)
 				}
 			}

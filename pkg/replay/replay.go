@@ -239,11 +239,14 @@ type Replayer struct {
 
 	// Once the connection table outgrows the caches, the packets of a
 	// file are read, decoded and announced to conntrack
-	// (Stateful.Prefetch) batchSize at a time, then decided in order, so
-	// that the table's cache misses overlap; see conntrack.Table.Prefetch.
-	// The reader reuses its buffer, so each packet of a batch is copied
-	// into bufs.
-	pkts [batchSize]packet.Packet
+	// (Stateful.PrefetchBatch, into cb) batchSize at a time, then decided
+	// in order (Stateful.DecideBatch: inBatch is the packet's place in cb,
+	// -1 outside a batch), so that the table's cache misses overlap; see
+	// conntrack.Table.Prefetch. The reader reuses its buffer, so each
+	// packet of a batch is copied into bufs.
+	pkts    [batchSize]packet.Packet
+	cb      conntrack.Batch
+	inBatch int
 	// batch, for tests: 0 decides by the table's size (above), 1 never
 	// batches, batchSize always does.
 	batch int
@@ -285,7 +288,7 @@ type Replayer struct {
 }
 
 // batchSize is how many packets replay reads ahead.
-const batchSize = 16
+const batchSize = conntrack.BatchSize
 
 // packetMeta is what the capture says about a packet besides its bytes.
 type packetMeta struct {
@@ -498,9 +501,13 @@ func (r *Replayer) ReplayFile(name string, sink Sink) error {
 			n++
 		}
 		if size > 1 {
-			r.stateful.Prefetch(r.pkts[:n])
+			r.stateful.PrefetchBatch(&r.cb, r.pkts[:n])
 		}
 		for j := range n {
+			r.inBatch = -1
+			if size > 1 {
+				r.inBatch = j
+			}
 			now, terr := r.clock(r.meta[j].ts)
 			if terr != nil {
 				if ferr := r.flushFragments(sink); ferr != nil {
@@ -746,7 +753,11 @@ func (r *Replayer) decide(file string, index int, p *packet.Packet, m *packetMet
 		rec.HasStateful = true
 		// Fragments (and held atomic ones) wait for their datagram
 		// (replayPacket); the rest are decided now.
-		if !rec.Fragment && !hold {
+		switch {
+		case rec.Fragment || hold:
+		case r.inBatch >= 0:
+			r.stateful.DecideBatch(&rec.Stateful, &r.cb, r.inBatch, w, now)
+		default:
 			r.stateful.DecideAt(&rec.Stateful, p, w, now)
 		}
 	}
