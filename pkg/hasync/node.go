@@ -58,6 +58,10 @@ type Config struct {
 	// event (window edges, timers) are sent: 250 ms when 0. pfsync sends
 	// within 1 s.
 	DirtyEvery time.Duration
+	// FlushEvery is the shortest time between two frames of changes
+	// while changes keep coming (1 ms when 0; see defaultFlushEvery): the
+	// changes of that time go out together, merged.
+	FlushEvery time.Duration
 	// KeepAlive is how often a quiet session sends KEEPALIVE: 1 s when 0.
 	KeepAlive time.Duration
 	// DeadAfter ends a session that heard nothing, or could write
@@ -155,6 +159,9 @@ func New(cfg Config, table *conntrack.Table) (*Node, error) {
 		if _, _, err := net.SplitHostPort(p); err != nil {
 			return nil, fmt.Errorf("hasync: peer %q: %w", p, err)
 		}
+	}
+	if cfg.FlushEvery <= 0 {
+		cfg.FlushEvery = defaultFlushEvery
 	}
 	if cfg.DirtyEvery <= 0 {
 		cfg.DirtyEvery = defaultDirtyEvery

@@ -536,3 +536,35 @@ func TestDeadPeerCutOff(t *testing.T) {
 		t.Errorf("a's link: %+v", ps)
 	}
 }
+
+// TestFlushCoalesces: changes that come within FlushEvery of the last
+// frame go out together; a connection made and gone in that time costs
+// the peer nothing (no record, no delete), and one that stays goes out
+// as it is at the flush, its changes merged into one record.
+func TestFlushCoalesces(t *testing.T) {
+	a, b := startPair(t, func(c *Config) { c.FlushEvery = time.Second })
+	first := a.see("udp 198.18.0.1:5000 > 198.18.0.2:53 len=30")
+	b.waitTable("the first entry (sent at once: nothing was held)", func() bool {
+		_, ok := b.entry(first)
+		return ok
+	})
+	// Within 1 s of that frame: held.
+	gone := a.see("tcp 198.18.0.1:40000 > 198.18.0.2:80 S seq=1000 win=8192")
+	if n := a.table.Delete(a.clock.Load(), func(e *conntrack.EntryInfo) bool { return e.Original == gone }); n != 1 {
+		t.Fatalf("deleted %d entries, want 1", n)
+	}
+	stays := a.see("tcp 198.18.0.1:40001 > 198.18.0.2:80 S seq=1000 win=8192")
+	a.see("tcp 198.18.0.2:80 > 198.18.0.1:40001 SA seq=5000 ack=1001 win=8192")
+	a.see("tcp 198.18.0.1:40001 > 198.18.0.2:80 A seq=1001 ack=5001 win=8192")
+	b.waitTable("the connection that stays, established", func() bool {
+		e, ok := b.entry(stays)
+		return ok && e.TCPState == tcpstate.Established
+	})
+	if _, ok := b.entry(gone); ok {
+		t.Error("the connection made and gone between two frames reached b")
+	}
+	sa, sb := a.link(Out, "b"), b.link(In, "a")
+	if sa.Coalesced != 1 || sa.DeletesSent != 0 || sb.Installed != 2 || sb.Merged != 0 {
+		t.Errorf("a out: coalesced %d, deletes %d; b in: installed %d merged %d; want 1, 0, 2, 0", sa.Coalesced, sa.DeletesSent, sb.Installed, sb.Merged)
+	}
+}

@@ -30,14 +30,29 @@ import (
 const (
 	opRecord uint8 = 1 << iota
 	opDelete
+	opNew // with opRecord, in note: the event was NEW
 )
 
 // pend is one key waiting to be sent: what to send, and when it changed
-// first since it was last sent (for the lag).
+// first since it was last sent (for the lag). fresh: its first event since
+// the last flush was NEW, so the peer cannot have it: if it goes before
+// the next flush, nothing at all is sent for it (pfsync drops a deleted
+// state whose insert is still queued).
 type pend struct {
-	ops uint8
-	at  int64 // Node.mono
+	ops   uint8
+	fresh bool
+	at    int64 // Node.mono
 }
+
+// defaultFlushEvery is Config.FlushEvery's default: the shortest time
+// between two flushes of the pending set while changes keep coming: the changes of that time go out together,
+// one frame for many, and a connection's several changes in it (a short
+// connection's whole life: NEW, its handshake, its close) merge into one
+// record, or into nothing. A first change after a quiet time goes out at
+// once. It adds at most that much to the sync lag. Measured in the live
+// benchmark (bench/results/sync.md): flushing at every wake-up cost a
+// third of the connection rate.
+const defaultFlushEvery = time.Millisecond
 
 // maxInFlight bounds the frames waiting for an ack (each kept for the
 // lag and the deferrals it carries). Past it frames go out without
@@ -223,6 +238,12 @@ func (s *outSession) write(ctx context.Context, helloc <-chan hello) (bool, erro
 	}
 	ka := time.NewTicker(n.cfg.KeepAlive)
 	defer ka.Stop()
+	// flushT fires when a flush held back by flushEvery is due.
+	flushT := time.NewTimer(time.Hour)
+	flushT.Stop()
+	defer flushT.Stop()
+	var lastFlush time.Time
+	held := false
 	for {
 		if err := s.serveUrgent(); err != nil {
 			return true, err
@@ -244,12 +265,22 @@ func (s *outSession) write(ctx context.Context, helloc <-chan hello) (bool, erro
 				return true, err
 			}
 		}
-		if err := s.flushPending(); err != nil {
-			return true, err
+		if !held {
+			if wait := n.cfg.FlushEvery - time.Since(lastFlush); wait > 0 && s.hasPending() {
+				held = true
+				flushT.Reset(wait)
+			} else {
+				if err := s.flushPending(); err != nil {
+					return true, err
+				}
+				lastFlush = time.Now()
+			}
 		}
 		select {
 		case <-ctx.Done():
 			return true, nil
+		case <-flushT.C:
+			held = false
 		case ev := <-s.sub.Events():
 			s.note(ev)
 			s.drainEvents()
@@ -327,10 +358,20 @@ func (s *outSession) sendBatch(bt *batch, oldest int64, flags uint8) error {
 // note adds an event's entry to the pending set.
 func (s *outSession) note(ev conntrack.Event) {
 	op := opRecord
-	if ev.Type == conntrack.EventDestroy {
+	switch ev.Type {
+	case conntrack.EventDestroy:
 		op = opDelete
+	case conntrack.EventNew:
+		op |= opNew
 	}
 	s.mark(ev.Entry.Original, op, s.n.mono())
+}
+
+// hasPending reports whether the pending set holds anything.
+func (s *outSession) hasPending() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.pending) > 0
 }
 
 // drainEvents takes the events already queued, without waiting.
@@ -364,10 +405,19 @@ func (s *outSession) mark(k conntrack.Key, op uint8, at int64) {
 			return
 		}
 		p.at = at
+		// (Not with deferral: Announce sends a new entry at once, so the
+		// peer may have it.)
+		p.fresh = op&opNew != 0 && s.n.cfg.Defer <= 0
 	}
-	if op == opDelete {
+	switch {
+	case op == opDelete && p.fresh:
+		// Made and gone since the last flush: the peer never had it.
+		delete(s.pending, k)
+		s.l.c.coalesced.Add(1)
+		return
+	case op == opDelete:
 		p.ops = opDelete
-	} else {
+	default:
 		p.ops |= opRecord
 	}
 	s.pending[k] = p

@@ -180,6 +180,9 @@ type PeerStats struct {
 	// (ResyncsDropped) or the pending set overflowed (ResyncsOverflow).
 	ResyncsDropped  uint64 `json:"resyncs_dropped"`
 	ResyncsOverflow uint64 `json:"resyncs_overflow"`
+	// Out: connections made and gone between two flushes, of which
+	// nothing was sent (the peer never needed them).
+	Coalesced uint64 `json:"coalesced"`
 	// Out: the sync lag (doc.go): from an entry's change to the peer's
 	// ack of the frame that carried it.
 	Lag Quantiles `json:"lag"`
@@ -293,6 +296,7 @@ type counters struct {
 	bulks, lastBulkRecords                          atomic.Uint64
 	lastBulk                                        atomic.Int64 // ns
 	resyncDropped, resyncOverflow                   atomic.Uint64
+	coalesced                                       atomic.Uint64
 	deferred, acked, timedOut                       atomic.Uint64
 	lag                                             histogram
 }
@@ -340,6 +344,7 @@ func (l *link) stats() PeerStats {
 	ps.Bulks, ps.LastBulkRecords = c.bulks.Load(), c.lastBulkRecords.Load()
 	ps.LastBulkSeconds = time.Duration(c.lastBulk.Load()).Seconds()
 	ps.ResyncsDropped, ps.ResyncsOverflow = c.resyncDropped.Load(), c.resyncOverflow.Load()
+	ps.Coalesced = c.coalesced.Load()
 	ps.Lag = c.lag.quantiles()
 	ps.Deferred, ps.Acked, ps.TimedOut = c.deferred.Load(), c.acked.Load(), c.timedOut.Load()
 	return ps
