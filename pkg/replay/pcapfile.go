@@ -15,11 +15,13 @@ import (
 )
 
 // source reads one capture file, pcap or pcapng, packet by packet, into a
-// buffer it reuses (ZeroCopyReadPacketData): the bytes a call returns are
-// valid until the next call.
+// buffer it reuses (pcapReader for a plain pcap file, pcapgo's
+// ZeroCopyReadPacketData otherwise): the bytes a call returns are valid
+// until the next call.
 type source struct {
 	name string
 	f    *os.File
+	fast *pcapReader // a plain pcap file (pcapread.go)
 	pcap *pcapgo.Reader
 	ng   *pcapgo.NgReader
 	link packet.LinkType
@@ -57,6 +59,13 @@ func openSource(name string) (*source, error) {
 			s.link = packet.LinkType(s.ng.LinkType())
 		}
 	default:
+		if hdr, err := br.Peek(24); err == nil {
+			if fast, ok := newPcapReader(br, hdr); ok {
+				br.Discard(24)
+				s.fast, s.link = fast, packet.LinkType(fast.link)
+				return s, nil
+			}
+		}
 		s.pcap, err = pcapgo.NewReader(br)
 		if err == nil {
 			s.link = packet.LinkType(s.pcap.LinkType())
@@ -85,7 +94,14 @@ func (s *source) next() ([]byte, packet.LinkType, string, gopacket.CaptureInfo, 
 		}
 		return data, link, name, ci, nil
 	}
-	data, ci, err := s.pcap.ZeroCopyReadPacketData()
+	var data []byte
+	var ci gopacket.CaptureInfo
+	var err error
+	if s.fast != nil {
+		data, ci, err = s.fast.next()
+	} else {
+		data, ci, err = s.pcap.ZeroCopyReadPacketData()
+	}
 	if err == io.EOF && ci.CaptureLength > 0 {
 		// The record header was read but none of the bytes it announces:
 		// the file is cut, not at its end (pcapgo passes io.ReadFull's
