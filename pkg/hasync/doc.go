@@ -20,8 +20,10 @@
 //   - the table's events (conntrack.Subscribe, those not caused by a
 //     peer: loop suppression, pfsync's PFSYNC_S_PFSYNC): NEW and UPDATE
 //     put the key in a pending set, DESTROY a deletion; the set is sent
-//     as soon as the connection takes it, each record exported as the
-//     entry is then, so repeated changes of one entry merge (§1.4, §2.4);
+//     at once after a quiet time, and while changes keep coming at most
+//     every FlushEvery (1 ms), each record exported as the entry is then,
+//     so repeated changes of one entry merge, and a connection made and
+//     gone in between costs nothing (§1.4, §2.4);
 //   - every DirtyEvery (250 ms), the entries packets changed without an
 //     event (window edges, timers: conntrack.ExportDirty), at that rate
 //     however fast packets come;
