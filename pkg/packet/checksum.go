@@ -90,8 +90,24 @@ func Fold(s uint64) uint16 { return fold(s) }
 // word is congruent to the sum of its four 16-bit words modulo 0xffff, and
 // the end-around carry keeps the 64-bit sum congruent too. On 1480 bytes
 // this took 84 ns against 397 ns for a plain 16-bit loop (Xeon, Go 1.26).
+//
+// With AVX2, whole 32-byte blocks of a buffer of sumAVX2Min bytes or more
+// are summed by sumAVX2 instead, as little-endian 32-bit words added into
+// 64-bit lanes, no carries: that sum is congruent to the sum of their
+// little-endian 16-bit words modulo 0xffff (2^16 = 1), and a 16-bit
+// word's byte swap is congruent to 256 times it (x = 256a+b, 256x =
+// 65536a+256b = a+256b), so the byte-swapped fold of their sum is
+// congruent to the sum of the big-endian words. 1472 bytes: 43-61 ns
+// against 93-131 (BenchmarkL4ChecksumOK/udp-1500, the two test binaries
+// alternated on the AMD EPYC development VM); replay's profile of 3M
+// packets of ~650 bytes: 0.16 -> 0.08 s of checksums.
 func sum(b []byte, acc uint64) uint64 {
 	var c uint64
+	if hasAVX2 && len(b) >= sumAVX2Min {
+		n := len(b) &^ 31
+		acc, c = bits.Add64(acc, uint64(bits.ReverseBytes16(fold(sumAVX2(b[:n])))), 0)
+		b = b[n:]
+	}
 	for len(b) >= 32 {
 		acc, c = bits.Add64(acc, binary.BigEndian.Uint64(b[0:]), c)
 		acc, c = bits.Add64(acc, binary.BigEndian.Uint64(b[8:]), c)
@@ -119,6 +135,10 @@ func sum(b []byte, acc uint64) uint64 {
 	acc, c = bits.Add64(acc, 0, c)
 	return acc + c
 }
+
+// sumAVX2Min is the length from which sum hands whole 32-byte blocks to
+// sumAVX2: below it the vector setup costs what it saves.
+const sumAVX2Min = 128
 
 // fold reduces a 64-bit ones' complement sum to 16 bits. A correct
 // checksum makes the sum over the data, checksum field included, 0xffff.

@@ -35,9 +35,22 @@ func pseudo6(addrs []byte, proto uint8, n int) []byte {
 
 func TestSumMatchesReference(t *testing.T) {
 	r := rand.New(rand.NewPCG(1, 2))
+	// Every length to 300, then lengths and starting offsets around the
+	// 32-byte blocks of the AVX2 sum, to a jumbo frame's.
+	type tc struct{ n, off int }
+	var cases []tc
 	for n := range 300 {
+		cases = append(cases, tc{n, 0})
+	}
+	for n := 300; n < 9100; n += 97 {
+		for off := range 3 {
+			cases = append(cases, tc{n, off * 7})
+		}
+	}
+	for _, c := range cases {
+		n := c.n
 		for _, fill := range []string{"random", "all-ones", "zeros"} {
-			b := make([]byte, n)
+			b := make([]byte, n+c.off)[c.off:]
 			for i := range b {
 				switch fill {
 				case "random":
@@ -50,7 +63,7 @@ func TestSumMatchesReference(t *testing.T) {
 			init := uint64(r.Uint32())
 			want := ^refChecksum(binary.BigEndian.AppendUint32(nil, uint32(init)), b)
 			if got := fold(sum(b, init)); got != want && !(got == 0xffff && want == 0) && !(got == 0 && want == 0xffff) {
-				t.Fatalf("%s %d bytes: fold(sum) = %#04x, want %#04x", fill, n, got, want)
+				t.Fatalf("%s %d bytes at offset %d: fold(sum) = %#04x, want %#04x", fill, n, c.off, got, want)
 			}
 		}
 	}
