@@ -721,10 +721,18 @@ func dropBadHeaderSum(p *packet.Packet) {
 func (r *Replayer) decide(file string, index int, p *packet.Packet, m *packetMeta, now int64, hold bool) error {
 	ts := m.ts
 	rec := &r.rec
-	*rec = Record{File: file, Index: index, TS: ts, Len: m.wireLen, Kind: p.Kind}
+	// The record is reused and set field by field: built whole (a
+	// composite literal, 264 bytes made on the stack and then copied with
+	// their pointers) it cost ~30 ns a packet, 6% of a replay's profile.
+	// The engines zero the decisions they set. TestDecideLeavesNothing
+	// checks that nothing of the record before survives.
+	rec.File, rec.Index, rec.TS, rec.Len, rec.Kind = file, index, ts, m.wireLen, p.Kind
 	if m.wireLen == 0 {
 		rec.Len = m.capLen
 	}
+	rec.SrcPort, rec.DstPort, rec.HasPorts = 0, 0, false
+	rec.TCPFlags, rec.ICMPType, rec.ICMPCode = 0, 0, 0
+	rec.Dir, rec.HasStateless, rec.HasStateful, rec.Logged = rules.DirUnknown, false, false, 0
 	rs := r.rs
 	if p.Kind == packet.KindOK {
 		rec.IPVersion, rec.Proto = p.IPVersion, p.Proto
@@ -742,12 +750,18 @@ func (r *Replayer) decide(file string, index int, p *packet.Packet, m *packetMet
 			}
 		}
 		rec.Dir = rs.Direction(p.Src, p.Dst)
+	} else {
+		rec.IPVersion, rec.Proto = 0, 0
+		rec.Src, rec.Dst = netip.Addr{}, netip.Addr{}
+		rec.Fragment = false
 	}
 	w := r.where(rec.Dir, m.iface)
 	rec.In, rec.Out = r.ifName(w.In), r.ifName(w.Out)
 	if r.stateless != nil {
 		r.stateless.DecideAt(&rec.Stateless, p, w)
 		rec.HasStateless = true
+	} else {
+		rec.Stateless = engine.Decision{}
 	}
 	if r.stateful != nil {
 		rec.HasStateful = true
@@ -755,11 +769,14 @@ func (r *Replayer) decide(file string, index int, p *packet.Packet, m *packetMet
 		// (replayPacket); the rest are decided now.
 		switch {
 		case rec.Fragment || hold:
+			rec.Stateful = engine.Decision{}
 		case r.inBatch >= 0:
 			r.stateful.DecideBatch(&rec.Stateful, &r.cb, r.inBatch, w, now)
 		default:
 			r.stateful.DecideAt(&rec.Stateful, p, w, now)
 		}
+	} else {
+		rec.Stateful = engine.Decision{}
 	}
 	if r.cfg.Log == nil {
 		return nil
