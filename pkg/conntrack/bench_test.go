@@ -82,8 +82,9 @@ func getBenchTable(b *testing.B, proto string, n int) *benchTable {
 // At 1M the time is memory latency (the index slot and the entry are two
 // dependent cache and TLB misses: BenchmarkMemoryLatency). The 137 bytes
 // per connection are the 128-byte entry, 4-byte index slots at a load of
-// about 1/2 (8 bytes) and the unused tail of each shard's last 128-entry
-// chunk.
+// about 1/2 (8 bytes) and, then, the unused tail of each shard's last
+// 128-entry chunk; a slab is now one array (slab.go), whose unused tail is
+// under half of it below 64 KiB of entries and under a page above.
 func BenchmarkTrackEstablished(b *testing.B) {
 	for _, proto := range []string{"tcp", "udp"} {
 		for _, n := range []int{1000, 100000, 1000000} {
