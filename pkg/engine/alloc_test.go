@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/statewall/statewall/pkg/conntrack"
 	"github.com/statewall/statewall/pkg/engine"
 	"github.com/statewall/statewall/pkg/packet"
 	"github.com/statewall/statewall/pkg/rules"
@@ -93,6 +94,16 @@ func TestNoAllocs(t *testing.T) {
 			sl.DecideInto(&d, &q, dir)
 		}); n != 0 {
 			t.Errorf("decode and decide (%s): %v allocations", tc.name, n)
+		}
+		// In a batch, as replay decides.
+		qs := make([]packet.Packet, 1)
+		var b conntrack.Batch
+		if n := testing.AllocsPerRun(100, func() {
+			qs[0].Decode(data, packet.LinkIP)
+			st.PrefetchBatch(&b, qs)
+			st.DecideBatch(&d, &b, 0, rules.Where{Dir: dir}, now)
+		}); n != 0 {
+			t.Errorf("decide in a batch (%s): %v allocations", tc.name, n)
 		}
 	}
 	for _, tc := range statelessPackets {

@@ -70,3 +70,51 @@ func TestBatchingChangesNothing(t *testing.T) {
 		t.Fatalf("only %d of %d packets established: the traffic is not what the test needs", established, len(never))
 	}
 }
+
+// TestBatchedReplayNoAllocs: the batched path (a classic pcap read by
+// pcapReader, packets prefetched and decided in batches) allocates
+// nothing per packet, in every mode.
+func TestBatchedReplayNoAllocs(t *testing.T) {
+	write := func(n int) string {
+		g, err := trafficgen.New(trafficgen.Config{Seed: 3, Flows: 500})
+		if err != nil {
+			t.Fatal(err)
+		}
+		path := filepath.Join(t.TempDir(), "gen.pcap")
+		f, err := os.Create(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := trafficgen.WritePcap(f, g, n); err != nil {
+			t.Fatal(err)
+		}
+		if err := f.Close(); err != nil {
+			t.Fatal(err)
+		}
+		return path
+	}
+	short, long := write(1000), write(21000)
+	rs, err := rules.ParseFile("../../bench/server.rules")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mode := range []Mode{Compare, Stateless, Stateful} {
+		r, err := New(Config{Rules: rs, Mode: mode})
+		if err != nil {
+			t.Fatal(err)
+		}
+		r.batch = batchSize
+		allocs := func(f string) float64 {
+			return testing.AllocsPerRun(5, func() {
+				if err := r.ReplayFile(f, func(*Record) error { return nil }); err != nil {
+					t.Fatal(err)
+				}
+			})
+		}
+		a, b := allocs(short), allocs(long)
+		t.Logf("%v: %v allocations for 1000 packets, %v for 21000", mode, a, b)
+		if perPacket := (b - a) / 20000; perPacket > 0.001 {
+			t.Errorf("%v: %.4f allocations a packet (%v for 1000 packets, %v for 21000)", mode, perPacket, a, b)
+		}
+	}
+}
