@@ -25,7 +25,8 @@
 # [-spinMICROSECONDS] for statewall, alt-sw-... for the same with STATEWALL_ALT, another
 # binary, side by side), OUT (bench/results), STATEWALL (a built binary;
 # default: build ./cmd/statewall), KEEP=1 keeps the scratch directory
-# (logs, raw measurements).
+# (logs, raw measurements), ALT_LABEL (what STATEWALL_ALT is, for the
+# report).
 set -euo pipefail
 
 REPS=${REPS:-3}
@@ -34,13 +35,14 @@ OFFLOADS=${OFFLOADS:-on}
 OUT=${OUT:-bench/results}
 LOAD_PPS=${LOAD_PPS:-50000}
 case $LOAD_PPS in '' | *[!0-9]*) echo "bench-live: LOAD_PPS must be a number of packets/s" >&2; exit 1 ;; esac
-ALL_CONFIGS="nofilter nft nfqaccept sw-stateless-q1 sw-stateful-q1 sw-shadow-q1 sw-stateless-q2 sw-stateful-q2 sw-shadow-q2"
+ALL_CONFIGS="nofilter nft nfqaccept sw-stateless-q1 sw-stateful-q1 sw-shadow-q1 sw-stateless-q2 sw-stateful-q2 sw-shadow-q2 sw-stateful-offload-q1 sw-shadow-offload-q1 sw-stateful-offload-q2 sw-stateful-q2-addr"
 CONFIGS=${CONFIGS:-$ALL_CONFIGS}
 SRV=198.18.2.2
-# Eight client addresses, 198.18.1.2-9: --queue-balance hashes addresses
-# and protocol (with a seed drawn at boot), not ports, so UDP and the
-# connection-rate test go round them to give a second queue something to
-# do (TCP bulk and RTT are one flow each, from 198.18.1.2).
+# Eight client addresses, 198.18.1.2-9: --queue-balance (sw-...-addr)
+# hashes addresses and protocol (with a seed drawn at boot), not ports, so
+# UDP and the connection-rate test go round them to give a second queue
+# something to do; statewall's default flow hash spreads by ports too
+# (TCP bulk and RTT are one flow each, from 198.18.1.2).
 FROM=198.18.1.2,198.18.1.3,198.18.1.4,198.18.1.5,198.18.1.6,198.18.1.7,198.18.1.8,198.18.1.9
 
 if [ "$(id -u)" != 0 ]; then
@@ -297,6 +299,7 @@ measure() {
 log "warm-up (no filter, 1 s per workload)"
 (DUR=1 measure 0 warmup)
 
+load0=$(cut -d' ' -f1-3 /proc/loadavg)
 read -r -a cfgs <<<"$CONFIGS"
 n=${#cfgs[@]}
 start=$(date +%s)
@@ -316,6 +319,6 @@ grep -h -i -E 'disagree|error' "$work"/status-*.txt >"$work/status-notes.txt" 2>
 mkdir -p "$OUT"
 "$work/report" -raw "$raw" -out "$OUT" -reps "$REPS" -dur "$DUR" -offloads "$OFFLOADS ($offload_state)" \
 	-configs "$CONFIGS" -command "${LIVE_COMMAND:-make bench-live} (REPS=$REPS DUR=$DUR OFFLOADS=$OFFLOADS LOAD_PPS=$LOAD_PPS)" \
-	-load-pps "$LOAD_PPS" \
+	-load-pps "$LOAD_PPS" -alt-label "${ALT_LABEL:-alt}" -load-avg "at the start $load0, at the end $(cut -d' ' -f1-3 /proc/loadavg)" \
 	-status-dir "$work" -build "$build_info"
 log "wrote $OUT/live.md, live.csv, live.svg"

@@ -68,12 +68,19 @@ func label(c string) string {
 		return l
 	}
 	if l, ok := labels[strings.TrimPrefix(c, "alt-")]; ok {
-		return l + " (alt)"
+		return l + " (" + *altLabel + ")"
 	}
 	return c
 }
 
 const base = "nofilter"
+
+// loadAvg is the machine's load during the run, altLabel names the
+// second binary of alt-sw-... configurations.
+var (
+	loadAvg  = flag.String("load-avg", "", "the machine's load average during the run (/proc/loadavg at its start and end), for the report")
+	altLabel = flag.String("alt-label", "alt", "what the alt-sw-... configurations' binary is (STATEWALL_ALT), for the report")
+)
 
 type key struct{ config, metric string }
 
@@ -242,6 +249,9 @@ func markdown(d data, configs []string, m harness.Machine, now time.Time, reps, 
 	p("# Live benchmark: statewall on a router's forward path\n\n")
 	p("Written by `bench/live/run.sh` (bench/README.md, section \"Live\"). Command:\n\n    %s\n\n", command)
 	p("Machine: %d CPUs (nproc), %s, kernel %s, %s, %s/%s; %s.\n\n", m.CPUs, m.CPU, m.Kernel, m.Go, m.OS, m.Arch, now.Format("2006-01-02 15:04 UTC"))
+	if *loadAvg != "" {
+		p("Load average (1, 5, 15 min; /proc/loadavg): %s.\n\n", *loadAvg)
+	}
 	if build != "" {
 		p("statewall built from: %s.\n\n", build)
 	}
@@ -303,9 +313,14 @@ func markdown(d data, configs []string, m harness.Machine, now time.Time, reps, 
 	p("of the library path only, not of statewall.\n")
 	p("- **Noise.** The VM is shared, and other jobs may run during the benchmark; the configurations are interleaved so that a ")
 	p("disturbance spreads over all of them, and [min-max] shows how far one repetition was from another.\n")
-	p("- **Two queues.** `--queue-balance` hashes the addresses and the protocol, not the ports: all packets between one pair of ")
-	p("addresses and one protocol go to one queue. UDP and the connection test use eight client addresses for this reason (the hash's seed is drawn at boot, so the split varies from boot to boot); ")
-	p("TCP bulk and RTT are one flow, so with 2 queues they still use one. The per-queue packet counts of `statewall status` are below.\n")
+	p("- **Two queues.** statewall spreads by flow (a keyed hash of addresses, ports and protocol, HMARK; both directions of a ")
+	p("flow on one queue); \"by address\" is the kernel's `--queue-balance`, which hashes the addresses and the protocol, not the ports: ")
+	p("all packets between one pair of addresses and one protocol go to one queue. UDP and the connection test use eight client addresses ")
+	p("for its sake (its seed is drawn at boot, so the split varies from boot to boot); TCP bulk and RTT are one flow, so with 2 queues ")
+	p("they still use one. The per-queue packet counts of `statewall status` are below.\n")
+	p("- **Offload** (`--offload`): once a connection is established and assured, the kernel carries its packets past the queue, ")
+	p("with its own conntrack (which the connmark rules switch on in the router). The UDP tests' datagrams never get a reply, so they ")
+	p("are never offloaded; the RTT probe's connection is, after its first round trips. `statewall status`'s offload line is below.\n")
 	p("- **Latency**: one request in flight. \"RTT\" has nothing else on the path; \"under load\" shares it with the paced ")
 	p("UDP stream, which the sender paces in bursts (about rate/5000 datagrams after each sleep of about 200 µs, more when a sleep runs late), so a ")
 	p("probe may queue behind a burst, in the kernel and, for NFQUEUE, in the queue. One probe flow: with 2 queues it lands on one, ")
@@ -338,13 +353,14 @@ func markdown(d data, configs []string, m harness.Machine, now time.Time, reps, 
 			}
 			for line := range strings.Lines(string(bs)) {
 				l := strings.ToLower(line)
-				if strings.Contains(l, "disagree") || strings.Contains(l, "enobufs") || strings.Contains(l, "drop") || strings.Contains(l, "invalid") {
+				if strings.Contains(l, "disagree") || strings.Contains(l, "enobufs") || strings.Contains(l, "drop") || strings.Contains(l, "invalid") || strings.HasPrefix(l, "offload:") {
 					notes = append(notes, fmt.Sprintf("%s: %s", c, strings.TrimSpace(line)))
 				}
 			}
 		}
 		if len(notes) > 0 {
-			p("\n`statewall status` at the end of the last repetition (lines about drops, ENOBUFS, invalid, shadow disagreements):\n\n")
+			p("\n`statewall status` at the end of the last repetition (lines about drops, ENOBUFS, invalid, shadow disagreements, offload; ")
+			p("\"handed back\" counts, at a start, the connections an earlier configuration's run offloaded, still in the router's conntrack):\n\n")
 			for _, n := range notes {
 				p("    %s\n", n)
 			}
