@@ -23,10 +23,16 @@ func (t *Table) trackTCP(r *Result, p *packet.Packet, pre *tuple, now int64) {
 		r.tcpReason = why
 		return
 	}
-	var local tuple
-	tp := t.tupleOf(&local, p, pre)
-	h := tp.h
-	c, ok := t.lookup(&tp.k, h, now)
+	var k Key
+	var h uint64
+	kp := &k
+	if pre != nil {
+		kp, h = &pre.k, pre.h
+	} else {
+		packetKey(&k, p)
+		h = t.hash.sum(&k)
+	}
+	c, ok := t.lookup(kp, h, now)
 	defer c.unlock()
 	reopen := false
 	if ok {

@@ -37,10 +37,16 @@ func (t *Table) trackUDP(r *Result, p *packet.Packet, pre *tuple, now int64) {
 		t.invalid(r, p, ReasonBadChecksum)
 		return
 	}
-	var local tuple
-	tp := t.tupleOf(&local, p, pre)
-	h := tp.h
-	c, ok := t.lookup(&tp.k, h, now)
+	var k Key
+	var h uint64
+	kp := &k
+	if pre != nil {
+		kp, h = &pre.k, pre.h
+	} else {
+		packetKey(&k, p)
+		h = t.hash.sum(&k)
+	}
+	c, ok := t.lookup(kp, h, now)
 	defer c.unlock()
 	if !ok {
 		t.miss(r, c.s, h, now, t.to.UDP)
@@ -76,10 +82,16 @@ func (t *Table) trackUDPLite(r *Result, p *packet.Packet, pre *tuple, now int64)
 		t.invalid(r, p, ReasonBadChecksum)
 		return
 	}
-	var local tuple
-	tp := t.tupleOf(&local, p, pre)
-	h := tp.h
-	c, ok := t.lookup(&tp.k, h, now)
+	var k Key
+	var h uint64
+	kp := &k
+	if pre != nil {
+		kp, h = &pre.k, pre.h
+	} else {
+		packetKey(&k, p)
+		h = t.hash.sum(&k)
+	}
+	c, ok := t.lookup(kp, h, now)
 	defer c.unlock()
 	if !ok {
 		t.miss(r, c.s, h, now, t.to.UDP)
