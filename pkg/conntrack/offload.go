@@ -1,11 +1,18 @@
 package conntrack
 
-import "time"
+import (
+	"time"
+
+	"github.com/statewall/statewall/pkg/conntrack/tcpstate"
+	"github.com/statewall/statewall/pkg/packet"
+)
 
 // For connections that another tracker carries for a while (the daemon's
 // offload: the kernel's conntrack passes their packets without asking
 // statewall), the table is told what the packets would have told it:
-// that the connection is still alive (Refresh), or that it ended (Forget).
+// that the connection is still alive (Refresh), or that it ended
+// (Forget); and when such a connection comes back, that its TCP window
+// edges are stale (PickUp).
 
 // Refresh sets the time left of the live entry that tuple k (either
 // direction) belongs to, to left from now, and reports whether there was
@@ -46,4 +53,35 @@ func (t *Table) Forget(k Key, now int64) bool {
 		s.st.deleted.Add(1)
 	}
 	return ok
+}
+
+// PickUp marks the TCP entry that tuple k (either direction) belongs to
+// as picked up mid-stream, and reports whether there is one: its window
+// edges are as old as the last packet this table saw, while the
+// connection went on elsewhere (offloaded to the kernel). At its next
+// packet the edges are forgotten and learnt again from the packets,
+// liberally until a packet in each direction has been seen, as for an
+// entry taken over from a state-sync peer (see "Takeover" in sync.go;
+// Stats counts both steps in TakenOver and PickedUp). Entries of other
+// protocols have no edges: nothing to do.
+func (t *Table) PickUp(k Key, now int64) bool {
+	now = t.clock(now)
+	h := t.hash.sum(&k)
+	s := t.shard(h)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	_, idx, _, ok := s.find(&k, h)
+	if !ok {
+		return false
+	}
+	e := s.at(idx)
+	if e.expired(now) {
+		return false
+	}
+	if e.key.proto == packet.ProtoTCP {
+		e.flags = e.flags&^(flagPickupOrig|flagPickupReply) | flagPickup
+		e.tcp.Flags[0] |= tcpstate.PeerBeLiberal
+		e.tcp.Flags[1] |= tcpstate.PeerBeLiberal
+	}
+	return true
 }

@@ -45,7 +45,10 @@ import (
 //     kernel): each is offloaded again at its next packet only if the
 //     new rules would pass its first packet and do not log all its
 //     packets, so a connection the new rules would not pass stays where
-//     statewall sees it (and, as any connection, passes by state);
+//     statewall sees it (and, as any connection, passes by state). A TCP
+//     connection handed back has gone on without statewall: its entry
+//     learns the windows again from its next packets (Table.PickUp, as
+//     for a connection taken over from a state-sync peer);
 //   - at start, connections a previous run offloaded are handed back.
 //
 // What statewall does not see while a connection is offloaded: its
@@ -265,9 +268,23 @@ func (o *offloader) sync(back bool) {
 		k := flowKey(f)
 		if !back && o.d.table.Refresh(k, start, f.Timeout+offloadSyncEvery+time.Second) {
 			seen[k] = true
+			o.mu.Lock()
+			if _, ok := o.conns[k]; !ok {
+				if _, ok := o.conns[k.Reply()]; !ok {
+					// The kernel has the bit and the map lost the
+					// connection (a hand-back racing its re-offload).
+					o.conns[k] = start
+				}
+			}
+			o.mu.Unlock()
 			continue
 		}
-		// Handed back: its packets meet statewall's table again.
+		// Handed back: its packets meet statewall's table again, which
+		// learns the TCP windows afresh from them (the connection went
+		// on without it).
+		if back {
+			o.d.table.PickUp(k, start)
+		}
 		if err := ct.SetMark(f, 0, o.bit); err == nil {
 			o.returned.Add(1)
 		}
@@ -280,9 +297,12 @@ func (o *offloader) sync(back bool) {
 	o.mu.Lock()
 	for k, at := range o.conns {
 		switch {
+		case at >= start:
+			// Offloaded while this sync ran: the dump may not have
+			// shown it yet.
 		case back:
 			delete(o.conns, k)
-		case at < start && !seen[k] && !seen[k.Reply()]:
+		case !seen[k] && !seen[k.Reply()]:
 			missing = append(missing, k)
 		}
 	}

@@ -25,7 +25,17 @@ func TestOffload(t *testing.T) {
 		"net.netfilter.nf_conntrack_tcp_timeout_fin_wait=1", "net.netfilter.nf_conntrack_tcp_timeout_close_wait=1",
 		"net.netfilter.nf_conntrack_tcp_timeout_last_ack=1")
 	sock := filepath.Join(tp.dir, "router.sock")
-	d := tp.startDaemon(t, tp.router, sock, "--rules", testdata(t, "outbound.rules"), "--hooks", "forward", "--offload")
+	rulesFile := filepath.Join(tp.dir, "router.rules")
+	const passAll = "set default block\npass from { 198.18.1.0/24 }\n"
+	writeRules(t, rulesFile, passAll)
+	d := tp.startDaemon(t, tp.router, sock, "--rules", rulesFile, "--hooks", "forward", "--offload")
+	reload := func(text string) {
+		t.Helper()
+		writeRules(t, rulesFile, text)
+		if _, stderr, err := cli("reload", "--socket", sock); err != nil {
+			t.Fatalf("reload: %v: %s", err, stderr)
+		}
+	}
 
 	queued := func() uint64 {
 		var n uint64
@@ -61,6 +71,40 @@ func TestOffload(t *testing.T) {
 	}
 	if conns := conntrackJSON(t, sock, "--sport", "41000"); len(conns) != 1 || conns[0].State != "ESTABLISHED" {
 		t.Errorf("the offloaded connection in statewall conntrack: %+v", conns)
+	}
+
+	// A reload hands it back; rules that still pass its first packet
+	// let it go to the kernel again at its next packet; rules that no
+	// longer do keep it on the queue, where it passes by state.
+	reload(passAll)
+	if !waitFor(5*time.Second, func() bool { return active() == 0 }) {
+		t.Fatalf("a reload did not hand the connection back: %+v", statusOf(t, sock).Offload)
+	}
+	for range 2 {
+		e.roundTrip(t, "after reload", 3*time.Second)
+	}
+	if !waitFor(5*time.Second, func() bool { return active() == 1 }) {
+		t.Fatalf("not offloaded again after a reload with the same rules: %+v", statusOf(t, sock).Offload)
+	}
+	reload("set default block\npass proto tcp from { 198.18.1.0/24 } to any port 80\n")
+	if !waitFor(5*time.Second, func() bool { return active() == 0 }) {
+		t.Fatalf("a reload did not hand the connection back: %+v", statusOf(t, sock).Offload)
+	}
+	before = queued()
+	for i := range 5 {
+		if !e.roundTrip(t, "kept by state", 3*time.Second) {
+			t.Fatalf("round trip %d after the rules stopped passing new connections to port 7000 failed", i)
+		}
+	}
+	if got := queued() - before; got < 10 || active() != 0 {
+		t.Errorf("after a reload that no longer passes the connection: %d packets queued for 5 round trips, %d offloaded; want all queued, none offloaded", got, active())
+	}
+	reload(passAll)
+	for range 2 {
+		e.roundTrip(t, "passed again", 3*time.Second)
+	}
+	if !waitFor(5*time.Second, func() bool { return active() == 1 }) {
+		t.Fatalf("not offloaded again once the rules pass it again: %+v", statusOf(t, sock).Offload)
 	}
 
 	// The end: the client closes, the kernel's conntrack ends the
