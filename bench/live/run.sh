@@ -22,7 +22,9 @@
 # default on), LOAD_PPS (50000: the background stream of the loaded-latency
 # measurement, below what every configuration forwarded in the UDP test),
 # CONFIGS (space-separated subset; sw-MODE[-offload]-qN[-flow|addr|cpu]
-# [-spinMICROSECONDS] for statewall, alt-sw-... for the same with STATEWALL_ALT, another
+# [-spinMICROSECONDS][-sync[-deferMILLISECONDS]] for statewall (-sync: with state sync to a
+# peer, a second statewall in a fourth namespace on a link of its own,
+# 198.18.3.1 <-> 198.18.3.2; the router's sync lag is recorded), alt-sw-... for the same with STATEWALL_ALT, another
 # binary, side by side), OUT (bench/results), STATEWALL (a built binary;
 # default: build ./cmd/statewall), KEEP=1 keeps the scratch directory
 # (logs, raw measurements), ALT_LABEL (what STATEWALL_ALT is, for the
@@ -58,7 +60,7 @@ cd "$root"
 work=$(mktemp -d "${TMPDIR:-/tmp}/statewall-live.XXXXXX")
 chmod 0755 "$work"
 tag="swl$$"
-C="$tag-client" R="$tag-router" S="$tag-server"
+C="$tag-client" R="$tag-router" S="$tag-server" P="$tag-peer"
 NSES=()
 PIDS=()
 
@@ -114,13 +116,14 @@ changed=$(git status --porcelain -- cmd pkg go.mod 2>/dev/null | awk '{print $2}
 
 # ---- topology ------------------------------------------------------------
 log "namespaces $C $R $S, offloads $OFFLOADS"
-for ns in "$C" "$R" "$S"; do
+for ns in "$C" "$R" "$S" "$P"; do
 	ip netns add "$ns"
 	NSES+=("$ns")
 	ip -n "$ns" link set lo up
 done
 ip -n "$C" link add eth0 type veth peer name eth0 netns "$R"
 ip -n "$S" link add eth0 type veth peer name eth1 netns "$R"
+ip -n "$P" link add eth0 type veth peer name eth2 netns "$R"
 while read -r ns dev addr; do
 	ip -n "$ns" addr add "$addr" dev "$dev"
 	ip -n "$ns" link set "$dev" up
@@ -132,6 +135,8 @@ $C eth0 198.18.1.2/24
 $R eth0 198.18.1.1/24
 $R eth1 198.18.2.1/24
 $S eth0 198.18.2.2/24
+$R eth2 198.18.3.1/24
+$P eth0 198.18.3.2/24
 EOT
 for i in 3 4 5 6 7 8 9; do ip -n "$C" addr add "198.18.1.$i/24" dev eth0; done
 ip -n "$C" route add default via 198.18.1.1 src 198.18.1.2
@@ -158,8 +163,12 @@ for i in $(seq 50); do
 	sleep 0.1
 done
 
+# State sync's keys, for the -sync configurations.
+"$SW" ha keygen --dir "$work/keys" --nodes router,peer >/dev/null
+
 # ---- configurations ------------------------------------------------------
 cfg_pid=""
+peer_pid=""
 queue_drops() {
 	nsx "$R" cat /proc/net/netfilter/nfnetlink_queue 2>/dev/null | awk '{d += $6 + $7} END {print d + 0}'
 }
@@ -191,6 +200,20 @@ start_cfg() {
 			q*) q=${tok#q} ;;
 			flow | addr | cpu) extra+=(--spread "$tok") ;;
 			spin*) extra+=(--spin "${tok#spin}us") ;;
+			sync)
+				extra+=(--sync-name router --sync-listen 198.18.3.1:7946 --sync-peer 198.18.3.2:7946
+					--sync-cert "$work/keys/router.crt" --sync-key "$work/keys/router.key" --sync-ca "$work/keys/ca.crt")
+				# The peer: a second statewall, its table filled by the
+				# router's sync alone (nothing crosses it).
+				timeout 600 "$bin" run --rules bench/live/router.rules --hooks forward --netns "$P" \
+					--socket "$work/peer.sock" --log-level warn --log-file "" --state-file "" \
+					--sync-name peer --sync-listen 198.18.3.2:7946 --sync-peer 198.18.3.1:7946 \
+					--sync-cert "$work/keys/peer.crt" --sync-key "$work/keys/peer.key" --sync-ca "$work/keys/ca.crt" \
+					>>"$work/peer.log" 2>&1 &
+				peer_pid=$!
+				PIDS+=("$peer_pid")
+				;;
+			defer*) extra+=(--sync-defer "${tok#defer}ms") ;;
 			*) log "unknown part $tok of $cfg"; return 1 ;;
 			esac
 		done
@@ -203,6 +226,14 @@ start_cfg() {
 			sleep 0.1
 		done
 		nsx "$R" iptables -t mangle -S FORWARD | grep -q STATEWALL || { log "statewall did not start"; tail "$work/statewall.log" >&2; return 1; }
+		if [ -n "$peer_pid" ]; then
+			for i in $(seq 100); do
+				[ "$("$SW" status --socket "$work/sw.sock" --json 2>/dev/null | jq '.sync.connected // 0')" = 2 ] && break
+				sleep 0.1
+			done
+			[ "$("$SW" status --socket "$work/sw.sock" --json | jq '.sync.connected // 0')" = 2 ] ||
+				{ log "$cfg: the sync links did not come up"; tail "$work/statewall.log" "$work/peer.log" >&2; return 1; }
+		fi
 		;;
 	*) log "unknown configuration $cfg"; return 1 ;;
 	esac
@@ -219,6 +250,25 @@ stop_cfg() {
 	esac
 	[ -z "$cfg_pid" ] || stop "$cfg_pid"
 	cfg_pid=""
+	if [ -n "$peer_pid" ]; then
+		"$SW" status --socket "$work/peer.sock" >"$work/status-$cfg-peer.txt" 2>&1 || true
+		stop "$peer_pid"
+		peer_pid=""
+	fi
+}
+
+# sync_lag records the router's sync lag over the configuration's run (the
+# sender's: from an entry's change to the peer's ack of the frame that
+# carried it; hasync's histogram, so bucket bounds) and what the peer
+# installed.
+sync_lag() {
+	local rep=$1 cfg=$2 st
+	st=$("$SW" status --socket "$work/sw.sock" --json) || return 0
+	rec "$rep" "$cfg" sync_lag_p50_ms "$(jq '[.sync.peers[] | select(.direction == "out") | .lag.p50_seconds] | max * 1000' <<<"$st")"
+	rec "$rep" "$cfg" sync_lag_p99_ms "$(jq '[.sync.peers[] | select(.direction == "out") | .lag.p99_seconds] | max * 1000' <<<"$st")"
+	rec "$rep" "$cfg" sync_records "$(jq '[.sync.peers[] | select(.direction == "out") | .records_sent] | add' <<<"$st")"
+	st=$("$SW" status --socket "$work/peer.sock" --json) || return 0
+	rec "$rep" "$cfg" sync_peer_installed "$(jq '.conntrack.peer_installed' <<<"$st")"
 }
 
 # ---- workloads -----------------------------------------------------------
@@ -310,6 +360,7 @@ for rep in $(seq "$REPS"); do
 		start_cfg "$cfg"
 		measure "$rep" "$cfg"
 		case $cfg in nfqaccept | sw-* | alt-sw-*) rec "$rep" "$cfg" queue_drops "$(queue_drops)" ;; esac
+		case $cfg in *-sync*) sync_lag "$rep" "$cfg" ;; esac
 		stop_cfg "$cfg"
 	done
 done

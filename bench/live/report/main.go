@@ -43,6 +43,10 @@ var extras = []metric{
 	{"load_pps", "background load delivered/s", "pkt/s", false, "%.0f"},
 	{"load_sent_pps", "background load sent/s", "pkt/s", false, "%.0f"},
 	{"load_queue_drops", "queue drops under load", "", true, "%.0f"},
+	{"sync_lag_p50_ms", "sync lag p50 (bucket bound)", "ms", true, "%.1f"},
+	{"sync_lag_p99_ms", "sync lag p99 (bucket bound)", "ms", true, "%.1f"},
+	{"sync_records", "sync records sent", "", false, "%.0f"},
+	{"sync_peer_installed", "entries the peer installed", "", false, "%.0f"},
 }
 
 var labels = map[string]string{
@@ -56,11 +60,13 @@ var labels = map[string]string{
 	"sw-stateful-q2":  "statewall stateful, 2 queues",
 	"sw-shadow-q2":    "statewall shadow, 2 queues",
 
-	"sw-stateful-q2-addr":    "statewall stateful, 2 queues by address",
-	"sw-stateful-q2-cpu":     "statewall stateful, 2 queues by CPU",
-	"sw-stateful-offload-q1": "statewall stateful + offload, 1 queue",
-	"sw-shadow-offload-q1":   "statewall shadow + offload, 1 queue",
-	"sw-stateful-offload-q2": "statewall stateful + offload, 2 queues",
+	"sw-stateful-q1-sync":         "statewall stateful, 1 queue, sync to a peer",
+	"sw-stateful-q1-sync-defer20": "statewall stateful, 1 queue, sync to a peer, deferral 20 ms",
+	"sw-stateful-q2-addr":         "statewall stateful, 2 queues by address",
+	"sw-stateful-q2-cpu":          "statewall stateful, 2 queues by CPU",
+	"sw-stateful-offload-q1":      "statewall stateful + offload, 1 queue",
+	"sw-shadow-offload-q1":        "statewall shadow + offload, 1 queue",
+	"sw-stateful-offload-q2":      "statewall stateful + offload, 2 queues",
 }
 
 func label(c string) string {
