@@ -11,7 +11,9 @@ import (
 )
 
 // Release gives the verdict of a packet its Handler held (Hold), by the
-// packet's queue and id. It may be called from any goroutine, once per
+// packet's queue and id; an accepted packet leaves with the mark it would
+// have had without the hold (the flow hash's mark taken off, the
+// Handler's SetMark bits set). It may be called from any goroutine, once per
 // held packet; a verdict for an id that is not held is refused by the
 // kernel (counted as an error). Only Accept accepts; anything else drops.
 // After Close the kernel has dropped (or, fail-open, accepted) the packet
@@ -27,7 +29,13 @@ func (r *Reader) Release(queue uint16, id uint32, v Verdict) error {
 		nv = nfqnl.NfAccept
 	}
 	q.relMu.Lock()
-	q.relBuf = nfqnl.AppendVerdictMsg(q.relBuf[:0], q.num, nfqnl.MsgVerdict, id&^(1<<31), nv, id)
+	mark, remark := q.heldMarks[id]
+	delete(q.heldMarks, id)
+	if remark && v == Accept {
+		q.relBuf = nfqnl.AppendVerdictMarkMsg(q.relBuf[:0], q.num, nfqnl.MsgVerdict, id&^(1<<31), nv, id, mark)
+	} else {
+		q.relBuf = nfqnl.AppendVerdictMsg(q.relBuf[:0], q.num, nfqnl.MsgVerdict, id&^(1<<31), nv, id)
+	}
 	var werr error
 	err := q.rc.Control(func(fd uintptr) { _, werr = unix.Write(int(fd), q.relBuf) })
 	q.relMu.Unlock()

@@ -3,8 +3,13 @@
 package nfq
 
 import (
+	"encoding/binary"
 	"fmt"
 	"testing"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/statewall/statewall/pkg/nfq/internal/nfqnl"
 )
 
 // TestRawHoldRelease: a held packet gets no verdict until Release, and
@@ -46,5 +51,46 @@ func TestRawHoldRelease(t *testing.T) {
 	}
 	if err := pq.r.Release(9, 1, Accept); err == nil {
 		t.Error("release on a queue not read here: no error")
+	}
+}
+
+// TestRawHoldReleaseMark: a held packet of a flow-spread queue (queued
+// with the flow hash's mark) leaves, once released, with the mark it had
+// before the hash, as an unheld one does; one queued with another mark
+// keeps it (a plain verdict).
+func TestRawHoldReleaseMark(t *testing.T) {
+	pq := newPairQueue(t, QueueConfig{}, func(p *Packet) Verdict { return Hold })
+	pq.r.queues = []*queue{pq.queue}
+	pq.r.cfg.Queues = [2]uint16{7, 7}
+	pq.flowMark = FlowMark(0)
+	msg := func(id, mark uint32) []byte {
+		return nlMsg(nfqnl.MsgTypePacket, 0, packetBody(hdrAttr(id, HookForward), attr{nfqnl.AttrMark, be32b(mark)}, attr{nfqnl.AttrPayload, []byte{1, 2, 3}}))
+	}
+	pq.process(msg(20, FlowMark(0)))
+	pq.process(msg(21, 0x77))
+	for _, c := range []struct {
+		id         uint32
+		len        int
+		mark       uint32
+		markedWant bool
+	}{{20, nfqnl.VerdictMarkMsgLen, 0, true}, {21, nfqnl.VerdictMsgLen, 0, false}} {
+		if err := pq.r.Release(7, c.id, Accept); err != nil {
+			t.Fatal(err)
+		}
+		buf := make([]byte, 256)
+		n, err := unix.Read(pq.peer, buf)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n != c.len || binary.BigEndian.Uint32(buf[28:]) != c.id {
+			t.Errorf("release of %d: %d bytes % x, want a verdict of %d bytes", c.id, n, buf[:n], c.len)
+			continue
+		}
+		if c.markedWant && (binary.NativeEndian.Uint16(buf[34:]) != nfqnl.AttrMark || binary.BigEndian.Uint32(buf[36:]) != c.mark) {
+			t.Errorf("release of %d: mark attribute % x, want mark %#x", c.id, buf[32:n], c.mark)
+		}
+	}
+	if len(pq.heldMarks) != 0 {
+		t.Errorf("held marks left: %v", pq.heldMarks)
 	}
 }

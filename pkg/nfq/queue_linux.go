@@ -75,8 +75,12 @@ type queue struct {
 	// (while any does, no batch verdicts), held how many ever did.
 	holding atomic.Int64
 	held    atomic.Uint64
-	relMu   sync.Mutex // guards relBuf
+	relMu   sync.Mutex // guards relBuf and heldMarks
 	relBuf  []byte
+	// heldMarks: the marks held packets leave with when they are
+	// accepted, by id, for those whose mark changes (a flow hash's mark
+	// taken off, offload's bit set); absent: the mark as queued.
+	heldMarks map[uint32]uint32
 }
 
 // newQueue makes queue num, reading and writing through rc, with its

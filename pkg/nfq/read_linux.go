@@ -227,6 +227,16 @@ func (q *queue) packet(body []byte) {
 	if v == Hold {
 		q.holding.Add(1)
 		q.held.Add(1)
+		if m.v != p.Mark {
+			// Release gives the packet this mark when it accepts it
+			// (the flow hash's taken off, the Handler's bits set).
+			q.relMu.Lock()
+			if q.heldMarks == nil {
+				q.heldMarks = make(map[uint32]uint32)
+			}
+			q.heldMarks[id] = m.v
+			q.relMu.Unlock()
+		}
 		return
 	}
 	// The clock is read once per read from the socket (readAt) and
