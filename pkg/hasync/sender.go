@@ -45,13 +45,15 @@ type pend struct {
 }
 
 // defaultFlushEvery is Config.FlushEvery's default: the shortest time
-// between two flushes of the pending set while changes keep coming: the changes of that time go out together,
-// one frame for many, and a connection's several changes in it (a short
-// connection's whole life: NEW, its handshake, its close) merge into one
-// record, or into nothing. A first change after a quiet time goes out at
-// once. It adds at most that much to the sync lag. Measured in the live
-// benchmark (bench/results/sync.md): flushing at every wake-up cost a
-// third of the connection rate.
+// between two flushes of the pending set while changes keep coming: the
+// changes of that time go out together, one frame for many, and a
+// connection's several changes in it merge into one record, or into
+// nothing for a connection made and gone in that time. A first change
+// after a quiet time goes out at once. It adds at most that much to the
+// sync lag. (The writer still wakes at every change: leaving the changes
+// in the subscription's queue until the flush measured the same
+// connection rate and a p99 lag four times longer, as the timer waits
+// for a CPU under load: bench/results/sync.md.)
 const defaultFlushEvery = time.Millisecond
 
 // maxInFlight bounds the frames waiting for an ack (each kept for the
