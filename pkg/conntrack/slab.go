@@ -14,15 +14,15 @@ import (
 // (medians of 5), the harness's stateful mix 319 instead of 382 (of 3);
 // bench/results/performance.md, "Offline (session 6)".)
 //
-// A small shard's slab is a Go array that doubles, entries copied, up to
-// mapMinEntries (64 KiB). A shard that outgrows it moves, once, into a
-// private anonymous mapping of the address space for every entry it may
-// ever hold (min(limit, maxShardEntries) entries and a little slack),
-// reserved, not committed: the kernel backs a page only once an entry in
-// it has been used, so the memory is the entries used, to the page, and
-// the slab never moves or copies again while the shard grows. It is
-// never unmapped while the table lives: compaction moves the live
-// entries down in place and gives the pages above them back
+// A small shard's slab is a Go array that grows 8 KiB at a time, entries
+// copied, up to mapMinEntries (64 KiB). A shard that outgrows it moves,
+// once, into a private anonymous mapping of the address space for every
+// entry it may ever hold (min(limit, maxShardEntries) entries and a
+// little slack), reserved, not committed: the kernel backs a page only
+// once an entry in it has been used, so the memory is the entries used,
+// to the page, and the slab never moves or copies again while the shard
+// grows. It is never unmapped while the table lives: compaction moves the
+// live entries down in place and gives the pages above them back
 // (MADV_DONTNEED), which then read as zeros, so a Prefetch holding an old
 // view still reads mapped memory.
 //
@@ -44,9 +44,11 @@ import (
 const (
 	entrySize = unsafe.Sizeof(entry{})
 
-	// slabMin is the first heap array: 64 entries, 8 KiB, one of the
-	// allocator's size classes. Every heap slab is a multiple of it, so
-	// page aligned, and every entry exactly two cache lines.
+	// slabMin is the first heap array and its growth step: 64 entries,
+	// 8 KiB. Every heap slab is a multiple of it, which the allocator
+	// places page aligned (its size classes from 8 KiB to 32 KiB are
+	// multiples of 8 KiB, and larger objects get pages of their own), so
+	// every entry is exactly two cache lines.
 	slabMin = 64
 
 	// mapMinEntries: a shard's slab becomes a mapping when it needs more
@@ -85,13 +87,19 @@ func (s *shard) grow() bool {
 	if s.mapping != nil {
 		return false
 	}
-	n := max(slabMin, 2*int(s.cap))
-	if n > mapMinEntries && s.mapSlab() {
-		return true
+	// Up to mapMinEntries the heap array grows 8 KiB at a time, so that
+	// it wastes no more than the 16 KiB chunks of before did (doubling
+	// took the harness's 10k-flow tables, 273 entries a shard, from 179
+	// to 231 bytes an entry); a few copies of at most 64 KiB. Past it, a
+	// mapping; without one (another platform, the race detector, an
+	// address-space limit, strict overcommit) the array doubles.
+	n := int(s.cap) + slabMin
+	if s.cap >= mapMinEntries {
+		if s.mapSlab() {
+			return true
+		}
+		n = 2 * int(s.cap)
 	}
-	// Small, or no mapping to be had (another platform, the race
-	// detector, an address-space limit, strict overcommit): a heap
-	// array, doubled.
 	a := make([]entry, n)
 	copy(a, s.slab())
 	s.base, s.cap = unsafe.Pointer(&a[0]), uint32(n)

@@ -31,7 +31,7 @@ func (tb *tbl) fill(first, n int) {
 // mapping.
 func TestSlabAligned(t *testing.T) {
 	tb := newTbl(t, Config{Shards: 1, Limit: 1 << 20})
-	for _, n := range []int{1, slabMin + 1, mapMinEntries + 1, 40000} {
+	for n := 1; n <= 40000; n += 1 + n/2 {
 		tb.fill(tb.Len(), n-tb.Len())
 		s := &tb.shards[0]
 		if uintptr(s.base)%64 != 0 || uintptr(s.base)%4096 != 0 {
