@@ -361,7 +361,7 @@ func sctpRank(st SCTPState) int { return int(st) }
 // a peer's word: its DESTROY event says FromPeer. It reports whether there
 // was one.
 func (t *Table) Remove(k Key, now int64) bool {
-	now = t.clock(now)
+	t.clock(now) // every call advances the table's clock
 	h := t.hash.sum(&k)
 	s := t.shard(h)
 	s.mu.Lock()
