@@ -1,11 +1,6 @@
 package conntrack
 
-import (
-	"time"
-
-	"github.com/statewall/statewall/pkg/conntrack/tcpstate"
-	"github.com/statewall/statewall/pkg/packet"
-)
+import "time"
 
 // For connections that another tracker carries for a while (the daemon's
 // offload: the kernel's conntrack passes their packets without asking
@@ -20,16 +15,9 @@ import (
 // packet would. An entry already expired is left for the reaper.
 func (t *Table) Refresh(k Key, now int64, left time.Duration) bool {
 	now = t.clock(now)
-	h := t.hash.sum(&k)
-	s := t.shard(h)
-	s.mu.Lock()
+	s, _, e := t.locate(&k, now)
 	defer s.mu.Unlock()
-	_, idx, _, ok := s.find(&k, h)
-	if !ok {
-		return false
-	}
-	e := s.at(idx)
-	if e.expired(now) {
+	if e == nil {
 		return false
 	}
 	s.setDeadline(e, now+int64(left))
@@ -65,23 +53,11 @@ func (t *Table) Forget(k Key, now int64) bool {
 // Stats counts both steps in TakenOver and PickedUp). Entries of other
 // protocols have no edges: nothing to do.
 func (t *Table) PickUp(k Key, now int64) bool {
-	now = t.clock(now)
-	h := t.hash.sum(&k)
-	s := t.shard(h)
-	s.mu.Lock()
+	s, _, e := t.locate(&k, t.clock(now))
 	defer s.mu.Unlock()
-	_, idx, _, ok := s.find(&k, h)
-	if !ok {
+	if e == nil {
 		return false
 	}
-	e := s.at(idx)
-	if e.expired(now) {
-		return false
-	}
-	if e.key.proto == packet.ProtoTCP {
-		e.flags = e.flags&^(flagPickupOrig|flagPickupReply) | flagPickup
-		e.tcp.Flags[0] |= tcpstate.PeerBeLiberal
-		e.tcp.Flags[1] |= tcpstate.PeerBeLiberal
-	}
+	e.pickUp()
 	return true
 }

@@ -69,20 +69,30 @@ func (r *Record) Key() (Key, error) {
 // into rec, and reports whether there is one.
 func (t *Table) Export(k Key, now int64, rec *Record) bool {
 	now = t.clock(now)
-	h := t.hash.sum(&k)
-	s := t.shard(h)
-	s.mu.Lock()
+	s, _, e := t.locate(&k, now)
 	defer s.mu.Unlock()
-	_, idx, _, ok := s.find(&k, h)
-	if !ok {
-		return false
-	}
-	e := s.at(idx)
-	if e.expired(now) {
+	if e == nil {
 		return false
 	}
 	encodeEntry((*[snapshotRecordSize]byte)(rec), e, now)
 	return true
+}
+
+// locate locks the shard of tuple k (either direction) and finds its
+// entry: e is nil when there is none or it has expired at now (left for
+// the reaper). The caller unlocks s.mu whatever it found.
+func (t *Table) locate(k *Key, now int64) (s *shard, pos uint32, e *entry) {
+	h := t.hash.sum(k)
+	s = t.shard(h)
+	s.mu.Lock()
+	pos, idx, _, ok := s.find(k, h)
+	if !ok {
+		return s, 0, nil
+	}
+	if e = s.at(idx); e.expired(now) {
+		return s, 0, nil
+	}
+	return s, pos, e
 }
 
 // ExportAll calls fn with every live entry's record until fn returns
@@ -216,11 +226,7 @@ func (t *Table) Install(rec *Record, now int64) (InstallResult, error) {
 	e := s.at(idx)
 	*e = l.e
 	e.flags |= flagPeer
-	if k.proto == packet.ProtoTCP {
-		e.flags |= flagPickup
-		e.tcp.Flags[0] |= tcpstate.PeerBeLiberal
-		e.tcp.Flags[1] |= tcpstate.PeerBeLiberal
-	}
+	e.pickUp()
 	s.setDeadline(e, now+l.remaining)
 	if k.proto == packet.ProtoUDP {
 		*e.streamTS() = now + l.aux
@@ -361,19 +367,29 @@ func sctpRank(st SCTPState) int { return int(st) }
 // a peer's word: its DESTROY event says FromPeer. It reports whether there
 // was one.
 func (t *Table) Remove(k Key, now int64) bool {
-	t.clock(now) // every call advances the table's clock
-	h := t.hash.sum(&k)
-	s := t.shard(h)
-	s.mu.Lock()
+	s, pos, e := t.locate(&k, t.clock(now))
 	defer s.mu.Unlock()
-	pos, idx, _, ok := s.find(&k, h)
-	if !ok {
+	if e == nil {
 		return false
 	}
-	s.at(idx).flags |= flagPeer
+	e.flags |= flagPeer
 	s.remove(pos)
 	s.st.peerDeleted.Add(1)
 	return true
+}
+
+// pickUp marks a TCP entry whose window edges are stale (a peer's, or
+// its own from before the connection went on elsewhere) for takeover at
+// its next packet (see "Takeover" above): liberal both ways until a
+// packet in each direction has been seen here. Entries of other
+// protocols have no edges: nothing to do.
+func (e *entry) pickUp() {
+	if e.key.proto != packet.ProtoTCP {
+		return
+	}
+	e.flags = e.flags&^(flagPickupOrig|flagPickupReply) | flagPickup
+	e.tcp.Flags[0] |= tcpstate.PeerBeLiberal
+	e.tcp.Flags[1] |= tcpstate.PeerBeLiberal
 }
 
 // takeOver forgets the window edges of a TCP entry taken over from a peer
