@@ -569,7 +569,7 @@ func (d *Daemon) handle(p *nfq.Packet) nfq.Verdict {
 	w.done.Add(1)
 	if dec.Verdict == engine.Pass {
 		if d.deferSync && firstOfConnection(&dec) {
-			return d.deferFirst(&dec, p, conntrack.KeyOf(pk))
+			return d.deferFirst(p, conntrack.KeyOf(pk))
 		}
 		return nfq.Accept
 	}

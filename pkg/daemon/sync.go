@@ -121,12 +121,13 @@ func certName(c *tls.Config) string {
 	return leaf.Subject.CommonName
 }
 
-// deferFirst decides whether the packet p, just passed by the stateful
-// engine with decision dec, is held until the peers have its new entry:
-// only a connection's first packet (its entry just committed), only with
-// Defer on. It returns nfq.Hold when it holds the packet; the peers' ack
-// (or Defer's end) then accepts it through the reader.
-func (d *Daemon) deferFirst(_ *engine.Decision, p *nfq.Packet, k conntrack.Key) nfq.Verdict {
+// deferFirst holds the packet p, the first of a connection whose entry
+// the stateful engine just committed (firstOfConnection), until the peers
+// have the entry k. It returns nfq.Hold when it holds the packet; the
+// peers' ack (or Defer's end) then accepts it through the reader. One
+// small allocation per held packet: deferral is opt-in, for new
+// connections only.
+func (d *Daemon) deferFirst(p *nfq.Packet, k conntrack.Key) nfq.Verdict {
 	node := d.sync.Load()
 	r := d.reader.Load()
 	if node == nil || r == nil {
